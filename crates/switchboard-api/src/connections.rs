@@ -1,0 +1,413 @@
+//! The AWS `@connections` management API, wire compatible with API Gateway's
+//! (`apigatewaymanagementapi`, service model 2018-11-29), so boto3 and the AWS JS SDK work
+//! against it unmodified.
+//!
+//! Paths: `/{stage}/@connections/{id}` and `/@connections/{id}`, with `@` also accepted as
+//! `%40` and `=` in ids as `%3D`. Errors carry `x-amzn-ErrorType` (which botocore reads
+//! first) and a JSON `{"message": ...}` body.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use switchboard_core::config::{ManagementAuth, ManagementConfig};
+use switchboard_core::event::iso8601;
+use switchboard_core::ConnectionId;
+use switchboard_edge::table::{CloseRequest, SendError};
+use switchboard_edge::EdgeInner;
+
+use crate::sigv4;
+
+/// What the `@connections` handlers need.
+pub struct ConnectionsApi {
+    /// The node's edge (its connection table).
+    pub edge: Arc<EdgeInner>,
+    /// Authentication settings.
+    pub auth: ManagementConfig,
+    /// The configured stage; other stages are 404.
+    pub stage: String,
+    /// Largest message a POST may carry.
+    pub max_message_bytes: usize,
+    /// Connections of other nodes recently seen alive in the registry, so a burst of
+    /// posts to the same remote connections costs one publish each, not a registry read
+    /// plus a publish. Bounded; see [`REMOTE_CACHE_TTL`].
+    pub remote_seen:
+        parking_lot::Mutex<std::collections::HashMap<ConnectionId, tokio::time::Instant>>,
+}
+
+/// How long a remote connection seen alive is trusted without asking the registry again.
+/// A POST to a remote connection that closed within this window answers 200 (its node
+/// drops the message) instead of 410.
+pub const REMOTE_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Entries kept at most before the cache is cleared.
+const REMOTE_CACHE_MAX: usize = 100_000;
+
+/// An AWS-shaped error response.
+pub(crate) fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn gone(id: &str) -> Response {
+    aws_error(
+        StatusCode::GONE,
+        "GoneException",
+        &format!("Connection {id} is gone"),
+    )
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The connection id a management path names, if it is an `@connections` path of our
+/// stage. `Err(())`: an `@connections` path of another stage.
+fn parse_path(raw: &str, stage: &str) -> Option<Result<String, ()>> {
+    // Empty segments are skipped: the JS SDK sends `/prod//@connections/...` for an
+    // endpoint configured with a trailing slash.
+    let segs: Vec<String> = raw
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect::<Option<_>>()?;
+    match segs.as_slice() {
+        [c, id] if c == "@connections" && !id.is_empty() => Some(Ok(id.clone())),
+        [s, c, id] if c == "@connections" && !id.is_empty() => {
+            Some(if s == stage { Ok(id.clone()) } else { Err(()) })
+        }
+        _ => None,
+    }
+}
+
+/// Checks the caller. `None`: allowed.
+pub(crate) fn authenticate(
+    api: &ConnectionsApi,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Response> {
+    if api.auth.auth == ManagementAuth::None {
+        return None;
+    }
+    let forbidden = |msg: &str| Some(aws_error(StatusCode::FORBIDDEN, "ForbiddenException", msg));
+    let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return forbidden("Missing Authentication Token");
+    };
+    if let Some(token) = auth.strip_prefix("Bearer ") {
+        let ok = api
+            .auth
+            .bearer_tokens
+            .iter()
+            .any(|t| constant_time_eq(t.as_bytes(), token.trim().as_bytes()));
+        return if ok {
+            None
+        } else {
+            forbidden("Invalid bearer token")
+        };
+    }
+    let req = sigv4::Request {
+        method: method.as_str(),
+        raw_path: uri.path(),
+        raw_query: uri.query(),
+        headers,
+        body,
+    };
+    let creds = &api.auth.credentials;
+    let secret_for = |akid: &str| {
+        creds
+            .iter()
+            .find(|c| c.access_key_id == akid)
+            .map(|c| c.secret_access_key.clone())
+    };
+    match sigv4::verify(
+        &req,
+        secret_for,
+        SystemTime::now(),
+        Duration::from_secs(api.auth.clock_skew_secs),
+    ) {
+        Ok(_) => None,
+        Err(e) => forbidden(&e.to_string()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a body of at most `max` bytes. `Err`: too large (or unreadable).
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            "Request entity too large",
+        )),
+    }
+}
+
+/// Handles every request the other management routes did not match.
+pub async fn handle(
+    State(api): State<Arc<ConnectionsApi>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let id_text = match parse_path(uri.path(), &api.stage) {
+        Some(Ok(id)) => id,
+        Some(Err(())) => {
+            return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Unknown stage")
+        }
+        None => return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Not Found"),
+    };
+    // Read one byte past the limit so an oversized POST is told so, not cut short.
+    let body = match read_body(body, api.max_message_bytes.saturating_add(1)).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(denied) = authenticate(&api, &method, &uri, &headers, &body) {
+        return denied;
+    }
+    let Some(id) = ConnectionId::parse(&id_text) else {
+        return gone(&id_text);
+    };
+    if id.node_tag() != api.edge.ids.node_tag() {
+        return remote(&api, method, id, &id_text, body, &headers).await;
+    }
+    let Some(handle) = api.edge.table.get(&id) else {
+        return gone(&id_text);
+    };
+    match method {
+        Method::POST => {
+            if body.len() > api.max_message_bytes {
+                return aws_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLargeException",
+                    "Request entity too large",
+                );
+            }
+            let binary = match headers.get("x-switchboard-frame").map(|v| v.as_bytes()) {
+                Some(b"binary") => true,
+                Some(b"text") => false,
+                _ => std::str::from_utf8(&body).is_err(),
+            };
+            match handle.send(body, binary) {
+                Ok(()) => StatusCode::OK.into_response(),
+                Err(SendError::Gone) => gone(&id_text),
+                Err(SendError::QueueFull) => aws_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "LimitExceededException",
+                    "The connection's outbound queue is full; it is being closed",
+                ),
+                Err(SendError::TooLarge) => aws_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLargeException",
+                    "Request entity too large",
+                ),
+            }
+        }
+        Method::GET => {
+            if handle.close_requested().is_some() {
+                return gone(&id_text);
+            }
+            let info = &handle.info;
+            let mut identity = serde_json::Map::new();
+            identity.insert("sourceIp".into(), info.source_ip.to_string().into());
+            if let Some(ua) = &info.user_agent {
+                identity.insert("userAgent".into(), ua.clone().into());
+            }
+            let body = serde_json::json!({
+                "connectedAt": iso8601(info.connected_at_ms),
+                "identity": identity,
+                "lastActiveAt": iso8601(handle.last_active_ms()),
+            });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Method::DELETE => {
+            if handle.close_requested().is_some() {
+                return gone(&id_text);
+            }
+            handle.request_close(CloseRequest::Deleted);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => aws_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowedException",
+            "Use POST, GET or DELETE",
+        ),
+    }
+}
+
+fn unavailable() -> Response {
+    aws_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailableException",
+        "The cluster backplane is unavailable",
+    )
+}
+
+/// `@connections` for a connection held by another node: through the backplane.
+async fn remote(
+    api: &ConnectionsApi,
+    method: Method,
+    id: ConnectionId,
+    id_text: &str,
+    body: Bytes,
+    headers: &HeaderMap,
+) -> Response {
+    use switchboard_cluster::{BackplaneError, Command};
+    let bp = &api.edge.backplane;
+    let now = tokio::time::Instant::now();
+    let fresh = method == Method::POST
+        && api
+            .remote_seen
+            .lock()
+            .get(&id)
+            .is_some_and(|seen| now.duration_since(*seen) < REMOTE_CACHE_TTL);
+    let snapshot = if fresh {
+        serde_json::Value::Null
+    } else {
+        match bp.connection(id).await {
+            Ok(Some(s)) => {
+                let mut cache = api.remote_seen.lock();
+                if cache.len() >= REMOTE_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(id, now);
+                s
+            }
+            Ok(None) | Err(BackplaneError::NotInCluster) => {
+                api.remote_seen.lock().remove(&id);
+                return gone(id_text);
+            }
+            Err(_) => return unavailable(),
+        }
+    };
+    if method == Method::DELETE {
+        api.remote_seen.lock().remove(&id);
+    }
+    let sent = match method {
+        Method::POST => {
+            if body.len() > api.max_message_bytes {
+                return aws_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLargeException",
+                    "Request entity too large",
+                );
+            }
+            let binary = match headers.get("x-switchboard-frame").map(|v| v.as_bytes()) {
+                Some(b"binary") => true,
+                Some(b"text") => false,
+                _ => std::str::from_utf8(&body).is_err(),
+            };
+            let cmd = Command::Send {
+                id: id_text.to_owned(),
+                data: body,
+                binary,
+            };
+            bp.to_node(id.node_tag(), cmd)
+                .await
+                .map(|()| StatusCode::OK)
+        }
+        Method::DELETE => bp
+            .to_node(
+                id.node_tag(),
+                Command::Close {
+                    id: id_text.to_owned(),
+                },
+            )
+            .await
+            .map(|()| StatusCode::NO_CONTENT),
+        Method::GET => {
+            let s = &snapshot;
+            let connected = s.get("connectedAt").and_then(|v| v.as_u64()).unwrap_or(0);
+            let mut identity = serde_json::Map::new();
+            if let Some(ip) = s.get("sourceIp") {
+                identity.insert("sourceIp".into(), ip.clone());
+            }
+            if let Some(ua) = s.get("userAgent").filter(|v| !v.is_null()) {
+                identity.insert("userAgent".into(), ua.clone());
+            }
+            // The registry knows when the connection opened, not its latest frame.
+            let body = serde_json::json!({
+                "connectedAt": iso8601(connected),
+                "identity": identity,
+                "lastActiveAt": iso8601(connected),
+            });
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
+        _ => {
+            return aws_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowedException",
+                "Use POST, GET or DELETE",
+            )
+        }
+    };
+    match sent {
+        Ok(status) => status.into_response(),
+        Err(BackplaneError::NotInCluster) => gone(id_text),
+        Err(_) => unavailable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_every_encoding() {
+        for p in [
+            "/prod/@connections/abc=",
+            "/prod/%40connections/abc%3D",
+            "/@connections/abc%3D",
+            "/%40connections/abc=",
+            "/prod//@connections/abc%3D",
+        ] {
+            assert_eq!(parse_path(p, "prod"), Some(Ok("abc=".to_string())), "{p}");
+        }
+        assert_eq!(parse_path("/dev/@connections/abc", "prod"), Some(Err(())));
+        assert_eq!(parse_path("/prod/@connections/", "prod"), None);
+        assert_eq!(parse_path("/prod/other/abc", "prod"), None);
+        assert_eq!(parse_path("/prod/@connections/%zz", "prod"), None);
+    }
+}

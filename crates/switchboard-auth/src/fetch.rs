@@ -1,0 +1,218 @@
+//! A bounded HTTP(S) GET for JWKS documents: hyper-util's legacy client over rustls with
+//! ring, trusting the Mozilla roots of `webpki-roots` (no system store, so the same
+//! binary behaves the same in any container).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A whole JWKS fetch (connect, TLS, request, body) must finish within this.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A JWKS document larger than this is refused; real ones are a few KiB.
+pub const JWKS_MAX_BYTES: usize = 1024 * 1024;
+
+const USER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// Fetches documents over `http://` or `https://`.
+pub(crate) struct Fetcher {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl Fetcher {
+    /// Trusting the public web PKI.
+    pub(crate) fn with_public_roots() -> Result<Self, String> {
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self::new(roots)
+    }
+
+    /// Trusting `roots` only.
+    pub(crate) fn new(roots: rustls::RootCertStore) -> Result<Self, String> {
+        // The provider is named, not taken from the process default, so no other crate's
+        // choice can swap it.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        // Fetches are minutes apart: keeping idle connections would only hold sockets.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        Ok(Self { client })
+    }
+
+    /// GETs `uri`, expecting a 2xx answer of at most [`JWKS_MAX_BYTES`], all within
+    /// [`JWKS_FETCH_TIMEOUT`]. Redirects are not followed. The error is a short reason.
+    pub(crate) async fn get(&self, uri: &Uri) -> Result<Bytes, String> {
+        match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.get_untimed(uri)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(format!(
+                "timed out after {} s",
+                JWKS_FETCH_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    async fn get_untimed(&self, uri: &Uri) -> Result<Bytes, String> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri.clone())
+            .header(header::ACCEPT, "application/json, application/jwk-set+json")
+            .header(header::USER_AGENT, USER_AGENT)
+            .body(Empty::new())
+            .map_err(|e| format!("bad request: {e}"))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(format!("answered HTTP {}", response.status().as_u16()));
+        }
+        let body = Limited::new(response.into_body(), JWKS_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!("body larger than {JWKS_MAX_BYTES} bytes")
+                } else {
+                    format!("reading the body: {e}")
+                }
+            })?;
+        Ok(body.to_bytes())
+    }
+}
+
+/// `outer: inner: innermost`, capped, for a one-line log.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    const MAX: usize = 200;
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    if out.len() > MAX {
+        let mut cut = MAX;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+/// Checks a JWKS URL at startup: `http://` or `https://` with a host.
+pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|_| "not a valid URL".to_owned())?;
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+        _ => return Err("must be an http:// or https:// URL".into()),
+    }
+    match uri.authority() {
+        Some(a) if !a.host().is_empty() && !a.as_str().contains('@') => Ok(uri),
+        Some(a) if a.as_str().contains('@') => {
+            Err("credentials in the URL are not supported".into())
+        }
+        _ => Err("has no host".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("https://idp.example/.well-known/jwks.json").is_ok());
+        assert!(parse_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(parse_url("ftp://x/").is_err());
+        assert!(parse_url("/jwks").is_err());
+        assert!(parse_url("https://u:p@x/").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
+    /// The https path end to end: a local TLS server with a certificate from a CA the
+    /// fetcher is told to trust, and the public-roots fetcher refusing that CA.
+    #[tokio::test]
+    async fn https_fetch_against_a_local_ca() {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+
+        let server_cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(Bytes::from_static(b"{\"keys\":[]}")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+
+        let uri: Uri = format!("https://localhost:{port}/jwks").parse().unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let body = Fetcher::new(roots).unwrap().get(&uri).await.unwrap();
+        assert_eq!(&body[..], b"{\"keys\":[]}");
+
+        let err = Fetcher::with_public_roots()
+            .unwrap()
+            .get(&uri)
+            .await
+            .unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+    }
+}

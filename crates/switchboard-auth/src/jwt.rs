@@ -1,0 +1,436 @@
+//! JSON Web Token verification, sans-IO: split and check the header, pick the keys,
+//! check the signature, then the claims against a caller-given clock, and map the claims
+//! to an [`Identity`].
+//!
+//! The order is deliberate: nothing from the payload is looked at before the signature
+//! holds, so an unsigned token learns nothing but "bad signature" or the header faults.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::keys::{Alg, VerifyKey, BASE64URL};
+use crate::reason;
+use crate::Identity;
+
+/// Tokens longer than this are refused unread. Identity-provider tokens are rarely over
+/// 4 KiB; the bound keeps a hostile header from costing base64 and JSON work.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Groups taken from the groups claim, at most; further entries are ignored.
+pub const MAX_GROUPS: usize = 64;
+
+/// What a token must satisfy beyond its signature, and how its claims map to an identity.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) algorithms: Vec<Alg>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Vec<String>,
+    pub(crate) leeway_secs: u64,
+    pub(crate) user_id_claim: String,
+    pub(crate) groups_claim: Option<String>,
+}
+
+/// The protected header, as far as verification needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) alg: Alg,
+    pub(crate) kid: Option<String>,
+}
+
+/// A token whose header passed; its signature is not checked yet.
+#[derive(Debug)]
+pub(crate) struct Unverified<'t> {
+    pub(crate) header: Header,
+    /// `<header>.<payload>`, the bytes the signature covers.
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: Vec<u8>,
+}
+
+/// Splits a compact JWS and checks its header against the allowed algorithms.
+pub(crate) fn parse<'t>(token: &'t str, policy: &Policy) -> Result<Unverified<'t>, &'static str> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(reason::MALFORMED);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(reason::MALFORMED);
+    };
+    let header_json = BASE64URL.decode(header).map_err(|_| reason::MALFORMED)?;
+    let header_json: Map<String, Value> =
+        serde_json::from_slice(&header_json).map_err(|_| reason::MALFORMED)?;
+    let Some(Value::String(alg)) = header_json.get("alg") else {
+        return Err(reason::MALFORMED);
+    };
+    // `none` is refused whatever the configuration says, in any spelling.
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(reason::UNSUPPORTED_ALG);
+    }
+    let alg = Alg::from_jose(alg)
+        .filter(|a| policy.algorithms.contains(a))
+        .ok_or(reason::UNSUPPORTED_ALG)?;
+    // RFC 7515 §4.1.11: a critical extension the verifier does not understand must
+    // fail the token, and switchboard understands none.
+    if header_json.contains_key("crit") {
+        return Err(reason::MALFORMED);
+    }
+    let kid = match header_json.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(reason::MALFORMED),
+    };
+    let signature = BASE64URL.decode(signature).map_err(|_| reason::MALFORMED)?;
+    Ok(Unverified {
+        header: Header { alg, kid },
+        signing_input: &token[..header.len() + 1 + payload.len()],
+        payload,
+        signature,
+    })
+}
+
+/// The keys to try for a header, and whether a key carries the header's `kid`.
+///
+/// With a `kid`, the keys carrying it; if none does, the keys without any `kid` (a
+/// configured secret or PEM key, for issuers that set `kid` anyway). Without a `kid`,
+/// every key fit for the algorithm.
+pub(crate) fn select<'k>(header: &Header, sets: &[&'k [VerifyKey]]) -> (Vec<&'k VerifyKey>, bool) {
+    let usable = || {
+        sets.iter()
+            .flat_map(|set| set.iter())
+            .filter(|k| k.supports(header.alg))
+    };
+    match &header.kid {
+        Some(kid) => {
+            let by_kid: Vec<_> = usable()
+                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .collect();
+            if by_kid.is_empty() {
+                (usable().filter(|k| k.kid.is_none()).collect(), false)
+            } else {
+                (by_kid, true)
+            }
+        }
+        None => (usable().collect(), true),
+    }
+}
+
+impl Unverified<'_> {
+    /// Checks the signature against each candidate key; any match will do.
+    pub(crate) fn verify<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k VerifyKey>,
+    ) -> Result<(), &'static str> {
+        let message = self.signing_input.as_bytes();
+        if keys
+            .into_iter()
+            .any(|k| k.verify(self.header.alg, message, &self.signature))
+        {
+            Ok(())
+        } else {
+            Err(reason::BAD_SIGNATURE)
+        }
+    }
+
+    /// The claims. Call only after [`Self::verify`] succeeded.
+    pub(crate) fn claims(&self) -> Result<Map<String, Value>, &'static str> {
+        let json = BASE64URL
+            .decode(self.payload)
+            .map_err(|_| reason::MALFORMED)?;
+        serde_json::from_slice(&json).map_err(|_| reason::MALFORMED)
+    }
+}
+
+/// Checks `exp` (required), `nbf`, `iss` and `aud` at `now`; returns when the token
+/// expires.
+///
+/// A token is expired from `exp + leeway` on and not yet valid before `nbf - leeway`
+/// (RFC 7519: the current time must be *before* `exp`, and *on or after* `nbf`).
+pub(crate) fn check_claims(
+    claims: &Map<String, Value>,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<SystemTime, &'static str> {
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let leeway = policy.leeway_secs as f64;
+    let exp = match claims.get("exp") {
+        None => return Err(reason::MISSING_EXP),
+        Some(v) => v.as_f64().ok_or(reason::MALFORMED)?,
+    };
+    if now >= exp + leeway {
+        return Err(reason::EXPIRED);
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_f64().ok_or(reason::MALFORMED)?;
+        if now + leeway < nbf {
+            return Err(reason::NOT_YET_VALID);
+        }
+    }
+    if let Some(issuer) = &policy.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(reason::WRONG_ISSUER);
+        }
+    }
+    if !policy.audience.is_empty() {
+        let accepted = |v: &Value| {
+            v.as_str()
+                .is_some_and(|a| policy.audience.iter().any(|x| x == a))
+        };
+        let ok = match claims.get("aud") {
+            Some(Value::Array(auds)) => auds.iter().any(accepted),
+            Some(aud) => accepted(aud),
+            None => false,
+        };
+        if !ok {
+            return Err(reason::WRONG_AUDIENCE);
+        }
+    }
+    // `exp` passed the check above, so it is finite and later than `now - leeway`; a
+    // pre-1970 value with a large leeway is clamped to the epoch.
+    Ok(UNIX_EPOCH + Duration::try_from_secs_f64(exp).unwrap_or_default())
+}
+
+/// Maps verified claims to an identity (without `integrationLatency`, which the caller
+/// adds once it knows).
+pub(crate) fn identity(
+    claims: Map<String, Value>,
+    policy: &Policy,
+    expires_at: SystemTime,
+    token_protocol: Option<&str>,
+) -> Result<Identity, &'static str> {
+    let user_id = claim_text(&claims, &policy.user_id_claim);
+    let principal_id = user_id
+        .clone()
+        .or_else(|| claim_text(&claims, "sub"))
+        .ok_or(reason::NO_SUBJECT)?;
+    let groups = match policy.groups_claim.as_deref().and_then(|c| claims.get(c)) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|g| !g.is_empty())
+            .take(MAX_GROUPS)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(one)) if !one.is_empty() => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    let mut context = crate::scalar_context(claims);
+    context.insert("principalId".into(), Value::String(principal_id.clone()));
+    Ok(Identity {
+        principal_id,
+        user_id,
+        groups,
+        context,
+        expires_at: Some(expires_at),
+        token_protocol: token_protocol.map(str::to_owned),
+    })
+}
+
+/// A claim as text: a string as is, an integer in decimal (some issuers number users).
+fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn policy() -> Policy {
+        Policy {
+            algorithms: vec![Alg::Hs256],
+            issuer: None,
+            audience: Vec::new(),
+            leeway_secs: 60,
+            user_id_claim: "sub".into(),
+            groups_claim: Some("groups".into()),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn b64(v: &Value) -> String {
+        BASE64URL.encode(v.to_string())
+    }
+
+    #[test]
+    fn leeway_edges_are_exact() {
+        let p = policy();
+        let check = |c: Value| check_claims(&claims(c), &p, at(NOW));
+        assert!(check(json!({"exp": NOW - 59})).is_ok());
+        assert_eq!(check(json!({"exp": NOW - 60})), Err(reason::EXPIRED));
+        assert!(check(json!({"exp": NOW + 10, "nbf": NOW + 60})).is_ok());
+        assert_eq!(
+            check(json!({"exp": NOW + 100, "nbf": NOW + 61})),
+            Err(reason::NOT_YET_VALID)
+        );
+        // Fractional NumericDates are allowed by RFC 7519.
+        assert!(check(json!({"exp": (NOW - 59) as f64 + 0.5})).is_ok());
+        assert_eq!(check(json!({})), Err(reason::MISSING_EXP));
+        assert_eq!(check(json!({"exp": "soon"})), Err(reason::MALFORMED));
+        let mut strict = policy();
+        strict.leeway_secs = 0;
+        let c = claims(json!({"exp": NOW}));
+        assert_eq!(check_claims(&c, &strict, at(NOW)), Err(reason::EXPIRED));
+        assert_eq!(
+            check_claims(&c, &strict, at(NOW - 1)),
+            Ok(at(NOW)),
+            "expires_at is exp"
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let mut p = policy();
+        p.issuer = Some("https://issuer".into());
+        p.audience = vec!["a".into(), "b".into()];
+        let check = |c: Value| check_claims(&claims(c), &p, at(NOW));
+        let exp = NOW + 100;
+        assert!(check(json!({"exp": exp, "iss": "https://issuer", "aud": "b"})).is_ok());
+        assert!(check(json!({"exp": exp, "iss": "https://issuer", "aud": ["x", "a"]})).is_ok());
+        assert_eq!(
+            check(json!({"exp": exp, "iss": "https://issuer", "aud": ["x"]})),
+            Err(reason::WRONG_AUDIENCE)
+        );
+        assert_eq!(
+            check(json!({"exp": exp, "iss": "https://issuer"})),
+            Err(reason::WRONG_AUDIENCE)
+        );
+        assert_eq!(
+            check(json!({"exp": exp, "iss": "https://other", "aud": "a"})),
+            Err(reason::WRONG_ISSUER)
+        );
+        assert_eq!(
+            check(json!({"exp": exp, "aud": "a"})),
+            Err(reason::WRONG_ISSUER)
+        );
+    }
+
+    #[test]
+    fn header_checks() {
+        let p = policy();
+        let tok = |h: Value| format!("{}.{}.c2ln", b64(&h), b64(&json!({})));
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let t = tok(json!({"alg": alg}));
+            assert_eq!(parse(&t, &p).unwrap_err(), reason::UNSUPPORTED_ALG, "{alg}");
+        }
+        // Known but not allowed, unknown, lowercase.
+        for alg in ["RS256", "HS512", "hs256"] {
+            let t = tok(json!({"alg": alg}));
+            assert_eq!(parse(&t, &p).unwrap_err(), reason::UNSUPPORTED_ALG, "{alg}");
+        }
+        for bad in [
+            tok(json!({"typ": "JWT"})),
+            tok(json!({"alg": 256})),
+            tok(json!({"alg": "HS256", "kid": 1})),
+            tok(json!({"alg": "HS256", "crit": ["exp"]})),
+            "a.b".into(),
+            "a.b.c.d.e".into(),
+            "!!.e30.sig".into(),
+            format!("{}.e30.!!", b64(&json!({"alg": "HS256"}))),
+            "x".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
+            assert_eq!(parse(&bad, &p).unwrap_err(), reason::MALFORMED, "{bad:.40}");
+        }
+        let t = tok(json!({"alg": "HS256", "kid": "k1"}));
+        let u = parse(&t, &p).unwrap();
+        assert_eq!(
+            u.header,
+            Header {
+                alg: Alg::Hs256,
+                kid: Some("k1".into())
+            }
+        );
+        assert_eq!(u.signature, b"sig");
+    }
+
+    #[test]
+    fn selection_by_kid() {
+        let set_a = [
+            VerifyKey::hmac(b"1", Some("a".into())),
+            VerifyKey::hmac(b"2", Some("b".into())),
+        ];
+        let statics = [VerifyKey::hmac(b"3", None)];
+        let sets: [&[VerifyKey]; 2] = [&statics, &set_a];
+        let h = |kid: Option<&str>| Header {
+            alg: Alg::Hs256,
+            kid: kid.map(str::to_owned),
+        };
+        let (keys, known) = select(&h(Some("b")), &sets);
+        assert!(known);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid.as_deref(), Some("b"));
+        let (keys, known) = select(&h(Some("zzz")), &sets);
+        assert!(!known);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid, None);
+        let (keys, known) = select(&h(None), &sets);
+        assert!(known);
+        assert_eq!(keys.len(), 3);
+        let rs = Header {
+            alg: Alg::Rs256,
+            kid: None,
+        };
+        assert!(select(&rs, &sets).0.is_empty());
+    }
+
+    #[test]
+    fn identity_mapping() {
+        let mut p = policy();
+        let c = claims(json!({
+            "sub": "user-1", "exp": NOW, "email": "a@b.c", "admin": true, "n": 3,
+            "aud": ["x"], "nested": {"a": 1}, "nil": null,
+            "groups": ["g1", 2, "", "g2"], "principalId": "forged"
+        }));
+        let id = identity(c.clone(), &p, at(NOW), Some("bearer.t")).unwrap();
+        assert_eq!(id.principal_id, "user-1");
+        assert_eq!(id.user_id.as_deref(), Some("user-1"));
+        assert_eq!(id.groups, ["g1", "g2"]);
+        assert_eq!(id.expires_at, Some(at(NOW)));
+        assert_eq!(id.token_protocol.as_deref(), Some("bearer.t"));
+        let mut keys: Vec<_> = id.context.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["admin", "email", "exp", "n", "principalId", "sub"]);
+        assert_eq!(id.context["principalId"], "user-1");
+
+        p.user_id_claim = "uid".into();
+        let mut c2 = c.clone();
+        c2.insert("uid".into(), json!(42));
+        let id = identity(c2, &p, at(NOW), None).unwrap();
+        assert_eq!(
+            (id.principal_id.as_str(), id.user_id.as_deref()),
+            ("42", Some("42"))
+        );
+        // The user claim is absent: the principal falls back to `sub`.
+        let id = identity(c, &p, at(NOW), None).unwrap();
+        assert_eq!((id.principal_id.as_str(), id.user_id), ("user-1", None));
+        assert_eq!(
+            identity(claims(json!({"exp": NOW})), &p, at(NOW), None).unwrap_err(),
+            reason::NO_SUBJECT
+        );
+
+        // At most MAX_GROUPS groups.
+        let many: Vec<String> = (0..100).map(|i| format!("g{i}")).collect();
+        let c = claims(json!({"sub": "u", "groups": many}));
+        let id = identity(c, &policy(), at(NOW), None).unwrap();
+        assert_eq!(id.groups.len(), MAX_GROUPS);
+        assert_eq!(id.groups[63], "g63");
+    }
+}

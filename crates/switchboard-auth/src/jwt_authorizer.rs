@@ -1,0 +1,203 @@
+//! `kind = "jwt"`: keys from the configuration, the JWKS URL, and the verification flow
+//! around the sans-IO checks of [`crate::jwt`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use switchboard_core::config::{JwtConfig, TokenSource};
+
+use crate::jwks::{AbortOnDrop, RemoteJwks};
+use crate::jwt::{self, Policy};
+use crate::keys::{self, Alg, VerifyKey};
+use crate::source::find_token;
+use crate::{reason, AuthError, Handshake, Identity};
+
+/// HS256 secrets shorter than the hash output are weak (RFC 7518 §3.2); they are allowed
+/// for local development, with a warning.
+const MIN_SECRET_BYTES: usize = 32;
+
+pub(crate) struct JwtAuthorizer {
+    sources: Vec<TokenSource>,
+    query_param: String,
+    protocol_prefix: String,
+    policy: Policy,
+    /// The secret, the PEM keys and the JWKS file: fixed for the process lifetime.
+    static_keys: Vec<VerifyKey>,
+    remote: Option<Arc<RemoteJwks>>,
+    close_on_expiry: bool,
+    /// Ends the background refresh with this authorizer.
+    _refresher: Option<AbortOnDrop>,
+}
+
+impl JwtAuthorizer {
+    pub(crate) async fn new(cfg: &JwtConfig) -> Result<Self, String> {
+        if cfg.token_sources.is_empty() {
+            return Err("authorizer.token_sources: must name at least one source".into());
+        }
+        if cfg.token_sources.contains(&TokenSource::Query) && cfg.query_param.is_empty() {
+            return Err("authorizer.query_param: must not be empty".into());
+        }
+        if cfg.token_sources.contains(&TokenSource::Protocol) && cfg.protocol_prefix.is_empty() {
+            // An empty prefix would take the first offered subprotocol, whatever it is,
+            // as a token.
+            return Err("authorizer.protocol_prefix: must not be empty".into());
+        }
+        let mut algorithms = Vec::new();
+        for name in &cfg.algorithms {
+            if name.eq_ignore_ascii_case("none") {
+                return Err("authorizer.algorithms: \"none\" is never accepted".into());
+            }
+            let alg = Alg::from_jose(&name.to_ascii_uppercase()).ok_or_else(|| {
+                format!("authorizer.algorithms: {name:?} is not one of HS256, RS256, ES256")
+            })?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if algorithms.is_empty() {
+            return Err("authorizer.algorithms: must name at least one algorithm".into());
+        }
+
+        let mut static_keys = Vec::new();
+        if let Some(secret) = &cfg.secret {
+            if secret.is_empty() {
+                return Err("authorizer.secret: must not be empty".into());
+            }
+            if secret.len() < MIN_SECRET_BYTES {
+                tracing::warn!(
+                    "authorizer.secret is shorter than {MIN_SECRET_BYTES} bytes; use a longer one outside development"
+                );
+            }
+            static_keys.push(VerifyKey::hmac(secret.as_bytes(), None));
+        }
+        for (i, path) in cfg.public_keys.iter().enumerate() {
+            let pem = read_file(path).map_err(|e| format!("authorizer.public_keys[{i}]: {e}"))?;
+            let keys = keys::keys_from_pem(&pem)
+                .map_err(|e| format!("authorizer.public_keys[{i}] ({}): {e}", path.display()))?;
+            static_keys.extend(keys);
+        }
+        if let Some(path) = &cfg.jwks_file {
+            let doc = read_file(path).map_err(|e| format!("authorizer.jwks_file: {e}"))?;
+            let (keys, skipped) = keys::keys_from_jwks(&doc)
+                .map_err(|e| format!("authorizer.jwks_file ({}): {e}", path.display()))?;
+            if keys.is_empty() {
+                return Err(format!(
+                    "authorizer.jwks_file ({}): no usable signing key ({skipped} skipped; HS256, RS256 and ES256 keys only)",
+                    path.display()
+                ));
+            }
+            static_keys.extend(keys);
+        }
+
+        let remote = match &cfg.jwks_url {
+            None => None,
+            Some(url) => {
+                let uri = crate::fetch::parse_url(url)
+                    .map_err(|e| format!("authorizer.jwks_url: {e}"))?;
+                if cfg.jwks_refresh_secs == 0 {
+                    return Err("authorizer.jwks_refresh_secs: must be at least 1".into());
+                }
+                let fetcher = crate::fetch::Fetcher::with_public_roots()
+                    .map_err(|e| format!("authorizer.jwks_url: {e}"))?;
+                Some(Arc::new(RemoteJwks::new(uri, fetcher)))
+            }
+        };
+        if remote.is_none() {
+            // Without a JWKS URL the keys are all known now: a configuration that can
+            // verify nothing is a mistake worth failing the start for.
+            let usable = algorithms
+                .iter()
+                .any(|&alg| static_keys.iter().any(|k| k.supports(alg)));
+            if !usable {
+                return Err(
+                    "authorizer: no key for any allowed algorithm; set secret (HS256), public_keys, jwks_file or jwks_url"
+                        .into(),
+                );
+            }
+        }
+
+        let refresher = match &remote {
+            None => None,
+            Some(remote) => {
+                // A URL that fails at start is not fatal: the identity provider may come
+                // up after the gateway. Until keys load, tokens that need them get 500.
+                if let Err(e) = remote.refresh().await {
+                    tracing::warn!(
+                        url = cfg.jwks_url.as_deref().unwrap_or_default(),
+                        error = %e,
+                        "JWKS not loaded at start; retrying in the background, tokens that need it get 500 until then"
+                    );
+                }
+                Some(remote.spawn_refresher(Duration::from_secs(cfg.jwks_refresh_secs)))
+            }
+        };
+
+        Ok(Self {
+            sources: cfg.token_sources.clone(),
+            query_param: cfg.query_param.clone(),
+            protocol_prefix: cfg.protocol_prefix.clone(),
+            policy: Policy {
+                algorithms,
+                issuer: cfg.issuer.clone(),
+                audience: cfg.audience.clone(),
+                leeway_secs: cfg.leeway_secs,
+                user_id_claim: cfg.user_id_claim.clone(),
+                groups_claim: cfg.groups_claim.clone(),
+            },
+            static_keys,
+            remote,
+            close_on_expiry: cfg.close_on_expiry,
+            _refresher: refresher,
+        })
+    }
+
+    pub(crate) fn close_on_expiry(&self) -> bool {
+        self.close_on_expiry
+    }
+
+    pub(crate) async fn authorize(&self, hs: &Handshake<'_>) -> Result<Identity, AuthError> {
+        let found = find_token(hs, &self.sources, &self.query_param, &self.protocol_prefix)
+            .ok_or(AuthError::MissingIdentity(reason::NO_TOKEN))?;
+        let token = jwt::parse(found.token, &self.policy).map_err(AuthError::Denied)?;
+
+        let mut snapshot = self.remote.as_ref().map(|r| r.snapshot());
+        let kid_known = {
+            let remote_keys = snapshot.as_ref().and_then(|s| s.keys.as_deref());
+            jwt::select(&token.header, &self.sets(remote_keys)).1
+        };
+        if let (false, Some(remote), Some(seen)) = (kid_known, &self.remote, &snapshot) {
+            remote.refresh_for_unknown_kid(seen.generation).await;
+            snapshot = Some(remote.snapshot());
+        }
+        let remote_keys = snapshot.as_ref().and_then(|s| s.keys.as_deref());
+        let (candidates, _) = jwt::select(&token.header, &self.sets(remote_keys));
+        if candidates.is_empty() {
+            if self.remote.is_some() && remote_keys.is_none() {
+                return Err(AuthError::Failed(reason::KEYS_NOT_LOADED.into()));
+            }
+            return Err(AuthError::Denied(reason::UNKNOWN_KEY));
+        }
+        token.verify(candidates).map_err(AuthError::Denied)?;
+        let claims = token.claims().map_err(AuthError::Denied)?;
+        let expires_at = jwt::check_claims(&claims, &self.policy, SystemTime::now())
+            .map_err(AuthError::Denied)?;
+        jwt::identity(claims, &self.policy, expires_at, found.protocol).map_err(AuthError::Denied)
+    }
+
+    fn sets<'k>(&'k self, remote: Option<&'k Vec<VerifyKey>>) -> [&'k [VerifyKey]; 2] {
+        [&self.static_keys, remote.map_or(&[][..], |k| k.as_slice())]
+    }
+}
+
+/// Reads a key file. Blocking is acceptable here: it runs once, at start, before the
+/// gateway serves. Key files are small; the bound only stops a mistaken path (a device,
+/// a log) from being read whole.
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    const MAX: u64 = 1024 * 1024;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > MAX {
+        return Err(format!("{}: larger than {MAX} bytes", path.display()));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}

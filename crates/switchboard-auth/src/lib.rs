@@ -1,0 +1,282 @@
+//! Who may connect: the `[authorizer]` of the configuration, run on each handshake
+//! before `$connect`.
+//!
+//! An [`Authorizer`] looks at a [`Handshake`] and answers an [`Identity`] (which becomes
+//! `requestContext.authorizer` on every later event of the connection) or an
+//! [`AuthError`], whose [`status`](AuthError::status) the handshake answers with:
+//! 401 when no credential was presented, 403 when it was refused, 500 when the
+//! authorizer itself could not decide.
+//!
+//! Two kinds:
+//!
+//! - **`jwt`**: a token from `Authorization: Bearer`, a query parameter or a
+//!   `Sec-WebSocket-Protocol` entry, verified on `ring` (HS256, RS256, ES256) with keys
+//!   from a secret, PEM files, a JWKS file or a JWKS URL kept fresh in the background
+//!   (see the `jwks` module for when it is fetched). The checks themselves are sans-IO
+//!   (`jwt`, `keys`, `source`) and take the clock as an argument.
+//! - **`request`**: AWS's REQUEST authorizer: a configured function gets the handshake
+//!   as AWS's REQUEST authorizer event and answers a policy; answers are cached per
+//!   identity (the identity sources' values), bounded in time and count.
+//!
+//! A JWKS URL that cannot be fetched at start is not fatal: the gateway starts, retries
+//! in the background, and meanwhile answers 500 to tokens that need those keys (it is
+//! the gateway's failure, not the client's). A JWKS file or PEM key that cannot be read
+//! fails the start.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+use switchboard_core::config::AuthorizerConfig;
+use switchboard_core::event::ConnectionInfo;
+use switchboard_functions::Invoker;
+
+mod cache;
+mod fetch;
+mod jwks;
+mod jwt;
+mod jwt_authorizer;
+mod keys;
+mod request;
+mod source;
+
+pub use fetch::{JWKS_FETCH_TIMEOUT, JWKS_MAX_BYTES};
+pub use jwks::UNKNOWN_KID_REFRESH_INTERVAL;
+pub use jwt::{MAX_GROUPS, MAX_TOKEN_BYTES};
+pub use keys::MAX_JWKS_KEYS;
+
+/// The reasons an [`AuthError`] carries: short, fixed, and safe to log (they never
+/// quote a token).
+pub mod reason {
+    /// No token in any configured source.
+    pub const NO_TOKEN: &str = "no token";
+    /// A REQUEST identity source is absent or empty.
+    pub const MISSING_IDENTITY_SOURCE: &str = "identity source missing";
+    /// Not a well-formed JWS, or a claim of the wrong type.
+    pub const MALFORMED: &str = "malformed";
+    /// `alg` is `none`, unknown, or not among the allowed algorithms.
+    pub const UNSUPPORTED_ALG: &str = "unsupported alg";
+    /// No key for the token's `alg` and `kid`.
+    pub const UNKNOWN_KEY: &str = "unknown key";
+    /// No key verified the signature.
+    pub const BAD_SIGNATURE: &str = "bad signature";
+    /// Past `exp` (plus leeway).
+    pub const EXPIRED: &str = "expired";
+    /// Before `nbf` (minus leeway).
+    pub const NOT_YET_VALID: &str = "not yet valid";
+    /// The token has no `exp`; tokens that never expire are refused.
+    pub const MISSING_EXP: &str = "missing exp";
+    /// `iss` differs from the configured issuer.
+    pub const WRONG_ISSUER: &str = "wrong issuer";
+    /// `aud` holds none of the configured audiences.
+    pub const WRONG_AUDIENCE: &str = "wrong audience";
+    /// Neither the user id claim nor `sub` gives a principal.
+    pub const NO_SUBJECT: &str = "no subject";
+    /// The REQUEST authorizer function denied.
+    pub const DENIED_BY_FUNCTION: &str = "denied by the authorizer function";
+    /// The JWKS URL has not loaded yet.
+    pub const KEYS_NOT_LOADED: &str = "signing keys not loaded yet";
+}
+
+/// What an authorizer sees of a handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct Handshake<'a> {
+    /// The request headers.
+    pub headers: &'a http::HeaderMap,
+    /// The query parameters, percent-decoded, in order.
+    pub query: &'a [(String, String)],
+    /// The `Sec-WebSocket-Protocol` entries offered, trimmed, in order.
+    pub offered_protocols: &'a [String],
+    /// The connection as the `$connect` event will describe it (the REQUEST event's
+    /// headers and `requestContext` come from it).
+    pub connection: &'a Arc<ConnectionInfo>,
+    /// The request id of this handshake.
+    pub request_id: &'a str,
+    /// When the handshake arrived, epoch milliseconds.
+    pub request_time_ms: u64,
+}
+
+/// Who connected, as the authorizer established it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// The principal: the user id claim, else `sub` (JWT); `principalId` (REQUEST).
+    pub principal_id: String,
+    /// The connection's user id, if the credential names one.
+    pub user_id: Option<String>,
+    /// Groups the connection joins (at most [`MAX_GROUPS`]).
+    pub groups: Vec<String>,
+    /// Becomes `requestContext.authorizer` on every event:
+    /// `{principalId, integrationLatency, ...context}`. Values are strings, numbers or
+    /// booleans only, as AWS allows.
+    pub context: Map<String, Value>,
+    /// When the credential expires (JWT `exp`), for the optional close with 1008.
+    pub expires_at: Option<SystemTime>,
+    /// The `Sec-WebSocket-Protocol` entry that carried the token, if any. The gateway
+    /// echoes it when it selects no other protocol, since browsers fail a handshake whose
+    /// offered protocols get no answer.
+    pub token_protocol: Option<String>,
+}
+
+/// Why a handshake was not authorized. Each variant carries a short reason, safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credential was presented (401).
+    #[error("missing identity: {0}")]
+    MissingIdentity(&'static str),
+    /// The credential was refused (403); the reason is one of [`reason`].
+    #[error("denied: {0}")]
+    Denied(&'static str),
+    /// The authorizer could not decide (500): its function failed or timed out, or the
+    /// JWKS has not loaded.
+    #[error("authorizer failed: {0}")]
+    Failed(Cow<'static, str>),
+}
+
+impl AuthError {
+    /// The HTTP status the handshake answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingIdentity(_) => 401,
+            Self::Denied(_) => 403,
+            Self::Failed(_) => 500,
+        }
+    }
+
+    /// The reason alone.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::MissingIdentity(r) | Self::Denied(r) => r,
+            Self::Failed(r) => r,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::MissingIdentity(_) => "missing_identity",
+            Self::Denied(_) => "denied",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// A configured authorizer. Cheap to share behind an `Arc`; dropping it stops its
+/// background JWKS refresh.
+pub struct Authorizer {
+    kind: Kind,
+}
+
+enum Kind {
+    Jwt(jwt_authorizer::JwtAuthorizer),
+    Request(request::RequestAuthorizer),
+}
+
+impl std::fmt::Debug for Authorizer {
+    // Keys and secrets stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Jwt(_) => "jwt",
+            Kind::Request(_) => "request",
+        };
+        f.debug_struct("Authorizer")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// Builds the authorizer; the error names the configuration key.
+    ///
+    /// `request_function`: for `kind = "request"`, the invoker of the configured
+    /// function (required there, ignored for `jwt`). For `jwt`, PEM and JWKS files are
+    /// read now and a JWKS URL fetched once (a fetch failure is a warning, see the crate
+    /// docs); the background refresh is spawned on the current tokio runtime.
+    pub async fn new(
+        cfg: &AuthorizerConfig,
+        request_function: Option<Arc<dyn Invoker>>,
+    ) -> Result<Self, String> {
+        let kind = match cfg {
+            AuthorizerConfig::Jwt(jwt) => Kind::Jwt(jwt_authorizer::JwtAuthorizer::new(jwt).await?),
+            AuthorizerConfig::Request(req) => {
+                Kind::Request(request::RequestAuthorizer::new(req, request_function)?)
+            }
+        };
+        Ok(Self { kind })
+    }
+
+    /// Authorizes one handshake. The future ends within the REQUEST function's own
+    /// timeout, or [`JWKS_FETCH_TIMEOUT`] when an unknown `kid` triggers a JWKS fetch.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is harmless: a JWKS fetch it started runs on in its own task
+    /// for the callers waiting on it, and a REQUEST invocation it started is abandoned
+    /// without caching anything.
+    pub async fn authorize(&self, hs: &Handshake<'_>) -> Result<Identity, AuthError> {
+        let started = tokio::time::Instant::now();
+        let mut identity = match &self.kind {
+            Kind::Jwt(jwt) => jwt.authorize(hs).await?,
+            Kind::Request(req) => req.authorize(hs).await?,
+        };
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        identity
+            .context
+            .insert("integrationLatency".into(), Value::from(latency_ms));
+        Ok(identity)
+    }
+
+    /// Whether connections close with 1008 when their credential expires
+    /// ([`Identity::expires_at`]).
+    pub fn close_on_expiry(&self) -> bool {
+        match &self.kind {
+            Kind::Jwt(jwt) => jwt.close_on_expiry(),
+            Kind::Request(_) => false,
+        }
+    }
+}
+
+/// The entries AWS allows in an authorizer context: strings, numbers and booleans.
+/// `principalId` and `integrationLatency` are the gateway's to set.
+fn scalar_context(source: Map<String, Value>) -> Map<String, Value> {
+    source
+        .into_iter()
+        .filter(|(k, v)| {
+            matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+                && k != "principalId"
+                && k != "integrationLatency"
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod test_support {
+    use std::sync::Arc;
+
+    use switchboard_core::event::ConnectionInfo;
+    use switchboard_core::id::IdGenerator;
+
+    /// An empty header map and a connection whose CONNECT headers carry
+    /// `Authorization: Bearer abc`.
+    pub(crate) fn handshake_parts() -> (http::HeaderMap, Arc<ConnectionInfo>) {
+        let conn = ConnectionInfo {
+            id: IdGenerator::new("t").connection_id(),
+            connected_at_ms: 1_731_324_924_553,
+            source_ip: "1.2.3.4".parse().expect("an address"),
+            user_agent: Some("test".into()),
+            path: "/".into(),
+            headers: vec![
+                ("host".into(), "example".into()),
+                ("authorization".into(), "Bearer abc".into()),
+            ],
+            query: Vec::new(),
+            subprotocol: None,
+            tls: false,
+            port: 8080,
+            authorizer: None,
+        };
+        (http::HeaderMap::new(), Arc::new(conn))
+    }
+}

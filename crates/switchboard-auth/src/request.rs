@@ -1,0 +1,343 @@
+//! The REQUEST authorizer: AWS's Lambda authorizer for WebSocket `$connect`, calling a
+//! configured function.
+//!
+//! The identity sources' values form the cache key (hashed, so a cache entry costs the
+//! same whatever the token size). On a miss the function is invoked with
+//! `EventKind::Authorize`, which function kinds send as AWS's REQUEST authorizer event
+//! (`{"type": "REQUEST", "methodArn", "headers", "queryStringParameters", ...,
+//! "requestContext"}`), and answers either AWS's IAM policy form
+//!
+//! ```json
+//! {"principalId": "user-1",
+//!  "policyDocument": {"Version": "2012-10-17", "Statement": [
+//!    {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "arn:..."}]},
+//!  "context": {"plan": "pro", "userId": "u-1", "groups": "admins,beta"}}
+//! ```
+//!
+//! or the simple form `{"isAuthorized": true, "principalId"?: "...", "context": {...}}`.
+//! With a policy, the connection is allowed when some statement allows and none denies;
+//! `Action` and `Resource` are not evaluated, since the only thing authorized is
+//! `$connect` itself. Allows and denies are cached for `cache_ttl_secs`; failures are
+//! not, so a function that recovers is asked again at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use switchboard_core::config::RequestAuthorizerConfig;
+use switchboard_core::event::{EventKind, FunctionResponse, Invocation};
+use switchboard_functions::Invoker;
+use tokio::time::Instant;
+
+use crate::cache::TtlCache;
+use crate::source::IdentitySource;
+use crate::{reason, AuthError, Handshake, Identity};
+
+/// Groups taken from `context.groups`, at most.
+const MAX_GROUPS: usize = crate::jwt::MAX_GROUPS;
+
+/// What the function decided, as cached.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Answer {
+    Allow {
+        principal_id: String,
+        user_id: Option<String>,
+        groups: Vec<String>,
+        /// Filtered context, `principalId` included.
+        context: Map<String, Value>,
+    },
+    Deny,
+}
+
+pub(crate) struct RequestAuthorizer {
+    sources: Vec<IdentitySource>,
+    invoker: Arc<dyn Invoker>,
+    route_key: Arc<str>,
+    /// `None` when caching is off.
+    cache: Option<parking_lot::Mutex<TtlCache<[u8; 32], Arc<Answer>>>>,
+}
+
+impl RequestAuthorizer {
+    pub(crate) fn new(
+        cfg: &RequestAuthorizerConfig,
+        invoker: Option<Arc<dyn Invoker>>,
+    ) -> Result<Self, String> {
+        let invoker = invoker.ok_or_else(|| {
+            format!(
+                "authorizer.function: no function {:?} to invoke",
+                cfg.function
+            )
+        })?;
+        let sources = cfg
+            .identity_sources
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                IdentitySource::parse(spec)
+                    .map_err(|e| format!("authorizer.identity_sources[{i}]: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let caching = cfg.cache_ttl_secs > 0 && cfg.cache_max_entries > 0;
+        if sources.is_empty() && caching {
+            // Every connection would share one cache entry: the first answer would
+            // decide for everyone.
+            return Err(
+                "authorizer.identity_sources: required while answers are cached (cache_ttl_secs > 0)"
+                    .into(),
+            );
+        }
+        Ok(Self {
+            sources,
+            invoker,
+            route_key: Arc::from("$connect"),
+            cache: caching.then(|| {
+                parking_lot::Mutex::new(TtlCache::new(
+                    Duration::from_secs(cfg.cache_ttl_secs),
+                    cfg.cache_max_entries,
+                ))
+            }),
+        })
+    }
+
+    pub(crate) async fn authorize(&self, hs: &Handshake<'_>) -> Result<Identity, AuthError> {
+        let mut key = ring::digest::Context::new(&ring::digest::SHA256);
+        for source in &self.sources {
+            let value = source
+                .value(hs)
+                .ok_or(AuthError::MissingIdentity(reason::MISSING_IDENTITY_SOURCE))?;
+            // Length-prefixed, so no choice of values can collide with another.
+            for part in [source.key_name().as_bytes(), value.as_bytes()] {
+                key.update(&(part.len() as u64).to_be_bytes());
+                key.update(part);
+            }
+        }
+        let key: [u8; 32] = key
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+
+        if let Some(cache) = &self.cache {
+            if let Some(answer) = cache.lock().get(&key, Instant::now()) {
+                return identity(&answer);
+            }
+        }
+        let invocation = Invocation {
+            kind: EventKind::Authorize,
+            route_key: Arc::clone(&self.route_key),
+            connection: Arc::clone(hs.connection),
+            request_id: hs.request_id.to_owned(),
+            request_time_ms: hs.request_time_ms,
+            body: None,
+            disconnect: None,
+            extension: None,
+        };
+        let response = self
+            .invoker
+            .invoke(invocation)
+            .await
+            .map_err(|e| AuthError::Failed(format!("authorizer function: {e}").into()))?;
+        let answer = Arc::new(
+            parse_answer(&response)
+                .map_err(|why| AuthError::Failed(format!("authorizer function: {why}").into()))?,
+        );
+        if let Some(cache) = &self.cache {
+            cache
+                .lock()
+                .insert(key, Arc::clone(&answer), Instant::now());
+        }
+        identity(&answer)
+    }
+}
+
+fn identity(answer: &Answer) -> Result<Identity, AuthError> {
+    match answer {
+        Answer::Deny => Err(AuthError::Denied(reason::DENIED_BY_FUNCTION)),
+        Answer::Allow {
+            principal_id,
+            user_id,
+            groups,
+            context,
+        } => Ok(Identity {
+            principal_id: principal_id.clone(),
+            user_id: user_id.clone(),
+            groups: groups.clone(),
+            context: context.clone(),
+            expires_at: None,
+            token_protocol: None,
+        }),
+    }
+}
+
+/// Reads the function's answer (see the module docs). The error is a short reason.
+pub(crate) fn parse_answer(response: &FunctionResponse) -> Result<Answer, &'static str> {
+    if !(200..300).contains(&response.status) {
+        return Err("answered a non-2xx status");
+    }
+    let body = response.body.as_ref().ok_or("empty answer")?;
+    let answer: Map<String, Value> =
+        serde_json::from_slice(&body.data).map_err(|_| "answer is not a JSON object")?;
+    let principal = answer
+        .get("principalId")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty());
+    let allowed = if let Some(simple) = answer.get("isAuthorized") {
+        simple.as_bool().ok_or("isAuthorized is not a boolean")?
+    } else if let Some(policy) = answer.get("policyDocument") {
+        let statements = match policy.get("Statement") {
+            Some(Value::Array(list)) => list.iter().collect(),
+            // IAM accepts a single statement object too.
+            Some(one @ Value::Object(_)) => vec![one],
+            _ => return Err("policyDocument has no Statement"),
+        };
+        let effect = |s: &Value| s.get("Effect").and_then(Value::as_str).map(str::to_owned);
+        let effects: Vec<_> = statements.iter().filter_map(|s| effect(s)).collect();
+        let denied = effects.iter().any(|e| e.eq_ignore_ascii_case("deny"));
+        let allowed = effects.iter().any(|e| e.eq_ignore_ascii_case("allow"));
+        if allowed && !denied && principal.is_none() {
+            // AWS fails such an answer as a configuration error, not a denial.
+            return Err("an allowing policy without principalId");
+        }
+        allowed && !denied
+    } else {
+        return Err("answer has neither policyDocument nor isAuthorized");
+    };
+    if !allowed {
+        return Ok(Answer::Deny);
+    }
+    let mut context = match answer.get("context") {
+        Some(Value::Object(c)) => crate::scalar_context(c.clone()),
+        _ => Map::new(),
+    };
+    let principal_id = principal.unwrap_or_default().to_owned();
+    let user_id = match context.get("userId") {
+        Some(Value::String(u)) if !u.is_empty() => Some(u.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => (!principal_id.is_empty()).then(|| principal_id.clone()),
+    };
+    let groups = match context.get("groups") {
+        Some(Value::String(list)) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .take(MAX_GROUPS)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    context.insert("principalId".into(), Value::String(principal_id.clone()));
+    Ok(Answer::Allow {
+        principal_id,
+        user_id,
+        groups,
+        context,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use serde_json::json;
+    use switchboard_core::event::Payload;
+
+    fn answer(raw: &str) -> Result<Answer, &'static str> {
+        parse_answer(&FunctionResponse {
+            body: Some(Payload {
+                data: Bytes::copy_from_slice(raw.as_bytes()),
+                binary: false,
+            }),
+            ..FunctionResponse::ok()
+        })
+    }
+
+    fn policy(effects: &[&str]) -> String {
+        let statements: Vec<Value> = effects
+            .iter()
+            .map(|e| json!({"Action": "execute-api:Invoke", "Effect": e, "Resource": "*"}))
+            .collect();
+        json!({"principalId": "p", "policyDocument": {"Version": "2012-10-17", "Statement": statements}})
+            .to_string()
+    }
+
+    #[test]
+    fn policy_effects() {
+        assert!(matches!(
+            answer(&policy(&["Allow"])),
+            Ok(Answer::Allow { .. })
+        ));
+        assert!(matches!(
+            answer(&policy(&["Deny", "Allow"])),
+            Ok(Answer::Deny)
+        ));
+        assert!(matches!(
+            answer(&policy(&["Allow", "deny"])),
+            Ok(Answer::Deny)
+        ));
+        assert!(matches!(answer(&policy(&[])), Ok(Answer::Deny)));
+        assert!(matches!(answer(&policy(&["Maybe"])), Ok(Answer::Deny)));
+        let single = r#"{"principalId":"p","policyDocument":{"Statement":{"Effect":"Allow"}}}"#;
+        assert!(matches!(answer(single), Ok(Answer::Allow { .. })));
+        // A denial needs no principal; an allow does.
+        assert!(matches!(
+            answer(r#"{"policyDocument":{"Statement":[{"Effect":"Deny"}]}}"#),
+            Ok(Answer::Deny)
+        ));
+        assert!(answer(r#"{"policyDocument":{"Statement":[{"Effect":"Allow"}]}}"#).is_err());
+    }
+
+    #[test]
+    fn simple_form_and_context() {
+        let a = answer(
+            r#"{"isAuthorized":true,"context":{"userId":"u-9","groups":" a, b,,c ","n":1.5,
+                "ok":false,"obj":{"x":1},"arr":[1],"nil":null,"principalId":"forged"}}"#,
+        )
+        .unwrap();
+        let Answer::Allow {
+            principal_id,
+            user_id,
+            groups,
+            context,
+        } = a
+        else {
+            panic!("not allowed");
+        };
+        assert_eq!(principal_id, "");
+        assert_eq!(user_id.as_deref(), Some("u-9"));
+        assert_eq!(groups, ["a", "b", "c"]);
+        let mut keys: Vec<_> = context.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["groups", "n", "ok", "principalId", "userId"]);
+        assert_eq!(context["principalId"], "");
+        assert!(matches!(
+            answer(r#"{"isAuthorized":false}"#),
+            Ok(Answer::Deny)
+        ));
+        // userId falls back to the principal.
+        let Ok(Answer::Allow { user_id, .. }) = answer(&policy(&["Allow"])) else {
+            panic!()
+        };
+        assert_eq!(user_id.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn unusable_answers() {
+        for bad in [
+            "",
+            "not json",
+            "[]",
+            r#"{"principalId":"p"}"#,
+            r#"{"isAuthorized":"yes"}"#,
+            r#"{"principalId":"p","policyDocument":{}}"#,
+        ] {
+            assert!(answer(bad).is_err(), "{bad}");
+        }
+        let no_body = parse_answer(&FunctionResponse::ok());
+        assert_eq!(no_body, Err("empty answer"));
+        let proxy = parse_answer(&FunctionResponse {
+            status: 401,
+            ..FunctionResponse::ok()
+        });
+        assert!(proxy.is_err());
+    }
+}

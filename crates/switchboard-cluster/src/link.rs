@@ -1,0 +1,821 @@
+//! What the Redis and NATS backplanes share: the node's link to its engine.
+//!
+//! An [`Engine`] knows how to publish, store and list things in one engine; everything
+//! that is protocol rather than engine lives here once:
+//!
+//! - **Health.** One flag says whether the engine is usable. Any call that finds the
+//!   engine unreachable (or gets no answer within `op_timeout_ms`) clears it and wakes the
+//!   supervisor; while it is clear every call fails at once with
+//!   [`BackplaneError::Unavailable`]. The supervisor probes with the heartbeat (every
+//!   `heartbeat_secs` while up, every [`PROBE_INTERVAL`] while down) and sets the flag
+//!   again once a heartbeat succeeds, after writing this node's snapshots back (the
+//!   engine may have restarted empty, or a survivor may have reaped us meanwhile).
+//! - **Envelopes.** A command travels as JSON `{"from": <tag>, "cmd": {...}}`; a node
+//!   drops what it receives on the all-nodes channel from itself.
+//! - **The inbox.** Received commands go to the gateway with `try_send`: the caller
+//!   bounds the channel, and when it is full the command is dropped and counted
+//!   ([`Link::dropped`]), so a slow gateway never stalls the engine's reader (which would
+//!   stall every other subscription on that connection, and heartbeats with it).
+//! - **The mirror.** This node's own snapshots are also kept here, serialized, so that
+//!   they can be written back after the engine lost them; `connection()` of a local id is
+//!   answered from it. Cost: one JSON string per open connection.
+//! - **Reaping.** Every `heartbeat_secs` each node lists the registered nodes whose
+//!   heartbeat expired, claims each (a key with a 60 s expiry, so a reaper that dies
+//!   mid-way is replaced), checks again under the claim, reads the lost node's
+//!   snapshots, emits [`ClusterEvent::NodeLost`], then deletes the node's snapshots and
+//!   registry entry and releases the claim. Only the claim holder emits, so one survivor
+//!   per lost node. The event is emitted before the deletion: a reaper dying in between
+//!   makes the event happen twice (after the claim expires), never zero times.
+//! - **Leftovers.** A node restarted under the same id before anyone reaped it finds the
+//!   previous incarnation's snapshots under its own tag; it claims its own tag, takes
+//!   them, and emits `NodeLost` for them to itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use switchboard_core::config::ClusterConfig;
+use switchboard_core::ConnectionId;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::{BackplaneError, ClusterEvent, Command, ConnectionSnapshot};
+
+/// How often a node whose engine is down probes it.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a reap claim holds if its holder dies before releasing it.
+pub(crate) const CLAIM_SECS: u64 = 60;
+/// Bulk operations (reading or rewriting every snapshot of a node) get this many
+/// `op_timeout`s: they are off the request path and may carry thousands of entries.
+const BULK_FACTOR: u32 = 10;
+/// Snapshots written back per engine call after an outage.
+pub(crate) const RESTORE_CHUNK: usize = 256;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Fault {
+    /// The engine cannot be reached: connection lost or refused. Marks the link down.
+    #[error("engine unreachable: {0}")]
+    Down(String),
+    /// The engine answered, with an error. The link stays up.
+    #[error("engine error: {0}")]
+    Failed(String),
+}
+
+/// Where a published command goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One node, by tag.
+    Node(u32),
+    /// Every node (receivers drop their own).
+    All,
+}
+
+/// What an engine must provide. Every method is one short exchange with the engine;
+/// the link bounds each by `op_timeout_ms`.
+pub(crate) trait Engine: Send + Sync + 'static {
+    /// For logs (`redis`, `nats`).
+    const KIND: &'static str;
+
+    /// Publishes an envelope. `Ok(false)` if the engine knows nobody received it.
+    fn publish(
+        &self,
+        to: Target,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<bool, Fault>> + Send;
+    /// Stores snapshots of this node's connections (id, JSON).
+    fn put_snapshots(
+        &self,
+        items: &[(String, Arc<str>)],
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Deletes one snapshot of this node.
+    fn delete_snapshot(&self, id: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// A snapshot held for node `tag`, or `None` if that node is not alive or the id unknown.
+    fn snapshot(
+        &self,
+        tag: u32,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<String>, Fault>> + Send;
+    /// Refreshes this node's heartbeat and registry entry. `Ok(true)` if the registry
+    /// entry was missing (first start, engine restarted empty, or we were reaped).
+    fn heartbeat(&self) -> impl Future<Output = Result<bool, Fault>> + Send;
+    /// Registered nodes: (tag, node id).
+    fn registered_nodes(&self) -> impl Future<Output = Result<Vec<(u32, String)>, Fault>> + Send;
+    /// Whether node `tag` has a live heartbeat.
+    fn is_alive(&self, tag: u32) -> impl Future<Output = Result<bool, Fault>> + Send;
+    /// Whether node `tag` is still in the registry.
+    fn is_registered(&self, tag: u32) -> impl Future<Output = Result<bool, Fault>> + Send;
+    /// Takes the reap claim on node `tag` for [`CLAIM_SECS`]; `Ok(false)` if another holds it.
+    fn claim(&self, tag: u32) -> impl Future<Output = Result<bool, Fault>> + Send;
+    /// Releases our reap claim on node `tag`.
+    fn release(&self, tag: u32) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Every snapshot stored for node `tag` (JSON).
+    fn snapshots_of(&self, tag: u32) -> impl Future<Output = Result<Vec<String>, Fault>> + Send;
+    /// Deletes node `tag`'s snapshots and registry entry (not its heartbeat).
+    fn forget(&self, tag: u32) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Deletes this node's heartbeat (a graceful leave).
+    fn stop_heartbeat(&self) -> impl Future<Output = Result<(), Fault>> + Send;
+}
+
+/// The 8 hex digits naming a node in keys and subjects.
+pub(crate) fn tag_hex(tag: u32) -> String {
+    format!("{tag:08x}")
+}
+
+/// Parses [`tag_hex`] back.
+pub(crate) fn parse_tag(s: &str) -> Option<u32> {
+    if s.len() != 8 {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    from: u32,
+    cmd: &'a Command,
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    from: u32,
+    cmd: Command,
+}
+
+/// The state one node's backplane shares between its calls, its engine callbacks and
+/// its background tasks. Holds nothing of the engine, so callbacks stored inside the
+/// engine's client may hold it without a cycle.
+pub(crate) struct Link {
+    kind: &'static str,
+    /// This node's tag.
+    pub tag: u32,
+    /// This node's tag as written in keys and subjects.
+    pub tag_hex: String,
+    /// This node's id.
+    pub node_id: String,
+    /// `op_timeout_ms`.
+    pub op_timeout: Duration,
+    /// `heartbeat_secs`.
+    pub heartbeat: Duration,
+    /// `node_ttl_secs`.
+    pub ttl_secs: u64,
+    ready: AtomicBool,
+    /// Set when the node is dropped: late deliveries from the engine are ignored.
+    closed: AtomicBool,
+    /// Wakes the supervisor early (the data path saw the engine fail, or it came back).
+    wake: Notify,
+    inbox: mpsc::Sender<Command>,
+    dropped: AtomicU64,
+    events: mpsc::Sender<ClusterEvent>,
+    mirror: Mutex<HashMap<ConnectionId, Arc<str>>>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("kind", &self.kind)
+            .field("node_id", &self.node_id)
+            .field("tag", &self.tag_hex)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// A link, down until the first heartbeat succeeds.
+    pub fn new(
+        kind: &'static str,
+        cfg: &ClusterConfig,
+        node_id: &str,
+        inbox: mpsc::Sender<Command>,
+        events: mpsc::Sender<ClusterEvent>,
+    ) -> Self {
+        let tag = switchboard_core::id::node_tag(node_id);
+        Self {
+            kind,
+            tag,
+            tag_hex: tag_hex(tag),
+            node_id: node_id.to_owned(),
+            op_timeout: Duration::from_millis(cfg.op_timeout_ms.max(1)),
+            heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
+            ttl_secs: cfg.node_ttl_secs.max(1),
+            ready: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            inbox,
+            dropped: AtomicU64::new(0),
+            events,
+            mirror: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the engine is usable.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether the node was dropped or left: its tasks stop.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Commands dropped because the inbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Fails fast while the engine is down.
+    pub fn gate(&self) -> Result<(), BackplaneError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(BackplaneError::Unavailable)
+        }
+    }
+
+    /// Records a state change, reporting only actual changes.
+    pub fn set_ready(&self, up: bool) {
+        if self.ready.swap(up, Ordering::AcqRel) == up || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let event = if up {
+            tracing::info!(backplane = self.kind, node = %self.node_id, "backplane up");
+            ClusterEvent::BackplaneUp
+        } else {
+            tracing::warn!(backplane = self.kind, node = %self.node_id, "backplane down");
+            ClusterEvent::BackplaneDown
+        };
+        // A state change is also visible through is_ready(); a full event channel loses
+        // the event rather than stalling the engine callback that noticed the change.
+        if self.events.try_send(event).is_err() {
+            tracing::debug!(
+                backplane = self.kind,
+                "event channel full: state change not sent"
+            );
+        }
+    }
+
+    /// The engine was found unreachable.
+    pub fn lost(&self, what: &'static str, why: &dyn fmt::Display) {
+        if self.is_ready() {
+            tracing::warn!(backplane = self.kind, op = what, error = %why, "backplane unreachable");
+        }
+        self.set_ready(false);
+        self.wake.notify_one();
+    }
+
+    /// Asks the supervisor to probe now (the engine client reports it reconnected).
+    pub fn probe_now(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs one engine call bounded by `op_timeout`.
+    pub async fn run<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, Fault>>,
+    ) -> Result<T, BackplaneError> {
+        self.run_for(self.op_timeout, what, fut).await
+    }
+
+    /// Runs one bulk engine call, bounded by a multiple of `op_timeout`.
+    pub async fn run_bulk<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, Fault>>,
+    ) -> Result<T, BackplaneError> {
+        self.run_for(self.op_timeout * BULK_FACTOR, what, fut).await
+    }
+
+    async fn run_for<T>(
+        &self,
+        limit: Duration,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, Fault>>,
+    ) -> Result<T, BackplaneError> {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Fault::Failed(e))) => {
+                tracing::warn!(backplane = self.kind, op = what, error = %e, "backplane operation failed");
+                Err(BackplaneError::Unavailable)
+            }
+            Ok(Err(Fault::Down(e))) => {
+                self.lost(what, &e);
+                Err(BackplaneError::Unavailable)
+            }
+            Err(_) => {
+                self.lost(what, &"timed out");
+                Err(BackplaneError::Unavailable)
+            }
+        }
+    }
+
+    /// The envelope for a command from this node.
+    pub fn encode(&self, cmd: &Command) -> Vec<u8> {
+        serde_json::to_vec(&Outgoing {
+            from: self.tag,
+            cmd,
+        })
+        .expect("a Command always serializes")
+    }
+
+    /// Hands a received envelope to the gateway. Never blocks: called from engine readers.
+    pub fn deliver(&self, payload: &[u8], via_all: bool) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let envelope: Incoming = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(backplane = self.kind, error = %e, "undecodable command from the backplane");
+                return;
+            }
+        };
+        if via_all && envelope.from == self.tag {
+            return;
+        }
+        match self.inbox.try_send(envelope.cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // Log the first drop and then ever more rarely, not once per command.
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        backplane = self.kind,
+                        dropped_total = n,
+                        "inbox full: dropping commands from other nodes"
+                    );
+                }
+            }
+            // The gateway is shutting down.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Sends an event the gateway must not miss (waits for room in the channel).
+    async fn emit(&self, event: ClusterEvent) {
+        if self.events.send(event).await.is_err() {
+            tracing::debug!(backplane = self.kind, "event channel closed");
+        }
+    }
+
+    /// Updates the mirror; returns the id's text form and the JSON to store (None: delete).
+    pub fn remember(
+        &self,
+        id: ConnectionId,
+        snapshot: Option<&ConnectionSnapshot>,
+    ) -> (String, Option<Arc<str>>) {
+        let json: Option<Arc<str>> = snapshot.map(|s| Arc::from(s.to_string()));
+        let mut mirror = self.mirror.lock();
+        match &json {
+            Some(j) => {
+                mirror.insert(id, j.clone());
+            }
+            None => {
+                mirror.remove(&id);
+            }
+        }
+        (id.to_string(), json)
+    }
+
+    /// This node's snapshot of a connection it holds.
+    pub fn local_snapshot(&self, id: &ConnectionId) -> Option<ConnectionSnapshot> {
+        let json = self.mirror.lock().get(id).cloned()?;
+        serde_json::from_str(&json).ok()
+    }
+
+    fn mirror_entries(&self) -> Vec<(ConnectionId, Arc<str>)> {
+        self.mirror
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    fn holds(&self, id: &ConnectionId) -> bool {
+        self.mirror.lock().contains_key(id)
+    }
+}
+
+/// Background tasks of one node, stopped when the node is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    /// Adds a task.
+    pub fn push(&mut self, task: JoinHandle<()>) {
+        self.0.push(task);
+    }
+
+    /// Stops every task and waits until each has (so none is mid-request afterwards).
+    async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.0);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// One node's backplane over engine `E`: the protocol, shared by the kinds.
+pub(crate) struct Node<E: Engine> {
+    pub link: Arc<Link>,
+    pub engine: Arc<E>,
+    /// Taken by `leave`; dropping it (with the node) stops them.
+    tasks: Mutex<Tasks>,
+}
+
+impl<E: Engine> fmt::Debug for Node<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("link", &self.link).finish()
+    }
+}
+
+impl<E: Engine> Drop for Node<E> {
+    fn drop(&mut self) {
+        self.link.closed.store(true, Ordering::Release);
+    }
+}
+
+impl<E: Engine> Node<E> {
+    /// Registers the node (taking over a previous incarnation's leftovers), marks it up
+    /// and starts its supervisor and reaper. `tasks` are the engine's own (readers).
+    pub async fn start(link: Arc<Link>, engine: Arc<E>, mut tasks: Tasks) -> Result<Self, String> {
+        let leftovers = adopt_leftovers(&link, &*engine)
+            .await
+            .map_err(|e| format!("{}: registering node {}: {e}", E::KIND, link.node_id))?;
+        link.set_ready(true);
+        if !leftovers.is_empty() {
+            tracing::info!(
+                backplane = E::KIND,
+                node = %link.node_id,
+                connections = leftovers.len(),
+                "taking over the connections of this node's previous run"
+            );
+            let event = ClusterEvent::NodeLost {
+                node_tag: link.tag,
+                node_id: link.node_id.clone(),
+                connections: parse_snapshots(leftovers),
+            };
+            // Not awaited here: the gateway may start reading events only after connect.
+            let l = link.clone();
+            tokio::spawn(async move { l.emit(event).await });
+        }
+        tasks.push(tokio::spawn(supervise(link.clone(), engine.clone())));
+        tasks.push(tokio::spawn(reap(link.clone(), engine.clone())));
+        Ok(Self {
+            link,
+            engine,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// [`crate::Backplane::to_node`].
+    pub async fn to_node(&self, node_tag: u32, command: Command) -> Result<(), BackplaneError> {
+        self.link.gate()?;
+        let payload = self.link.encode(&command);
+        match self
+            .link
+            .run(
+                "publish",
+                self.engine.publish(Target::Node(node_tag), payload),
+            )
+            .await?
+        {
+            true => Ok(()),
+            false => Err(BackplaneError::NotInCluster),
+        }
+    }
+
+    /// [`crate::Backplane::to_all`].
+    pub async fn to_all(&self, command: Command) -> Result<(), BackplaneError> {
+        self.link.gate()?;
+        let payload = self.link.encode(&command);
+        self.link
+            .run("publish", self.engine.publish(Target::All, payload))
+            .await
+            .map(|_| ())
+    }
+
+    /// [`crate::Backplane::record_connection`]. The mirror is updated even while the
+    /// engine is down (the call still fails), and written back when it returns.
+    pub async fn record_connection(
+        &self,
+        id: ConnectionId,
+        snapshot: Option<ConnectionSnapshot>,
+    ) -> Result<(), BackplaneError> {
+        let (id, json) = self.link.remember(id, snapshot.as_ref());
+        self.link.gate()?;
+        match json {
+            Some(json) => {
+                self.link
+                    .run("record", self.engine.put_snapshots(&[(id, json)]))
+                    .await
+            }
+            None => {
+                self.link
+                    .run("forget", self.engine.delete_snapshot(&id))
+                    .await
+            }
+        }
+    }
+
+    /// [`crate::Backplane::connection`].
+    pub async fn connection(
+        &self,
+        id: ConnectionId,
+    ) -> Result<Option<ConnectionSnapshot>, BackplaneError> {
+        if id.node_tag() == self.link.tag {
+            return Ok(self.link.local_snapshot(&id));
+        }
+        self.link.gate()?;
+        let json = self
+            .link
+            .run(
+                "read",
+                self.engine.snapshot(id.node_tag(), id.encode().as_str()),
+            )
+            .await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// Every live connection of the other live nodes (for listings from any node).
+    pub async fn snapshots(&self) -> Result<Vec<ConnectionSnapshot>, BackplaneError> {
+        self.link.gate()?;
+        let nodes = self
+            .link
+            .run("nodes", self.engine.registered_nodes())
+            .await?;
+        let mut out = Vec::new();
+        for (tag, _) in nodes {
+            if tag == self.link.tag || !self.link.run("alive", self.engine.is_alive(tag)).await? {
+                continue;
+            }
+            let items = self.link.run("read", self.engine.snapshots_of(tag)).await?;
+            out.extend(parse_snapshots(items));
+        }
+        Ok(out)
+    }
+
+    /// Leaves the cluster on purpose: deletes this node's heartbeat, snapshots and
+    /// registry entry, so nobody reaps it. Call after closing the connections it held.
+    pub async fn leave(&self) -> Result<(), BackplaneError> {
+        self.link.gate()?;
+        // Stop the supervisor (and everything else) first, or a heartbeat of its would
+        // register us again.
+        self.link.closed.store(true, Ordering::Release);
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        tasks.stop().await;
+        // Left: calls fail fast from now on (quietly: no BackplaneDown for a choice).
+        self.link.ready.store(false, Ordering::Release);
+        self.link
+            .run("leave", self.engine.forget(self.link.tag))
+            .await?;
+        self.link.run("leave", self.engine.stop_heartbeat()).await
+    }
+}
+
+fn parse_snapshots(items: Vec<String>) -> Vec<ConnectionSnapshot> {
+    items
+        .into_iter()
+        .filter_map(|j| match serde_json::from_str(&j) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an undecodable connection snapshot");
+                None
+            }
+        })
+        .collect()
+}
+
+/// At start: claims our own tag (waiting a little for a survivor that is reaping a
+/// previous incarnation of us), takes whatever snapshots are stored under it, and
+/// registers. Returns the previous incarnation's snapshots.
+async fn adopt_leftovers<E: Engine>(
+    link: &Link,
+    engine: &E,
+) -> Result<Vec<String>, BackplaneError> {
+    let deadline = Instant::now() + link.op_timeout * 5;
+    let claimed = loop {
+        if link.run("claim", engine.claim(link.tag)).await? {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let leftovers = link
+        .run_bulk("read leftovers", engine.snapshots_of(link.tag))
+        .await?;
+    if !leftovers.is_empty() {
+        link.run_bulk("forget leftovers", engine.forget(link.tag))
+            .await?;
+    }
+    link.run("heartbeat", engine.heartbeat()).await?;
+    if claimed {
+        let _ = link.run("release", engine.release(link.tag)).await;
+    }
+    Ok(leftovers)
+}
+
+/// Heartbeats while up; probes while down; writes the snapshots back on the way up.
+async fn supervise<E: Engine>(link: Arc<Link>, engine: Arc<E>) {
+    while !link.is_closed() {
+        let pause = if link.is_ready() {
+            link.heartbeat
+        } else {
+            PROBE_INTERVAL.min(link.heartbeat)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = link.wake.notified() => {}
+        }
+        let was_ready = link.is_ready();
+        let Ok(missing) = link.run("heartbeat", engine.heartbeat()).await else {
+            // Even an engine that answers with errors is down for us: without a
+            // heartbeat this node would soon be reaped by the others.
+            link.set_ready(false);
+            continue;
+        };
+        if (!was_ready || missing) && restore(&link, &*engine).await.is_err() {
+            continue;
+        }
+        link.set_ready(true);
+    }
+}
+
+/// Writes every snapshot of the mirror to the engine, then deletes those the gateway
+/// forgot meanwhile (a delete racing the rewrite must win).
+async fn restore<E: Engine>(link: &Link, engine: &E) -> Result<(), BackplaneError> {
+    let entries = link.mirror_entries();
+    if !entries.is_empty() {
+        tracing::info!(node = %link.node_id, connections = entries.len(), "writing this node's connection snapshots back");
+    }
+    for chunk in entries.chunks(RESTORE_CHUNK) {
+        let items: Vec<(String, Arc<str>)> = chunk
+            .iter()
+            .map(|(id, j)| (id.to_string(), j.clone()))
+            .collect();
+        link.run("restore", engine.put_snapshots(&items)).await?;
+    }
+    for (id, _) in &entries {
+        if !link.holds(id) {
+            link.run("restore", engine.delete_snapshot(&id.to_string()))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every `heartbeat_secs`: reaps registered nodes whose heartbeat expired.
+async fn reap<E: Engine>(link: Arc<Link>, engine: Arc<E>) {
+    let mut tick = tokio::time::interval(link.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if link.is_closed() {
+            return;
+        }
+        if !link.is_ready() {
+            continue;
+        }
+        let Ok(nodes) = link.run("list nodes", engine.registered_nodes()).await else {
+            continue;
+        };
+        for (tag, node_id) in nodes {
+            if tag == link.tag {
+                continue;
+            }
+            if let Ok(false) = link.run("check heartbeat", engine.is_alive(tag)).await {
+                reap_node(&link, &*engine, tag, node_id).await;
+            }
+        }
+    }
+}
+
+async fn reap_node<E: Engine>(link: &Link, engine: &E, tag: u32, node_id: String) {
+    if !matches!(link.run("claim", engine.claim(tag)).await, Ok(true)) {
+        return;
+    }
+    let taken = async {
+        // Under the claim, look again: another survivor may have finished reaping it
+        // between our listing and our claim, or the node may have come back.
+        if !link
+            .run("check registry", engine.is_registered(tag))
+            .await?
+            || link.run("check heartbeat", engine.is_alive(tag)).await?
+        {
+            return Ok(None);
+        }
+        link.run_bulk("read snapshots", engine.snapshots_of(tag))
+            .await
+            .map(Some)
+    }
+    .await;
+    if let Ok(Some(snapshots)) = taken {
+        tracing::warn!(
+            backplane = E::KIND,
+            lost = %node_id,
+            connections = snapshots.len(),
+            "node lost: taking over its connections"
+        );
+        link.emit(ClusterEvent::NodeLost {
+            node_tag: tag,
+            node_id,
+            connections: parse_snapshots(snapshots),
+        })
+        .await;
+        let _ = link.run_bulk("forget node", engine.forget(tag)).await;
+    }
+    let _ = link.run("release", engine.release(tag)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn link(
+        node: &str,
+        inbox: usize,
+    ) -> (Link, mpsc::Receiver<Command>, mpsc::Receiver<ClusterEvent>) {
+        let (itx, irx) = mpsc::channel(inbox);
+        let (etx, erx) = mpsc::channel(8);
+        let l = Link::new("test", &ClusterConfig::default(), node, itx, etx);
+        (l, irx, erx)
+    }
+
+    fn broadcast(n: u8) -> Command {
+        Command::Broadcast {
+            data: Bytes::from(vec![n]),
+            binary: true,
+        }
+    }
+
+    #[test]
+    fn tags_print_as_eight_hex_digits_and_parse_back() {
+        assert_eq!(tag_hex(0xab), "000000ab");
+        assert_eq!(parse_tag("000000ab"), Some(0xab));
+        assert_eq!(parse_tag("ab"), None);
+        assert_eq!(parse_tag("zzzzzzzz"), None);
+    }
+
+    #[tokio::test]
+    async fn a_node_drops_its_own_messages_on_the_all_channel_only() {
+        let (a, mut inbox, _) = link("a", 8);
+        let own = a.encode(&broadcast(1));
+        a.deliver(&own, true);
+        assert!(inbox.try_recv().is_err());
+        a.deliver(&own, false);
+        assert_eq!(inbox.try_recv().unwrap(), broadcast(1));
+        let (b, _, _) = link("b", 8);
+        a.deliver(&b.encode(&broadcast(2)), true);
+        assert_eq!(inbox.try_recv().unwrap(), broadcast(2));
+    }
+
+    #[tokio::test]
+    async fn a_full_inbox_drops_and_counts_instead_of_blocking() {
+        let (a, mut inbox, _) = link("a", 2);
+        let (b, _, _) = link("b", 1);
+        for n in 0..5 {
+            a.deliver(&b.encode(&broadcast(n)), false);
+        }
+        assert_eq!(a.dropped(), 3);
+        assert_eq!(inbox.try_recv().unwrap(), broadcast(0));
+        assert_eq!(inbox.try_recv().unwrap(), broadcast(1));
+        a.deliver(b"not json", false);
+        assert!(inbox.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn state_changes_are_reported_once() {
+        let (a, _, mut events) = link("a", 1);
+        assert!(a.gate().is_err());
+        a.set_ready(true);
+        a.set_ready(true);
+        assert!(a.gate().is_ok());
+        a.lost("test", &"gone");
+        a.lost("test", &"gone");
+        assert_eq!(events.try_recv().unwrap(), ClusterEvent::BackplaneUp);
+        assert_eq!(events.try_recv().unwrap(), ClusterEvent::BackplaneDown);
+        assert!(events.try_recv().is_err());
+        assert_eq!(a.gate(), Err(BackplaneError::Unavailable));
+    }
+}

@@ -1,0 +1,409 @@
+//! The Redis backplane: pub/sub for commands, keys for the registry.
+//!
+//! One URL: a single Redis, through redis-rs's connection manager over RESP3. Pub/sub
+//! messages arrive as pushes on the same multiplexed connection as commands; the manager
+//! reconnects by itself and replays our `SUBSCRIBE`s before the new connection serves
+//! anything, so a heartbeat that succeeds after an outage means the subscriptions are
+//! back too. Several URLs: a Redis Cluster (seed nodes), through `cluster_async`, with
+//! sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`), which the cluster client resubscribes
+//! after reconnects and slot moves. Give a cluster at least two seed URLs: one URL always
+//! means a single Redis.
+//!
+//! Names (`<tag>` is the node tag as 8 lowercase hex digits):
+//!
+//! | name | kind | holds |
+//! |---|---|---|
+//! | `sb:node:<tag>` | channel | commands for one node |
+//! | `sb:all` | channel | commands for every node (senders ignore their own) |
+//! | `sb:alive:<tag>` | string, `EX node_ttl_secs` | the node id; refreshed every `heartbeat_secs` |
+//! | `sb:nodes` | hash | `<tag>` → node id: every node that has not left or been reaped |
+//! | `sb:conns:<tag>` | hash | connection id → snapshot JSON |
+//! | `sb:reap:<tag>` | string, `NX EX 60` | the reaper's node id while it reaps `<tag>` |
+//!
+//! No command touches two keys at once, so the names need no hash tags on a cluster.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError,
+    RedisFuture, Value,
+};
+use switchboard_core::config::ClusterConfig;
+use switchboard_core::ConnectionId;
+use tokio::sync::mpsc;
+
+use crate::link::{self, tag_hex, Engine, Fault, Link, Node, Target, Tasks, CLAIM_SECS};
+use crate::{Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot};
+
+const ALL: &str = "sb:all";
+const NODES: &str = "sb:nodes";
+
+/// Deletes the reap claim only if we still hold it (it may have expired and been taken).
+const RELEASE_SCRIPT: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+fn node_channel(tag: u32) -> String {
+    format!("sb:node:{}", tag_hex(tag))
+}
+fn alive_key(tag: u32) -> String {
+    format!("sb:alive:{}", tag_hex(tag))
+}
+fn conns_key(tag: u32) -> String {
+    format!("sb:conns:{}", tag_hex(tag))
+}
+fn reap_key(tag: u32) -> String {
+    format!("sb:reap:{}", tag_hex(tag))
+}
+
+/// A Redis backplane. See the [module docs](self).
+#[derive(Debug)]
+pub struct RedisBackplane {
+    node: Node<RedisEngine>,
+}
+
+impl RedisBackplane {
+    /// Connects to `cfg.urls` (one: single Redis; several: Redis Cluster), registers
+    /// this node and starts its heartbeat and reaper. Fails if Redis cannot be reached
+    /// within a few `op_timeout_ms`.
+    ///
+    /// `inbox` gets the commands other nodes send to this node. Bound it (a few thousand
+    /// is plenty): commands are handed over with `try_send`, so when it is full they are
+    /// dropped and counted ([`Self::dropped_commands`]) rather than stalling the Redis
+    /// reader, which also carries every other node's messages and our heartbeats.
+    ///
+    /// `events` gets [`ClusterEvent`]s. `NodeLost` waits for room (the reaper task
+    /// pauses; the gateway must keep reading); `BackplaneUp`/`BackplaneDown` are dropped
+    /// when it is full ([`Backplane::is_ready`] still tells the state).
+    pub async fn connect(
+        cfg: &ClusterConfig,
+        node_id: &str,
+        inbox: mpsc::Sender<Command>,
+        events: mpsc::Sender<ClusterEvent>,
+    ) -> Result<Arc<Self>, String> {
+        if cfg.urls.is_empty() {
+            return Err("redis backplane: cluster.urls is empty".into());
+        }
+        let link = Arc::new(Link::new("redis", cfg, node_id, inbox, events));
+        let push_link = link.clone();
+        // Runs on the connection's reader: must not block (Link::deliver only try_sends).
+        let on_push = move |info: PushInfo| -> Result<(), Infallible> {
+            on_push(&push_link, info);
+            Ok(())
+        };
+        let startup = link.op_timeout * 5;
+        let engine = tokio::time::timeout(startup, RedisEngine::open(cfg, &link, on_push))
+            .await
+            .map_err(|_| format!("redis backplane: no answer from {:?}", cfg.urls))?
+            .map_err(|e| format!("redis backplane: {:?}: {e}", cfg.urls))?;
+        let node = Node::start(link, Arc::new(engine), Tasks::default()).await?;
+        Ok(Arc::new(Self { node }))
+    }
+
+    /// Commands from other nodes dropped because the inbox was full.
+    pub fn dropped_commands(&self) -> u64 {
+        self.node.link.dropped()
+    }
+
+    /// Leaves the cluster on purpose: deletes this node's heartbeat, registry entry and
+    /// snapshots (so no survivor reaps it) and stops heartbeating and receiving; calls
+    /// fail with `Unavailable` afterwards. For a graceful shutdown, after the node closed
+    /// its connections. If it fails (engine down), the others reap this node as lost.
+    pub async fn leave(&self) -> Result<(), BackplaneError> {
+        self.node.leave().await
+    }
+
+    /// Whether this backplane talks to a Redis Cluster (several URLs).
+    pub fn is_cluster(&self) -> bool {
+        self.node.engine.cluster
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn kind(&self) -> &'static str {
+        RedisEngine::KIND
+    }
+    fn is_ready(&self) -> bool {
+        self.node.link.is_ready()
+    }
+    fn to_node(
+        &self,
+        node_tag: u32,
+        command: Command,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node.to_node(node_tag, command))
+    }
+    fn to_all(&self, command: Command) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node.to_all(command))
+    }
+    fn record_connection(
+        &self,
+        id: ConnectionId,
+        snapshot: Option<ConnectionSnapshot>,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node.record_connection(id, snapshot))
+    }
+    fn connection(
+        &self,
+        id: ConnectionId,
+    ) -> BoxFuture<'_, Result<Option<ConnectionSnapshot>, BackplaneError>> {
+        Box::pin(self.node.connection(id))
+    }
+    fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
+        Box::pin(self.node.snapshots())
+    }
+}
+
+fn on_push(link: &Link, info: PushInfo) {
+    match info.kind {
+        PushKind::Message | PushKind::SMessage => {
+            let [Value::BulkString(channel), Value::BulkString(payload)] = &info.data[..] else {
+                return;
+            };
+            link.deliver(payload, channel.as_slice() == ALL.as_bytes());
+        }
+        // The socket closed: calls fail fast from now on, and the supervisor probes
+        // (which also makes the connection manager reconnect if it gave up).
+        PushKind::Disconnection => link.lost("connection", &"connection closed"),
+        _ => {}
+    }
+}
+
+/// One client for both deployments; both are cheap handles onto multiplexed connections.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub(crate) struct RedisEngine {
+    conn: Conn,
+    cluster: bool,
+    tag: u32,
+    node_id: String,
+    ttl_secs: u64,
+}
+
+fn fault(e: RedisError) -> Fault {
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+    {
+        Fault::Down(e.to_string())
+    } else {
+        Fault::Failed(e.to_string())
+    }
+}
+
+impl RedisEngine {
+    async fn open(
+        cfg: &ClusterConfig,
+        link: &Link,
+        on_push: impl redis::aio::AsyncPushSender,
+    ) -> Result<Self, RedisError> {
+        let timeout = link.op_timeout;
+        let me = node_channel(link.tag);
+        let (conn, cluster) = if let [url] = &cfg.urls[..] {
+            let info = url.as_str().into_connection_info()?;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let client = redis::Client::open(info.set_redis_settings(settings))?;
+            // A few quick retries per reconnect; after that the supervisor's probes start
+            // new reconnects, so a manager dropped during an outage does not retry forever.
+            let config = ConnectionManagerConfig::new()
+                .set_push_sender(on_push)
+                .set_automatic_resubscription()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_min_delay(Duration::from_millis(50))
+                .set_max_delay(Duration::from_millis(500))
+                .set_number_of_retries(4);
+            let mut manager = ConnectionManager::new_with_config(client, config).await?;
+            manager.subscribe(&[me.as_str(), ALL]).await?;
+            (Conn::Single(manager), false)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(cfg.urls.clone())
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(on_push)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()?;
+            let mut conn = client.get_async_connection().await?;
+            // Sharded channels live on the shard owning their slot: one call each.
+            conn.ssubscribe(me.as_str()).await?;
+            conn.ssubscribe(ALL).await?;
+            (Conn::Cluster(conn), true)
+        };
+        Ok(Self {
+            conn,
+            cluster,
+            tag: link.tag,
+            node_id: link.node_id.clone(),
+            ttl_secs: link.ttl_secs,
+        })
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Fault> {
+        cmd.query_async(&mut self.conn.clone()).await.map_err(fault)
+    }
+}
+
+impl Engine for RedisEngine {
+    const KIND: &'static str = "redis";
+
+    async fn publish(&self, to: Target, payload: Vec<u8>) -> Result<bool, Fault> {
+        let channel = match to {
+            Target::Node(tag) => node_channel(tag),
+            Target::All => ALL.to_owned(),
+        };
+        let verb = if self.cluster { "SPUBLISH" } else { "PUBLISH" };
+        let receivers: i64 = self
+            .query(redis::cmd(verb).arg(channel).arg(payload))
+            .await?;
+        // Zero receivers on a node channel: no such node is subscribed.
+        Ok(receivers > 0 || to == Target::All)
+    }
+
+    async fn put_snapshots(&self, items: &[(String, Arc<str>)]) -> Result<(), Fault> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(conns_key(self.tag));
+        for (id, json) in items {
+            cmd.arg(id.as_str()).arg(json.as_ref());
+        }
+        self.query::<()>(&cmd).await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<(), Fault> {
+        self.query::<()>(redis::cmd("HDEL").arg(conns_key(self.tag)).arg(id))
+            .await
+    }
+
+    async fn snapshot(&self, tag: u32, id: &str) -> Result<Option<String>, Fault> {
+        let alive = redis::cmd("EXISTS").arg(alive_key(tag)).to_owned();
+        let stored = redis::cmd("HGET").arg(conns_key(tag)).arg(id).to_owned();
+        // Two keys, possibly on two shards: two commands, sent together.
+        let (alive, stored): (bool, Option<String>) =
+            tokio::try_join!(self.query(&alive), self.query(&stored))?;
+        Ok(stored.filter(|_| alive))
+    }
+
+    async fn heartbeat(&self) -> Result<bool, Fault> {
+        let beat = redis::cmd("SET")
+            .arg(alive_key(self.tag))
+            .arg(&self.node_id)
+            .arg("EX")
+            .arg(self.ttl_secs)
+            .to_owned();
+        let register = redis::cmd("HSET")
+            .arg(NODES)
+            .arg(tag_hex(self.tag))
+            .arg(&self.node_id)
+            .to_owned();
+        let ((), added): ((), i64) = tokio::try_join!(self.query(&beat), self.query(&register))?;
+        if let Conn::Cluster(conn) = &self.conn {
+            // The cluster client replays sharded subscriptions only on connections it
+            // re-opens, and it re-opens a shard's connection only when a request goes
+            // there: after the shard holding one of our channels restarts, nothing may.
+            // Subscribing again is a no-op on a live subscription and heals a lost one.
+            let mut conn = conn.clone();
+            conn.ssubscribe(node_channel(self.tag))
+                .await
+                .map_err(fault)?;
+            conn.ssubscribe(ALL).await.map_err(fault)?;
+        }
+        Ok(added > 0)
+    }
+
+    async fn registered_nodes(&self) -> Result<Vec<(u32, String)>, Fault> {
+        let all: Vec<(String, String)> = self.query(redis::cmd("HGETALL").arg(NODES)).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(tag, id)| Some((link::parse_tag(&tag)?, id)))
+            .collect())
+    }
+
+    async fn is_alive(&self, tag: u32) -> Result<bool, Fault> {
+        self.query(redis::cmd("EXISTS").arg(alive_key(tag))).await
+    }
+
+    async fn is_registered(&self, tag: u32) -> Result<bool, Fault> {
+        self.query(redis::cmd("HEXISTS").arg(NODES).arg(tag_hex(tag)))
+            .await
+    }
+
+    async fn claim(&self, tag: u32) -> Result<bool, Fault> {
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(reap_key(tag))
+                    .arg(&self.node_id)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(CLAIM_SECS),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn release(&self, tag: u32) -> Result<(), Fault> {
+        self.query::<i64>(
+            redis::cmd("EVAL")
+                .arg(RELEASE_SCRIPT)
+                .arg(1)
+                .arg(reap_key(tag))
+                .arg(&self.node_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn snapshots_of(&self, tag: u32) -> Result<Vec<String>, Fault> {
+        self.query(redis::cmd("HVALS").arg(conns_key(tag))).await
+    }
+
+    async fn forget(&self, tag: u32) -> Result<(), Fault> {
+        self.query::<()>(redis::cmd("DEL").arg(conns_key(tag)))
+            .await?;
+        self.query::<()>(redis::cmd("HDEL").arg(NODES).arg(tag_hex(tag)))
+            .await
+    }
+
+    async fn stop_heartbeat(&self) -> Result<(), Fault> {
+        self.query::<()>(redis::cmd("DEL").arg(alive_key(self.tag)))
+            .await
+    }
+}

@@ -1,0 +1,914 @@
+//! The configuration tree. Every field has a default; `docs/config.md` documents each one.
+//!
+//! Parsing (TOML, environment overrides) lives in the binary; this module holds the types
+//! and [`Config::validate`], which names the offending key in every error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, identity, logging, shutdown.
+    pub server: ServerConfig,
+    /// Size, time and rate limits.
+    pub limits: LimitsConfig,
+    /// Server pings.
+    pub keepalive: KeepaliveConfig,
+    /// permessage-deflate.
+    pub compression: CompressionConfig,
+    /// Optional TLS for the WebSocket listener.
+    pub tls: Option<TlsConfig>,
+    /// Optional static files served on the WebSocket listener.
+    #[serde(rename = "static")]
+    pub static_files: Option<StaticConfig>,
+    /// The API identity that appears in events (`stage`, `domainName`, `apiId`).
+    pub api: ApiConfig,
+    /// Route selection.
+    pub router: RouterConfig,
+    /// Route key → route. Keys: `$connect`, `$disconnect`, `$default`, or custom keys
+    /// (which must not start with `$`).
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// Functions by name.
+    pub functions: BTreeMap<String, FunctionConfig>,
+    /// The management API (`@connections`) and its authentication.
+    pub management: ManagementConfig,
+    /// Authentication of connections at the handshake. Default: none.
+    pub authorizer: Option<AuthorizerConfig>,
+    /// Several nodes acting as one gateway.
+    pub cluster: ClusterConfig,
+    /// Resumable sessions for clients of the `switchboard.v1` subprotocol.
+    pub resume: ResumeConfig,
+}
+
+/// `[resume]` (see docs/protocol.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResumeConfig {
+    /// Offer the `switchboard.v1` subprotocol. Default false.
+    pub enabled: bool,
+    /// Seconds a dropped session waits for its client. Default 120.
+    pub window_secs: u64,
+    /// Unacknowledged server messages kept for replay. Default 1024.
+    pub buffer_messages: usize,
+    /// The same bound in bytes. Default 1048576.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ResumeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            window_secs: 120,
+            buffer_messages: 1024,
+            buffer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `local` (one node, nothing shared), `redis` or `nats`. Default `local`.
+    pub backplane: BackplaneKind,
+    /// Engine URLs: `redis://host:port` (several for Redis Cluster) or `nats://host:port`.
+    pub urls: Vec<String>,
+    /// Seconds between this node's heartbeats. Default 2.
+    pub heartbeat_secs: u64,
+    /// Seconds without a heartbeat after which a node counts as lost and a survivor
+    /// invokes `$disconnect` for its connections. Default 10.
+    pub node_ttl_secs: u64,
+    /// Milliseconds a cross-node operation may wait for the backplane before failing
+    /// with 503. Default 1000.
+    pub op_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            backplane: BackplaneKind::Local,
+            urls: Vec::new(),
+            heartbeat_secs: 2,
+            node_ttl_secs: 10,
+            op_timeout_ms: 1000,
+        }
+    }
+}
+
+/// The backplane engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackplaneKind {
+    /// Single node.
+    Local,
+    /// Redis pub/sub (sharded pub/sub on Redis Cluster) and keys for the registry.
+    Redis,
+    /// NATS subjects and a JetStream key-value bucket for the registry.
+    Nats,
+}
+
+/// `[authorizer]`: who may connect. Missing identity: 401; denied: 403; the authorizer
+/// failing: 500 — all at the handshake, before `$connect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuthorizerConfig {
+    /// Verify a JSON Web Token.
+    Jwt(Box<JwtConfig>),
+    /// Ask a function, AWS REQUEST-authorizer style.
+    Request(RequestAuthorizerConfig),
+}
+
+/// Where a token may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    Header,
+    /// A query parameter (`query_param`).
+    Query,
+    /// A `Sec-WebSocket-Protocol` entry `<protocol_prefix><token>` (browsers cannot set headers).
+    Protocol,
+}
+
+/// `kind = "jwt"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Where to look for the token, in order. Default: header, query, protocol.
+    #[serde(default = "default_token_sources")]
+    pub token_sources: Vec<TokenSource>,
+    /// Query parameter holding the token. Default `token`.
+    #[serde(default = "default_query_param")]
+    pub query_param: String,
+    /// Prefix marking the subprotocol entry that carries the token. Default `bearer.`.
+    #[serde(default = "default_protocol_prefix")]
+    pub protocol_prefix: String,
+    /// Accepted algorithms among HS256, RS256, ES256. Default: all three (only those with
+    /// a key configured can verify). `none` is always refused.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// HS256 shared secret.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// PEM public keys (RSA or P-256 SubjectPublicKeyInfo) for RS256/ES256.
+    #[serde(default)]
+    pub public_keys: Vec<PathBuf>,
+    /// A JWKS file.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// A JWKS URL (http or https), fetched at start and every `jwks_refresh_secs`, and once
+    /// (rate-limited) when a token names an unknown `kid`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between JWKS refreshes. Default 300.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; if set, the token's `aud` must contain one.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Leeway for `exp` and `nbf`, seconds. Default 60.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Claim giving the connection's `userId`. Default `sub`.
+    #[serde(default = "default_user_claim")]
+    pub user_id_claim: String,
+    /// Claim (array of strings) giving groups the connection joins. Default: none.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Close the connection with 1008 when the token expires. Default false.
+    #[serde(default)]
+    pub close_on_expiry: bool,
+}
+
+fn default_token_sources() -> Vec<TokenSource> {
+    vec![
+        TokenSource::Header,
+        TokenSource::Query,
+        TokenSource::Protocol,
+    ]
+}
+fn default_query_param() -> String {
+    "token".into()
+}
+fn default_protocol_prefix() -> String {
+    "bearer.".into()
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["HS256".into(), "RS256".into(), "ES256".into()]
+}
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+/// `kind = "request"`: an AWS REQUEST authorizer function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestAuthorizerConfig {
+    /// The function (a name from `[functions]`).
+    pub function: String,
+    /// Identity sources, e.g. `["header:Authorization", "query:token"]`. All must be
+    /// present (else 401); together they are the cache key.
+    pub identity_sources: Vec<String>,
+    /// Seconds an answer is cached per identity, 0 = no cache. Default 300.
+    #[serde(default = "default_auth_cache")]
+    pub cache_ttl_secs: u64,
+    /// Cached identities kept at most. Default 10000.
+    #[serde(default = "default_auth_cache_entries")]
+    pub cache_max_entries: usize,
+}
+
+fn default_auth_cache() -> u64 {
+    300
+}
+fn default_auth_cache_entries() -> usize {
+    10_000
+}
+
+/// `[management]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagementConfig {
+    /// `keys` (SigV4 with `credentials`, or a bearer token from `bearer_tokens`) or `none`
+    /// (allowed only when `server.management_listen` is a loopback address). Default `keys`.
+    pub auth: ManagementAuth,
+    /// SigV4 access-key pairs (what AWS SDK clients sign with).
+    pub credentials: Vec<Credential>,
+    /// Tokens accepted as `Authorization: Bearer <token>`.
+    pub bearer_tokens: Vec<String>,
+    /// Allowed clock skew for SigV4 signatures, seconds. Default 300.
+    pub clock_skew_secs: u64,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        Self {
+            auth: ManagementAuth::Keys,
+            credentials: Vec::new(),
+            bearer_tokens: Vec::new(),
+            clock_skew_secs: 300,
+        }
+    }
+}
+
+/// How management calls authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagementAuth {
+    /// SigV4 or bearer token required.
+    Keys,
+    /// No authentication (loopback listeners only).
+    None,
+}
+
+/// One SigV4 access key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: String,
+    /// The secret (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: String,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// WebSocket listener address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Management listener (metrics, health, management API). Default `127.0.0.1:9090`.
+    pub management_listen: SocketAddr,
+    /// This node's id; appears in connection ids. Default: generated at start.
+    pub node_id: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs). Default: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// WebSocket subprotocols accepted, in the server's order of preference. Default: none.
+    pub subprotocols: Vec<String>,
+    /// Seconds to wait for connections and in-flight work on shutdown. Default 10.
+    pub shutdown_grace_secs: u64,
+    /// `pretty` or `json`. Default `pretty`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `switchboard=debug`. Default `info`.
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            management_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            node_id: None,
+            trusted_proxies: Vec::new(),
+            subprotocols: Vec::new(),
+            shutdown_grace_secs: 10,
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest message, in bytes, after reassembly and decompression (over it: close 1009).
+    /// Default 131072 (128 KiB, as AWS).
+    pub max_message_bytes: usize,
+    /// Largest single frame, in bytes (over it: close 1009). Default 131072.
+    pub max_frame_bytes: usize,
+    /// Seconds without any frame from the client (pongs count) before close 1001. Default 600.
+    pub idle_timeout_secs: u64,
+    /// Maximum connection lifetime in seconds, 0 = unlimited (reached: close 1001). Default 7200.
+    pub max_connection_secs: u64,
+    /// Seconds allowed for the HTTP request head of the handshake. Default 10.
+    pub handshake_timeout_secs: u64,
+    /// Open WebSocket connections per node (over it: HTTP 503 at the handshake). Default 10000.
+    pub max_connections: usize,
+    /// New connections per second per source IP, 0 = off (over it: HTTP 429). Default 0.
+    pub connections_per_ip_per_sec: u32,
+    /// Burst allowed above `connections_per_ip_per_sec`. Default 20.
+    pub connections_per_ip_burst: u32,
+    /// Messages per second per connection, 0 = off (over it: close 1008). Default 0.
+    pub messages_per_sec: u32,
+    /// Burst allowed above `messages_per_sec`. Default 50.
+    pub messages_burst: u32,
+    /// Messages queued for sending to one connection (a reader too slow: close 1013). Default 1024.
+    pub outbound_queue_messages: usize,
+    /// Bytes queued for sending to one connection (a reader too slow: close 1013). Default 4194304.
+    pub outbound_queue_bytes: usize,
+    /// Seconds a single socket write may stall before the connection is dropped. Default 30.
+    pub write_timeout_secs: u64,
+    /// Groups one connection may be in. Default 32.
+    pub max_groups_per_connection: usize,
+    /// Bytes of per-connection state (keys plus values). Default 4096.
+    pub max_state_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 128 * 1024,
+            max_frame_bytes: 128 * 1024,
+            idle_timeout_secs: 600,
+            max_connection_secs: 7200,
+            handshake_timeout_secs: 10,
+            max_connections: 10_000,
+            connections_per_ip_per_sec: 0,
+            connections_per_ip_burst: 20,
+            messages_per_sec: 0,
+            messages_burst: 50,
+            outbound_queue_messages: 1024,
+            outbound_queue_bytes: 4 * 1024 * 1024,
+            write_timeout_secs: 30,
+            max_groups_per_connection: 32,
+            max_state_bytes: 4096,
+        }
+    }
+}
+
+/// `[keepalive]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeepaliveConfig {
+    /// Seconds between server pings, 0 = never ping. Default 30.
+    pub ping_interval_secs: u64,
+    /// Seconds to wait for any frame after a ping before the peer counts as dead. Default 30.
+    pub pong_timeout_secs: u64,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval_secs: 30,
+            pong_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[compression]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionConfig {
+    /// Negotiate permessage-deflate when the client offers it. Default true.
+    pub enabled: bool,
+    /// zlib level 0–9. Default 1.
+    pub level: u32,
+    /// Keep compression windows between messages (better ratio, ~300 KiB per connection).
+    /// Default false: no per-connection compression memory.
+    pub context_takeover: bool,
+    /// Server compression window, 9–15 bits. Default 15.
+    pub server_max_window_bits: u8,
+    /// Messages shorter than this many bytes are sent uncompressed. Default 32.
+    pub threshold_bytes: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            level: 1,
+            context_takeover: false,
+            server_max_window_bits: 15,
+            threshold_bytes: 32,
+        }
+    }
+}
+
+/// `[tls]`: both files are PEM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain file.
+    pub cert: PathBuf,
+    /// Private key file.
+    pub key: PathBuf,
+}
+
+/// `[static]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    /// Directory whose files are served by plain GET on the WebSocket listener.
+    pub dir: PathBuf,
+    /// File served for `/`. Default `index.html`.
+    #[serde(default = "default_index")]
+    pub index: String,
+}
+
+fn default_index() -> String {
+    "index.html".into()
+}
+
+/// `[api]`: values that appear in events' `requestContext`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `requestContext.stage`. Default `prod`.
+    pub stage: String,
+    /// `requestContext.domainName`. Default `localhost`.
+    pub domain_name: String,
+    /// `requestContext.apiId`. Default `switchboard`.
+    pub api_id: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            stage: "prod".into(),
+            domain_name: "localhost".into(),
+            api_id: "switchboard".into(),
+        }
+    }
+}
+
+/// `[router]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Route selection expression. Default `$request.body.action`.
+    pub selection_expression: String,
+    /// Binary frames: `base64` (delivered base64-encoded with `isBase64Encoded: true`) or
+    /// `reject` (close 1003, as AWS). Default `base64`.
+    pub binary: BinaryMode,
+}
+
+/// What happens to binary frames from clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BinaryMode {
+    /// Delivered base64-encoded.
+    Base64,
+    /// Close 1003.
+    Reject,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            selection_expression: "$request.body.action".into(),
+            binary: BinaryMode::Base64,
+        }
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The function invoked, by name (a key of `[functions]`).
+    pub function: String,
+    /// Send the function's response body back to the caller. Default false (as AWS).
+    #[serde(default)]
+    pub two_way: bool,
+    /// Invoke this route's messages without waiting for the previous invocation of the
+    /// connection to finish. Default false: a connection's messages are invoked in order.
+    #[serde(default)]
+    pub parallel: bool,
+}
+
+/// A function, by kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum FunctionConfig {
+    /// A function compiled into the gateway.
+    Builtin {
+        /// Which one: `echo`, `accept`, `join_group`, `leave_group`.
+        name: BuiltinName,
+        /// For `join_group`/`leave_group`: the groups a client may join or leave itself
+        /// (exact names or prefixes ending in `*`). Default: none.
+        #[serde(default)]
+        groups: Vec<String>,
+    },
+    /// An HTTP endpoint that receives the event JSON by POST.
+    Http(HttpFunctionConfig),
+    /// Worker processes that switchboard runs itself, speaking the AWS Lambda Runtime API.
+    Lambda(Box<LambdaFunctionConfig>),
+}
+
+/// `kind = "lambda"`: a pool of worker processes polling a Lambda Runtime API that
+/// switchboard serves on a loopback port of its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaFunctionConfig {
+    /// The worker command and its arguments, e.g. `["python3", "-m", "awslambdaric",
+    /// "app.handler"]`. Default: the bundled bootstrap for `runtime`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `python` or `node`: picks the bundled bootstrap when `command` is empty.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// The handler, `module.function` (`_HANDLER`).
+    pub handler: String,
+    /// Working directory and `LAMBDA_TASK_ROOT`. Relative to the config file.
+    #[serde(default = "default_dot")]
+    pub dir: PathBuf,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Per-invocation timeout, milliseconds. The worker is killed and replaced when it is
+    /// exceeded. Default 29000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Workers at most (one invocation each at a time). Default 4.
+    #[serde(default = "default_lambda_concurrency")]
+    pub max_concurrency: usize,
+    /// Workers kept running while idle; 0 = scale to zero. Default 0.
+    #[serde(default)]
+    pub min_warm: usize,
+    /// Seconds a worker may sit idle before it is stopped (down to `min_warm`). Default 300.
+    #[serde(default = "default_idle_secs")]
+    pub idle_secs: u64,
+    /// Address-space limit per worker, MiB (`ulimit -v`), 0 = none. Default 0.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Invocations waiting for a worker; beyond it: throttled. Default 256.
+    #[serde(default = "default_lambda_queue")]
+    pub max_queue: usize,
+}
+
+fn default_dot() -> PathBuf {
+    PathBuf::from(".")
+}
+fn default_lambda_concurrency() -> usize {
+    4
+}
+fn default_idle_secs() -> u64 {
+    300
+}
+fn default_lambda_queue() -> usize {
+    256
+}
+
+/// `kind = "http"`: POST the event JSON to `url`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFunctionConfig {
+    /// `http://` URL the event is POSTed to.
+    pub url: String,
+    /// Per-invocation timeout, milliseconds. Default 29000 (AWS's integration timeout).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Invocations in flight at once. Default 64.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Invocations waiting for a free slot; beyond it: throttled. Default 1024.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+    /// Secret for the `X-Switchboard-Signature` HMAC-SHA256 header. Default: none (no header).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Largest response body accepted, bytes. Default 6291456 (6 MiB, as Lambda).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    29_000
+}
+fn default_max_concurrency() -> usize {
+    64
+}
+fn default_max_queue() -> usize {
+    1024
+}
+fn default_max_response_bytes() -> usize {
+    6 * 1024 * 1024
+}
+
+/// The builtin functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinName {
+    /// Answers with the message it was given (text stays text, binary stays binary).
+    Echo,
+    /// Answers 200 with no body.
+    Accept,
+    /// The client joins the group named by the message's `group` field (if allowed).
+    JoinGroup,
+    /// The client leaves the group named by the message's `group` field.
+    LeaveGroup,
+}
+
+/// A configuration that does not make sense; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key, e.g. `limits.max_message_bytes`.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Checks values that parse but cannot work together. Returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_message_bytes", l.max_message_bytes as u64),
+            ("limits.max_frame_bytes", l.max_frame_bytes as u64),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("limits.max_connections", l.max_connections as u64),
+            (
+                "limits.outbound_queue_messages",
+                l.outbound_queue_messages as u64,
+            ),
+            ("limits.outbound_queue_bytes", l.outbound_queue_bytes as u64),
+            ("limits.write_timeout_secs", l.write_timeout_secs),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                errors.push(err(key, "must be greater than 0"));
+            }
+        }
+        if l.max_message_bytes > 1 << 30 {
+            errors.push(err("limits.max_message_bytes", "must be at most 1 GiB"));
+        }
+        if l.max_frame_bytes > l.max_message_bytes {
+            errors.push(err(
+                "limits.max_frame_bytes",
+                "must not exceed limits.max_message_bytes",
+            ));
+        }
+        if l.outbound_queue_bytes < l.max_message_bytes {
+            errors.push(err(
+                "limits.outbound_queue_bytes",
+                "must be at least limits.max_message_bytes, or a maximum-size message could never be queued",
+            ));
+        }
+        if l.connections_per_ip_per_sec > 0 && l.connections_per_ip_burst == 0 {
+            errors.push(err("limits.connections_per_ip_burst", "must be at least 1"));
+        }
+        if l.messages_per_sec > 0 && l.messages_burst == 0 {
+            errors.push(err("limits.messages_burst", "must be at least 1"));
+        }
+        let k = &self.keepalive;
+        if k.ping_interval_secs > 0 && k.pong_timeout_secs == 0 {
+            errors.push(err("keepalive.pong_timeout_secs", "must be greater than 0"));
+        }
+        let c = &self.compression;
+        if c.level > 9 {
+            errors.push(err("compression.level", "must be between 0 and 9"));
+        }
+        if !(9..=15).contains(&c.server_max_window_bits) {
+            errors.push(err(
+                "compression.server_max_window_bits",
+                "must be between 9 and 15",
+            ));
+        }
+        if let Some(id) = &self.server.node_id {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                errors.push(err(
+                    "server.node_id",
+                    "must be 1-64 characters of letters, digits, '-' or '_'",
+                ));
+            }
+        }
+        for p in &self.server.subprotocols {
+            if p.is_empty() || !p.bytes().all(is_token_byte) {
+                errors.push(err(
+                    "server.subprotocols",
+                    format!("{p:?} is not a valid HTTP token"),
+                ));
+            }
+        }
+        if self.api.stage.is_empty() || self.api.stage.contains('/') {
+            errors.push(err("api.stage", "must be non-empty and contain no '/'"));
+        }
+        if let Err(e) = crate::route::SelectionExpression::parse(&self.router.selection_expression)
+        {
+            errors.push(err("router.selection_expression", e.to_string()));
+        }
+        for (key, route) in &self.routes {
+            let path = format!("routes.\"{key}\"");
+            if key.starts_with('$')
+                && !["$connect", "$disconnect", "$default"].contains(&key.as_str())
+            {
+                errors.push(err(
+                    &path,
+                    "custom route keys must not start with '$' (only $connect, $disconnect, $default)",
+                ));
+            }
+            if key.is_empty() {
+                errors.push(err(&path, "route key must not be empty"));
+            }
+            if !self.functions.contains_key(&route.function) {
+                errors.push(err(
+                    format!("{path}.function"),
+                    format!("no function named {:?} in [functions]", route.function),
+                ));
+            }
+        }
+        for (name, f) in &self.functions {
+            if let FunctionConfig::Http(h) = f {
+                let key = format!("functions.{name}");
+                if !h.url.starts_with("http://") {
+                    errors.push(err(
+                        format!("{key}.url"),
+                        "must be an http:// URL (put TLS termination in front of the function)",
+                    ));
+                }
+                if h.timeout_ms == 0 {
+                    errors.push(err(format!("{key}.timeout_ms"), "must be greater than 0"));
+                }
+                if h.max_concurrency == 0 {
+                    errors.push(err(
+                        format!("{key}.max_concurrency"),
+                        "must be greater than 0",
+                    ));
+                }
+            }
+        }
+        let cl = &self.cluster;
+        if cl.backplane != BackplaneKind::Local {
+            if cl.urls.is_empty() {
+                errors.push(err(
+                    "cluster.urls",
+                    "a redis or nats backplane needs at least one URL",
+                ));
+            }
+            if self.server.node_id.is_none() {
+                errors.push(err(
+                    "server.node_id",
+                    "a clustered node needs a stable node_id (ids and the registry are keyed by it)",
+                ));
+            }
+            if cl.heartbeat_secs == 0 || cl.node_ttl_secs <= cl.heartbeat_secs {
+                errors.push(err(
+                    "cluster.node_ttl_secs",
+                    "must be greater than cluster.heartbeat_secs (which must be at least 1)",
+                ));
+            }
+        }
+        let m = &self.management;
+        if m.auth == ManagementAuth::None && !self.server.management_listen.ip().is_loopback() {
+            errors.push(err(
+                "management.auth",
+                "\"none\" is allowed only when server.management_listen is a loopback address",
+            ));
+        }
+        for (i, c) in m.credentials.iter().enumerate() {
+            if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+                errors.push(err(
+                    format!("management.credentials[{i}]"),
+                    "access_key_id and secret_access_key must not be empty",
+                ));
+            }
+        }
+        if m.bearer_tokens.iter().any(|t| t.len() < 16) {
+            errors.push(err(
+                "management.bearer_tokens",
+                "tokens must be at least 16 characters",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// RFC 7230 `tchar`.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_valid_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.max_message_bytes, 131072);
+        assert_eq!(c.limits.idle_timeout_secs, 600);
+        assert_eq!(c.keepalive.ping_interval_secs, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = toml::from_str::<Config>("[limits]\nmax_mesage_bytes = 1\n").unwrap_err();
+        assert!(e.to_string().contains("max_mesage_bytes"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c: Config = toml::from_str(
+            r#"
+            [limits]
+            max_message_bytes = 0
+            [routes."$default"]
+            function = "missing"
+            [routes."$bad"]
+            function = "missing"
+            "#,
+        )
+        .unwrap();
+        let errs = c.validate().unwrap_err();
+        let keys: Vec<_> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"limits.max_message_bytes"), "{keys:?}");
+        assert!(keys.contains(&"routes.\"$default\".function"), "{keys:?}");
+        assert!(keys.contains(&"routes.\"$bad\""), "{keys:?}");
+    }
+
+    #[test]
+    fn routes_and_functions_parse() {
+        let c: Config = toml::from_str(
+            r#"
+            [functions.echo]
+            kind = "builtin"
+            name = "echo"
+            [router]
+            selection_expression = "$request.body.type"
+            [routes."$default"]
+            function = "echo"
+            two_way = true
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.routes["$default"].two_way);
+    }
+}

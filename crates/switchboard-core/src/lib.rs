@@ -1,0 +1,19 @@
+//! switchboard's sans-IO model: everything the gateway decides, without sockets.
+//!
+//! - [`config`]: the configuration tree and its validation;
+//! - [`id`]: connection and request ids (a connection id names its node);
+//! - [`event`]: what a function is invoked with and answers;
+//! - [`route`]: route selection and the route table;
+//! - [`groups`]: group and user membership;
+//! - [`limit`]: rate limiting, told the time by the caller.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod event;
+pub mod groups;
+pub mod id;
+pub mod limit;
+pub mod route;
+
+pub use id::ConnectionId;

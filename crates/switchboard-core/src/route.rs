@@ -1,0 +1,238 @@
+//! Route selection (AWS `routeSelectionExpression`) and the route table.
+//!
+//! An expression is either `$request.body.<path>` or a template mixing literal text with
+//! `${request.body.<path>}` placeholders, e.g. `${request.body.service}/${request.body.action}`.
+//! A message whose body is not JSON, or lacks a field the expression reads, selects no key
+//! and goes to `$default`.
+
+use std::collections::HashMap;
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    /// A dotted path into the JSON body.
+    Field(Vec<String>),
+}
+
+/// A parsed route selection expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionExpression {
+    parts: Vec<Part>,
+}
+
+/// Why an expression could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid route selection expression: {0}")]
+pub struct ExpressionError(&'static str);
+
+fn parse_path(path: &str) -> Result<Vec<String>, ExpressionError> {
+    let rest = path
+        .strip_prefix("request.body.")
+        .ok_or(ExpressionError("fields must start with request.body."))?;
+    let segments: Vec<String> = rest.split('.').map(str::to_owned).collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(ExpressionError("empty field name"));
+    }
+    Ok(segments)
+}
+
+impl SelectionExpression {
+    /// Parses an expression.
+    pub fn parse(expr: &str) -> Result<Self, ExpressionError> {
+        let expr = expr.trim();
+        if expr.is_empty() {
+            return Err(ExpressionError("empty"));
+        }
+        if let Some(path) = expr.strip_prefix('$') {
+            if !path.starts_with('{') {
+                return Ok(Self {
+                    parts: vec![Part::Field(parse_path(path)?)],
+                });
+            }
+        }
+        let mut parts = Vec::new();
+        let mut rest = expr;
+        while !rest.is_empty() {
+            match rest.find("${") {
+                Some(0) => {
+                    let end = rest.find('}').ok_or(ExpressionError("unclosed ${"))?;
+                    parts.push(Part::Field(parse_path(&rest[2..end])?));
+                    rest = &rest[end + 1..];
+                }
+                Some(i) => {
+                    parts.push(Part::Literal(rest[..i].to_owned()));
+                    rest = &rest[i..];
+                }
+                None => {
+                    parts.push(Part::Literal(rest.to_owned()));
+                    rest = "";
+                }
+            }
+        }
+        if !parts.iter().any(|p| matches!(p, Part::Field(_))) {
+            return Err(ExpressionError("no ${request.body...} field"));
+        }
+        Ok(Self { parts })
+    }
+
+    /// The route key a message body selects, if any.
+    pub fn evaluate(&self, body: &[u8]) -> Option<String> {
+        let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let mut key = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => key.push_str(s),
+                Part::Field(path) => {
+                    let mut v = &json;
+                    for seg in path {
+                        v = v.get(seg.as_str())?;
+                    }
+                    match v {
+                        serde_json::Value::String(s) => key.push_str(s),
+                        serde_json::Value::Number(n) => key.push_str(&n.to_string()),
+                        serde_json::Value::Bool(b) => {
+                            key.push_str(if *b { "true" } else { "false" })
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+        Some(key)
+    }
+}
+
+/// What a message was routed to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Selected<'a, T> {
+    /// The route key (`$default` when no custom key matched).
+    pub key: &'a str,
+    /// The route's target.
+    pub target: &'a T,
+}
+
+/// The route table: `$connect`, `$disconnect`, `$default` and custom keys, each mapped
+/// to a target `T` (the function to invoke and how).
+#[derive(Debug)]
+pub struct RouteTable<T> {
+    selection: SelectionExpression,
+    custom: HashMap<String, T>,
+    default: Option<T>,
+    connect: Option<T>,
+    disconnect: Option<T>,
+}
+
+impl<T> RouteTable<T> {
+    /// Builds a table from `(key, target)` pairs.
+    pub fn new(
+        selection: SelectionExpression,
+        routes: impl IntoIterator<Item = (String, T)>,
+    ) -> Self {
+        let mut table = Self {
+            selection,
+            custom: HashMap::new(),
+            default: None,
+            connect: None,
+            disconnect: None,
+        };
+        for (key, target) in routes {
+            match key.as_str() {
+                "$default" => table.default = Some(target),
+                "$connect" => table.connect = Some(target),
+                "$disconnect" => table.disconnect = Some(target),
+                _ => {
+                    table.custom.insert(key, target);
+                }
+            }
+        }
+        table
+    }
+
+    /// The `$connect` route.
+    pub fn connect(&self) -> Option<&T> {
+        self.connect.as_ref()
+    }
+
+    /// The `$disconnect` route.
+    pub fn disconnect(&self) -> Option<&T> {
+        self.disconnect.as_ref()
+    }
+
+    /// Routes a message. Only text bodies are inspected (binary goes to `$default`), and
+    /// the body is parsed only when custom routes exist. `None`: no route and no `$default`.
+    pub fn select(&self, body: &[u8], text: bool) -> Option<Selected<'_, T>> {
+        if text && !self.custom.is_empty() {
+            if let Some(key) = self.selection.evaluate(body) {
+                if let Some((k, target)) = self.custom.get_key_value(&key) {
+                    return Some(Selected { key: k, target });
+                }
+            }
+        }
+        self.default.as_ref().map(|target| Selected {
+            key: "$default",
+            target,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(expr: &str, keys: &[&str]) -> RouteTable<usize> {
+        RouteTable::new(
+            SelectionExpression::parse(expr).unwrap(),
+            keys.iter().enumerate().map(|(i, k)| (k.to_string(), i)),
+        )
+    }
+
+    #[test]
+    fn exact_match_wins_else_default() {
+        let t = table("$request.body.action", &["$default", "send", "join"]);
+        assert_eq!(t.select(br#"{"action":"send"}"#, true).unwrap().key, "send");
+        assert_eq!(
+            t.select(br#"{"action":"nope"}"#, true).unwrap().key,
+            "$default"
+        );
+        assert_eq!(t.select(b"not json", true).unwrap().key, "$default");
+        assert_eq!(
+            t.select(br#"{"action":"send"}"#, false).unwrap().key,
+            "$default"
+        );
+        assert_eq!(
+            t.select(br#"{"action":{"x":1}}"#, true).unwrap().key,
+            "$default"
+        );
+    }
+
+    #[test]
+    fn no_default_means_no_route() {
+        let t = table("$request.body.action", &["send"]);
+        assert!(t.select(br#"{"action":"other"}"#, true).is_none());
+    }
+
+    #[test]
+    fn nested_paths_and_templates() {
+        let t = table(
+            "${request.body.service}/${request.body.op.name}",
+            &["chat/send"],
+        );
+        let body = br#"{"service":"chat","op":{"name":"send"}}"#;
+        assert_eq!(t.select(body, true).unwrap().key, "chat/send");
+        assert!(t.select(br#"{"service":"chat"}"#, true).is_none());
+    }
+
+    #[test]
+    fn bad_expressions() {
+        for e in [
+            "",
+            "$request.header.x",
+            "${request.body.a",
+            "literal",
+            "$request.body.",
+        ] {
+            assert!(SelectionExpression::parse(e).is_err(), "{e}");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The WebSocket edge: everything between a client's socket and the router.
+//!
+//! - [`server`]: the listener, TLS, the HTTP/1.1 handshake with its limits (connection
+//!   count, per-IP rate, `$connect`), and the hand-off of the raw stream;
+//! - `conn`: the per-connection task (decode, invoke in order, drain the outbound queue,
+//!   write, keepalive, idle and lifetime deadlines, close codes);
+//! - [`table`]: the connection table and the handle others use to send or close;
+//! - [`metrics`]: the edge's Prometheus metrics.
+#![forbid(unsafe_code)]
+
+mod conn;
+pub mod metrics;
+pub mod server;
+mod session;
+mod static_files;
+pub mod table;
+mod tls;
+
+pub use server::{bind, Edge, EdgeInner};
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    /// The TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The configuration is inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+}

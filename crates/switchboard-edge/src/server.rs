@@ -1,0 +1,1173 @@
+//! The listener: accept, optional TLS, the HTTP/1.1 handshake (hyper), limits at the door,
+//! `$connect`, and the hand-off of the raw stream to a connection task.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use switchboard_core::config::{Config, StaticConfig};
+use switchboard_core::event::{ConnectionInfo, EventKind, Invocation};
+use switchboard_core::id::IdGenerator;
+use switchboard_core::limit::TokenBucket;
+use switchboard_core::route::{RouteTable, SelectionExpression};
+use switchboard_functions::Function;
+use switchboard_ws::deflate::{self, DeflateConfig};
+use switchboard_ws::{handshake, Decoder, Encoder, Limits, Role};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::conn::Conn;
+use crate::metrics::EdgeMetrics;
+use crate::table::{CloseRequest, ConnHandle, ConnectionTable};
+use crate::EdgeError;
+
+/// Registry updates waiting for the backplane; beyond it an update is dropped and logged
+/// (a burst of 15,000 joins fits twice over).
+const REGISTRY_QUEUE: usize = 32_768;
+
+/// Limits and timings, resolved from the config once.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub idle_timeout: Duration,
+    pub max_connection: Option<Duration>,
+    pub handshake_timeout: Duration,
+    pub write_timeout: Duration,
+    pub ping_interval: Option<Duration>,
+    pub pong_timeout: Duration,
+    pub max_connections: usize,
+    pub messages_per_sec: u32,
+    pub messages_burst: u32,
+    pub queue_messages: usize,
+    pub queue_bytes: usize,
+    pub ws_limits: Limits,
+    pub deflate: Option<DeflateConfig>,
+    pub subprotocols: Vec<String>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub reject_binary: bool,
+    pub connect_budget: Duration,
+    pub resume: Option<ResumeSettings>,
+}
+
+/// `[resume]`, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct ResumeSettings {
+    pub window: Duration,
+    pub buffer_messages: usize,
+    pub buffer_bytes: usize,
+}
+
+/// What a route leads to.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// The route key, shared by every event on this route.
+    pub key: Arc<str>,
+    /// The function.
+    pub function: Function,
+    /// Whether the function's answer goes back to the caller.
+    pub two_way: bool,
+    /// Whether this route's invocations may overlap others of the same connection.
+    pub parallel: bool,
+    /// The function's configured name (for logs).
+    pub function_name: Arc<str>,
+}
+
+/// One line per finished invocation, at debug level under the `switchboard::invoke`
+/// target (`switchboard dev` shows them; production logs don't by default).
+pub(crate) fn log_invocation(
+    conn: &switchboard_core::ConnectionId,
+    target: &RouteTarget,
+    request_id: &str,
+    started: Instant,
+    outcome: Result<u16, &switchboard_functions::InvokeError>,
+) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(status) => tracing::debug!(
+            target: "switchboard::invoke",
+            conn = %conn,
+            route = &*target.key,
+            function = &*target.function_name,
+            request_id,
+            status,
+            ms,
+            "invoked"
+        ),
+        Err(e) => tracing::debug!(
+            target: "switchboard::invoke",
+            conn = %conn,
+            route = &*target.key,
+            function = &*target.function_name,
+            request_id,
+            error = %e,
+            ms,
+            "invocation failed"
+        ),
+    }
+}
+
+/// Per-source-IP connection rate limiting, bounded in memory.
+struct IpLimiter {
+    rate: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+impl IpLimiter {
+    const MAX_TRACKED: usize = 100_000;
+
+    fn allow(&self, ip: IpAddr, now_ns: u64) -> bool {
+        let mut map = self.buckets.lock();
+        if map.len() >= Self::MAX_TRACKED {
+            // Full buckets carry no information: forget them.
+            map.retain(|_, b| !b.is_full(now_ns));
+            if map.len() >= Self::MAX_TRACKED {
+                return false;
+            }
+        }
+        map.entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now_ns))
+            .try_take(now_ns)
+    }
+}
+
+/// State shared by the listener and every connection task.
+pub struct EdgeInner {
+    pub(crate) settings: Settings,
+    /// Metrics.
+    pub metrics: EdgeMetrics,
+    /// Connections held by this node.
+    pub table: ConnectionTable,
+    /// Id issuer.
+    pub ids: IdGenerator,
+    pub(crate) routes: RouteTable<RouteTarget>,
+    ip_limiter: Option<IpLimiter>,
+    /// Connections open or being opened: a slot is taken before `$connect` and given back
+    /// when the connection ends, so bursts cannot overshoot `max_connections`.
+    slots: AtomicUsize,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    static_files: Option<StaticConfig>,
+    authorizer: Option<Arc<switchboard_auth::Authorizer>>,
+    /// How other nodes are reached; `local` on a single node.
+    pub backplane: Arc<dyn switchboard_cluster::Backplane>,
+    /// Resumable sessions by token.
+    sessions: Mutex<HashMap<String, Arc<ConnHandle>>>,
+    /// The in-order writer of registry snapshots (started on first use).
+    registry_writer: std::sync::OnceLock<
+        tokio::sync::mpsc::Sender<(switchboard_core::ConnectionId, Option<serde_json::Value>)>,
+    >,
+    origin: Instant,
+    origin_epoch_ms: u64,
+    local_port: std::sync::atomic::AtomicU16,
+}
+
+impl EdgeInner {
+    /// Nanoseconds since the edge started (for token buckets).
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Wall-clock epoch milliseconds of a monotonic instant (no clock read).
+    pub(crate) fn epoch_ms_at(&self, at: Instant) -> u64 {
+        self.origin_epoch_ms + at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Wall-clock epoch milliseconds.
+    pub(crate) fn epoch_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    pub(crate) fn forget_session(&self, token: &str) {
+        self.sessions.lock().remove(token);
+    }
+
+    /// Waits for a parked session's client, its window, or a close request; ends the
+    /// connection (with `$disconnect`) unless the client came back.
+    pub(crate) fn watch_parked(self: &Arc<Self>, handle: Arc<ConnHandle>) {
+        let Some(window) = self.settings.resume.as_ref().map(|r| r.window) else {
+            return;
+        };
+        let edge = self.clone();
+        self.tracker.spawn(async move {
+            enum End {
+                Resumed,
+                Closed(CloseRequest),
+                Expired,
+            }
+            let mut deadline = Box::pin(tokio::time::sleep(window));
+            let end = std::future::poll_fn(|cx| {
+                handle.register_waker(cx.waker());
+                if handle.parked.lock().is_none() {
+                    return std::task::Poll::Ready(End::Resumed);
+                }
+                if let Some(req) = handle.close_requested() {
+                    return std::task::Poll::Ready(End::Closed(req));
+                }
+                if std::future::Future::poll(deadline.as_mut(), cx).is_ready() {
+                    return std::task::Poll::Ready(End::Expired);
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            let (code, reason) = match end {
+                End::Resumed => return,
+                End::Expired => (1006, "resume window expired"),
+                End::Closed(CloseRequest::SlowConsumer) => (1006, "resume buffer overflow"),
+                End::Closed(req) => req.code_and_reason(),
+            };
+            let Some(parked) = handle.parked.lock().take() else {
+                return; // resumed at the last moment
+            };
+            edge.forget_session(&parked.session.token);
+            let id = handle.info.id;
+            let extension = edge.table.extension_of(&handle);
+            edge.record(&handle, false);
+            edge.table.remove(&id);
+            edge.metrics.connections_open.dec();
+            edge.metrics
+                .closes
+                .get_or_create(&crate::metrics::CodeLabel { code })
+                .inc();
+            info!(conn = %id, code, reason, "parked session ended");
+            drop(parked);
+            edge.invoke_disconnect(handle.info.clone(), extension, code, reason.into())
+                .await;
+        });
+    }
+
+    /// Takes the parked session of `token` for a resume. `Ok(None)`: no such session
+    /// (start a fresh one). `Err(())`: the session is attached to a live socket (409).
+    fn take_parked(&self, token: &str, after: u64) -> Result<Option<Resumable>, ()> {
+        let Some(handle) = self.sessions.lock().get(token).cloned() else {
+            return Ok(None);
+        };
+        let mut slot = handle.parked.lock();
+        let Some(parked) = slot.take() else {
+            return Err(());
+        };
+        if !parked.session.can_resume_after(after) {
+            // Messages the client missed are gone: end the session, start afresh.
+            *slot = Some(parked);
+            drop(slot);
+            handle.request_close(CloseRequest::SlowConsumer);
+            return Ok(None);
+        }
+        drop(slot);
+        handle.wake();
+        Ok(Some((handle, parked)))
+    }
+
+    /// Tells the cluster registry about a connection (opened, or closed with `open`
+    /// false). In the background: the hot path never waits for the backplane.
+    pub(crate) fn record(self: &Arc<Self>, handle: &Arc<ConnHandle>, open: bool) {
+        if self.backplane.kind() == "local" {
+            return;
+        }
+        let snapshot = open.then(|| {
+            switchboard_core::event::snapshot::to_json(
+                &handle.info,
+                self.table.extension_of(handle).as_ref(),
+            )
+        });
+        // One writer, in order: a snapshot written at connect must never land after the
+        // one written at a later join (nor a delete after a stale write).
+        let id = handle.info.id;
+        let writer = self.registry_writer.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+                switchboard_core::ConnectionId,
+                Option<serde_json::Value>,
+            )>(REGISTRY_QUEUE);
+            let backplane = self.backplane.clone();
+            tokio::spawn(async move {
+                while let Some((id, snapshot)) = rx.recv().await {
+                    if let Err(e) = backplane.record_connection(id, snapshot).await {
+                        debug!(conn = %id, error = %e, "registry update failed");
+                    }
+                }
+            });
+            tx
+        });
+        if writer.try_send((id, snapshot)).is_err() {
+            warn!(conn = %id, "registry update queue full: snapshot not recorded");
+        }
+    }
+
+    /// A connection's groups, user or state changed after it opened: refresh its registry
+    /// snapshot so listings from other nodes see it.
+    pub fn membership_changed(self: &Arc<Self>, handle: &Arc<ConnHandle>) {
+        self.record(handle, true);
+    }
+
+    /// Applies a command another node sent to this one.
+    pub fn apply(self: &Arc<Self>, command: switchboard_cluster::Command) {
+        use switchboard_cluster::Command as C;
+        let handle_of = |id: &str| {
+            switchboard_core::ConnectionId::parse(id).and_then(|cid| self.table.get(&cid))
+        };
+        match command {
+            C::Send { id, data, binary } => {
+                if let Some(h) = handle_of(&id) {
+                    let _ = h.send(data, binary);
+                }
+            }
+            C::SendGroup {
+                group,
+                exclude,
+                data,
+                binary,
+            } => {
+                let exclude: Vec<_> = exclude
+                    .iter()
+                    .filter_map(|s| switchboard_core::ConnectionId::parse(s))
+                    .collect();
+                ConnectionTable::fanout(&self.table.group_handles(&group, &exclude), &data, binary);
+            }
+            C::SendUser { user, data, binary } => {
+                ConnectionTable::fanout(&self.table.user_handles(&user), &data, binary);
+            }
+            C::Broadcast { data, binary } => {
+                ConnectionTable::fanout(&self.table.all_handles(), &data, binary);
+            }
+            C::Close { id } => {
+                if let Some(h) = handle_of(&id) {
+                    h.request_close(CloseRequest::Deleted);
+                }
+            }
+            C::CloseMany { group, user } => {
+                let handles = match (group, user) {
+                    (Some(g), _) => self.table.group_handles(&g, &[]),
+                    (None, Some(u)) => self.table.user_handles(&u),
+                    (None, None) => Vec::new(),
+                };
+                for h in handles {
+                    h.request_close(CloseRequest::Deleted);
+                }
+            }
+            C::Membership { id, group, join } => {
+                if let Some(h) = handle_of(&id) {
+                    if join {
+                        let _ = self.table.join(h.info.id, &group);
+                    } else {
+                        self.table.leave(h.info.id, &group);
+                    }
+                    self.record(&h, true);
+                }
+            }
+        }
+    }
+
+    /// Invokes `$disconnect` for a connection of a lost node, from its registry snapshot.
+    pub async fn disconnect_lost(&self, snapshot: &serde_json::Value, node_id: &str) {
+        match switchboard_core::event::snapshot::from_json(snapshot) {
+            Some((info, ext)) => {
+                info!(conn = %info.id, node = node_id, "invoking $disconnect for a lost node's connection");
+                self.invoke_disconnect(Arc::new(info), ext, 1006, "node lost".into())
+                    .await
+            }
+            None => warn!(
+                node = node_id,
+                "unreadable connection snapshot of a lost node"
+            ),
+        }
+    }
+
+    /// Invokes `$disconnect` once for a connection that ended.
+    pub async fn invoke_disconnect(
+        &self,
+        info: Arc<ConnectionInfo>,
+        extension: Option<serde_json::Map<String, serde_json::Value>>,
+        code: u16,
+        reason: String,
+    ) {
+        let Some(target) = self.routes.disconnect() else {
+            return;
+        };
+        let invocation = Invocation {
+            kind: EventKind::Disconnect,
+            route_key: target.key.clone(),
+            connection: info,
+            request_id: self.ids.request_id(),
+            request_time_ms: self.epoch_ms(),
+            body: None,
+            disconnect: Some((code, reason)),
+            extension,
+        };
+        let request_id = invocation.request_id.clone();
+        let id = invocation.connection.id;
+        let started = Instant::now();
+        let result = match &target.function {
+            Function::Builtin(b) => Ok(b.answer(invocation)),
+            Function::Remote(inv) => inv.invoke(invocation).await,
+        };
+        log_invocation(
+            &id,
+            target,
+            &request_id,
+            started,
+            result.as_ref().map(|r| r.status),
+        );
+        if let Err(e) = result {
+            self.metrics
+                .invoke_errors
+                .get_or_create(&crate::metrics::ReasonLabel { reason: e.label() })
+                .inc();
+            warn!(error = %e, "$disconnect function failed");
+        }
+    }
+}
+
+/// The WebSocket edge of one node.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<EdgeInner>,
+}
+
+impl Edge {
+    /// Builds the edge from a validated config and the configured functions.
+    pub fn new(
+        config: &Config,
+        node_id: &str,
+        functions: &HashMap<String, Function>,
+        authorizer: Option<Arc<switchboard_auth::Authorizer>>,
+        backplane: Arc<dyn switchboard_cluster::Backplane>,
+    ) -> Result<Self, EdgeError> {
+        let l = &config.limits;
+        let k = &config.keepalive;
+        let c = &config.compression;
+        let secs = Duration::from_secs;
+        let settings = Settings {
+            idle_timeout: secs(l.idle_timeout_secs),
+            max_connection: (l.max_connection_secs > 0).then(|| secs(l.max_connection_secs)),
+            handshake_timeout: secs(l.handshake_timeout_secs),
+            write_timeout: secs(l.write_timeout_secs),
+            ping_interval: (k.ping_interval_secs > 0).then(|| secs(k.ping_interval_secs)),
+            pong_timeout: secs(k.pong_timeout_secs),
+            max_connections: l.max_connections,
+            messages_per_sec: l.messages_per_sec,
+            messages_burst: l.messages_burst,
+            queue_messages: l.outbound_queue_messages,
+            queue_bytes: l.outbound_queue_bytes,
+            ws_limits: Limits {
+                max_frame_bytes: l.max_frame_bytes,
+                max_message_bytes: l.max_message_bytes,
+            },
+            deflate: c.enabled.then_some(DeflateConfig {
+                level: c.level,
+                context_takeover: c.context_takeover,
+                server_max_window_bits: c.server_max_window_bits,
+                threshold: c.threshold_bytes,
+            }),
+            subprotocols: config.server.subprotocols.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            reject_binary: config.router.binary == switchboard_core::config::BinaryMode::Reject,
+            connect_budget: secs(30),
+            resume: config.resume.enabled.then(|| ResumeSettings {
+                window: secs(config.resume.window_secs),
+                buffer_messages: config.resume.buffer_messages,
+                buffer_bytes: config.resume.buffer_bytes,
+            }),
+        };
+        let selection = SelectionExpression::parse(&config.router.selection_expression)
+            .map_err(|e| EdgeError::Config(e.to_string()))?;
+        let mut routes = Vec::new();
+        for (key, route) in &config.routes {
+            let function = functions
+                .get(&route.function)
+                .ok_or_else(|| EdgeError::Config(format!("no function {:?}", route.function)))?
+                .clone();
+            routes.push((
+                key.clone(),
+                RouteTarget {
+                    key: Arc::from(key.as_str()),
+                    function,
+                    two_way: route.two_way,
+                    parallel: route.parallel,
+                    function_name: Arc::from(route.function.as_str()),
+                },
+            ));
+        }
+        let tls = match &config.tls {
+            Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key)?),
+            None => None,
+        };
+        let ip_limiter = (l.connections_per_ip_per_sec > 0).then(|| IpLimiter {
+            rate: l.connections_per_ip_per_sec,
+            burst: l.connections_per_ip_burst,
+            buckets: Mutex::new(HashMap::new()),
+        });
+        Ok(Self {
+            inner: Arc::new(EdgeInner {
+                settings,
+                metrics: EdgeMetrics::default(),
+                table: ConnectionTable::new(l.max_groups_per_connection, l.max_state_bytes),
+                ids: IdGenerator::new(node_id),
+                routes: RouteTable::new(selection, routes),
+                ip_limiter,
+                slots: AtomicUsize::new(0),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                tls,
+                static_files: config.static_files.clone(),
+                authorizer,
+                backplane,
+                sessions: Mutex::new(HashMap::new()),
+                registry_writer: std::sync::OnceLock::new(),
+                origin: Instant::now(),
+                origin_epoch_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                local_port: Default::default(),
+            }),
+        })
+    }
+
+    /// Shared state (metrics, connection table).
+    pub fn inner(&self) -> &Arc<EdgeInner> {
+        &self.inner
+    }
+
+    /// Accepts connections until [`Edge::shutdown`] is called.
+    pub async fn serve(&self, listener: TcpListener) {
+        let edge = &self.inner;
+        if let Ok(addr) = listener.local_addr() {
+            edge.local_port.store(addr.port(), Ordering::Relaxed);
+        }
+        loop {
+            let accepted = tokio::select! {
+                _ = edge.shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let edge = self.inner.clone();
+                    self.inner.tracker.spawn(async move {
+                        match edge.tls.clone() {
+                            None => serve_http(edge, stream, peer).await,
+                            Some(acceptor) => {
+                                let timeout = edge.settings.handshake_timeout;
+                                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => serve_http(edge, tls, peer).await,
+                                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting and asks every connection to close with 1001.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.table.close_all(CloseRequest::Shutdown);
+    }
+
+    /// Waits until every connection and handshake task has finished, at most `grace`.
+    /// Returns whether everything finished in time.
+    pub async fn drained(&self, grace: Duration) -> bool {
+        self.inner.tracker.close();
+        tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+async fn serve_http<S>(edge: Arc<EdgeInner>, io: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = edge.settings.handshake_timeout;
+    let budget = timeout + edge.settings.connect_budget;
+    let service_edge = edge.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let edge = service_edge.clone();
+        async move { Ok::<_, Infallible>(handle::<S>(edge, req, peer).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::select! {
+        r = tokio::time::timeout(budget, conn) => match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(%peer, error = %e, "HTTP connection error"),
+            Err(_) => debug!(%peer, "HTTP connection exceeded the handshake budget"),
+        },
+        _ = edge.shutdown.cancelled() => {}
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// The client's address: the peer, or from `X-Forwarded-For` when the peer is trusted
+/// (the rightmost address that is not itself a trusted proxy).
+fn source_ip(settings: &Settings, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let trusted = |ip: &IpAddr| settings.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    while let Some(ip) = chain.pop() {
+        if !trusted(&ip) || chain.is_empty() {
+            return ip;
+        }
+    }
+    peer
+}
+
+async fn handle<S>(
+    edge: Arc<EdgeInner>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let m = &edge.metrics;
+    let headers = req.headers();
+    let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
+        && header_has_token(headers, header::UPGRADE, "websocket");
+    if !is_upgrade {
+        if let (Some(st), true) = (
+            &edge.static_files,
+            req.method() == Method::GET || req.method() == Method::HEAD,
+        ) {
+            return crate::static_files::serve(st, req.uri().path(), req.method() == Method::HEAD)
+                .await;
+        }
+        m.reject("not_websocket");
+        let mut r = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket: send an Upgrade: websocket request\n",
+        );
+        r.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        return r;
+    }
+    if req.method() != Method::GET {
+        m.reject("bad_request");
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket handshakes use GET\n",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        m.reject("bad_version");
+        let mut r = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return r;
+    }
+    let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(k) if handshake::is_valid_key(k.as_bytes()) => k.as_bytes().to_vec(),
+        _ => {
+            m.reject("bad_request");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "missing or malformed Sec-WebSocket-Key\n",
+            );
+        }
+    };
+    if edge.shutdown.is_cancelled() {
+        m.reject("shutting_down");
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
+    }
+    let ip = source_ip(&edge.settings, peer.ip(), headers);
+    if let Some(limiter) = &edge.ip_limiter {
+        if !limiter.allow(ip, edge.now_ns()) {
+            m.reject("rate_limited");
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many new connections from this address\n",
+            );
+        }
+    }
+    let wants_session = edge.settings.resume.is_some()
+        && choose_subprotocol(&[crate::session::PROTOCOL.to_owned()], headers).is_some();
+    if wants_session {
+        let q: HashMap<String, String> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        if let Some(token) = q.get("sb_session").filter(|t| !t.is_empty()) {
+            let after: u64 = q.get("sb_last").and_then(|v| v.parse().ok()).unwrap_or(0);
+            match edge.take_parked(token, after) {
+                Err(()) => {
+                    m.reject("session_in_use");
+                    return plain(
+                        StatusCode::CONFLICT,
+                        "session is attached to another connection\n",
+                    );
+                }
+                Ok(Some((handle, parked))) => {
+                    return resume::<S>(edge.clone(), req, &key, handle, parked, after);
+                }
+                Ok(None) => {} // unknown or expired: a fresh connection
+            }
+        }
+    }
+    let Some(slot) = Slot::take(&edge) else {
+        m.reject("max_connections");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        );
+    };
+    let subprotocol = if wants_session {
+        Some(crate::session::PROTOCOL.to_owned())
+    } else {
+        choose_subprotocol(&edge.settings.subprotocols, headers)
+    };
+    let deflate = edge.settings.deflate.as_ref().and_then(|cfg| {
+        let values = headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        deflate::negotiate(values, cfg)
+    });
+    let mut info = Arc::new(ConnectionInfo {
+        id: edge.ids.connection_id(),
+        connected_at_ms: edge.epoch_ms(),
+        source_ip: ip,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        path: req.uri().path().to_owned(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        query: req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default(),
+        subprotocol: subprotocol.clone(),
+        tls: edge.tls.is_some(),
+        port: edge.local_port.load(Ordering::Relaxed),
+        authorizer: None,
+    });
+    let mut identity = None;
+    if let Some(authz) = &edge.authorizer {
+        let offered: Vec<String> = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let request_id = edge.ids.request_id();
+        let hs = switchboard_auth::Handshake {
+            headers,
+            query: &info.query,
+            offered_protocols: &offered,
+            connection: &info,
+            request_id: &request_id,
+            request_time_ms: edge.epoch_ms(),
+        };
+        match authz.authorize(&hs).await {
+            Ok(id) => {
+                Arc::make_mut(&mut info).authorizer = Some(id.context.clone());
+                identity = Some(id);
+            }
+            Err(e) => {
+                m.reject(e.label());
+                debug!(conn = %info.id, reason = e.reason(), status = e.status(), "handshake refused by the authorizer");
+                let mut r = plain(StatusCode::FORBIDDEN, "");
+                *r.status_mut() = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+                return r;
+            }
+        }
+    }
+    // A browser that offered protocols fails a handshake that selects none: when the
+    // token travelled as a protocol entry and nothing else was chosen, echo that entry.
+    let subprotocol =
+        subprotocol.or_else(|| identity.as_ref().and_then(|i| i.token_protocol.clone()));
+    if info.subprotocol != subprotocol {
+        Arc::make_mut(&mut info).subprotocol = subprotocol.clone();
+    }
+    // The handle exists before `$connect` runs, so a management send made from inside
+    // `$connect` (a welcome message) is queued and delivered right after the upgrade.
+    let s = &edge.settings;
+    let (handle, rx) = ConnHandle::new(
+        info.clone(),
+        s.queue_messages,
+        s.queue_bytes,
+        s.ws_limits.max_message_bytes,
+    );
+    edge.table.insert(handle.clone());
+    if let Some(id) = &identity {
+        let ext = switchboard_core::event::ResponseExtension {
+            groups: id.groups.clone(),
+            user_id: id.user_id.clone(),
+            state: Vec::new(),
+        };
+        for problem in edge.table.apply_extension(&handle, &ext) {
+            warn!(conn = %info.id, %problem, "authorizer identity not fully applied");
+        }
+        if let (true, Some(exp)) = (
+            edge.authorizer
+                .as_ref()
+                .is_some_and(|a| a.close_on_expiry()),
+            id.expires_at,
+        ) {
+            handle.set_expires_at(exp);
+        }
+    }
+    let mut extra_headers = Vec::new();
+    let mut accepted_by_function = false;
+    if let Some(target) = edge.routes.connect() {
+        let invocation = Invocation {
+            kind: EventKind::Connect,
+            route_key: target.key.clone(),
+            connection: info.clone(),
+            request_id: edge.ids.request_id(),
+            request_time_ms: edge.epoch_ms(),
+            body: None,
+            disconnect: None,
+            extension: edge.table.extension_of(&handle),
+        };
+        let request_id = invocation.request_id.clone();
+        let started = Instant::now();
+        let result = match &target.function {
+            Function::Builtin(b) => Ok(b.answer(invocation)),
+            Function::Remote(inv) => inv.invoke(invocation).await,
+        };
+        log_invocation(
+            &info.id,
+            target,
+            &request_id,
+            started,
+            result.as_ref().map(|r| r.status),
+        );
+        let refused = match result {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                for problem in edge.table.apply_extension(&handle, &resp.extension) {
+                    warn!(conn = %info.id, %problem, "$connect response extension refused");
+                }
+                extra_headers = resp.headers;
+                accepted_by_function = true;
+                None
+            }
+            Ok(resp) => {
+                m.reject("rejected_by_function");
+                let mut r = plain(StatusCode::FORBIDDEN, "");
+                *r.status_mut() =
+                    StatusCode::from_u16(resp.status).unwrap_or(StatusCode::FORBIDDEN);
+                if let Some(body) = resp.body {
+                    *r.body_mut() = Full::new(body.data);
+                }
+                Some(r)
+            }
+            Err(e) => {
+                m.reject("function_error");
+                m.invoke_errors
+                    .get_or_create(&crate::metrics::ReasonLabel { reason: e.label() })
+                    .inc();
+                warn!(conn = %info.id, error = %e, "$connect function failed");
+                let mut r = plain(StatusCode::BAD_GATEWAY, "");
+                *r.status_mut() =
+                    StatusCode::from_u16(e.handshake_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                Some(r)
+            }
+        };
+        if let Some(r) = refused {
+            edge.table.remove(&info.id);
+            return r;
+        }
+    }
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&handshake::accept_key(&key)).expect("base64 is a valid header"),
+    );
+    if let Some(p) = &subprotocol {
+        if let Ok(v) = HeaderValue::from_str(p) {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    if let Some((_, ext)) = &deflate {
+        if let Ok(v) = HeaderValue::from_str(ext) {
+            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
+    }
+    for (name, value) in extra_headers {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    drop(req);
+    let params = deflate.map(|(p, _)| p);
+    let task_edge = edge.clone();
+    edge.tracker.spawn(async move {
+        let edge = task_edge;
+        let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<S>>()) {
+            Ok(Ok(p)) => p,
+            failed => {
+                debug!(conn = %info.id, ok = failed.is_ok(), "upgrade failed");
+                let extension = edge.table.extension_of(&handle);
+                edge.table.remove(&info.id);
+                drop(slot);
+                if accepted_by_function {
+                    // `$connect` said yes, so the function may hold state for this id:
+                    // tell it the connection is gone.
+                    edge.invoke_disconnect(info, extension, 1006, "upgrade failed".into())
+                        .await;
+                }
+                return;
+            }
+        };
+        edge.metrics.connections_open.inc();
+        edge.metrics.connections_total.inc();
+        edge.record(&handle, true);
+        info!(conn = %info.id, ip = %info.source_ip, path = %info.path, compressed = params.is_some(), "connection open");
+        let s = &edge.settings;
+        let conn_handle = handle.clone();
+        let conn = Conn::new(
+            parts.io.into_inner(),
+            parts.read_buf,
+            edge.clone(),
+            handle,
+            rx,
+            (
+                Decoder::new(Role::Server, s.ws_limits, params),
+                Encoder::new(Role::Server, params),
+            ),
+            slot,
+        );
+        let mut conn = conn;
+        if wants_session {
+            if let Some(r) = &edge.settings.resume {
+                let token = crate::session::new_token();
+                edge.sessions.lock().insert(token.clone(), conn_handle.clone());
+                conn.attach_session(
+                    Box::new(crate::session::Session::new(
+                        token,
+                        r.buffer_messages,
+                        r.buffer_bytes,
+                    )),
+                    None,
+                    None,
+                );
+            }
+        }
+        // No span around the task: entering one on every poll costs more than the echo
+        // itself; each log line of the connection names it with a `conn` field instead.
+        conn.run().await;
+    });
+    resp
+}
+
+/// Answers a resume handshake: the same connection id, no `$connect`, and a connection task
+/// that starts with the hello and the replay of what the client missed.
+fn resume<S>(
+    edge: Arc<EdgeInner>,
+    mut req: Request<Incoming>,
+    key: &[u8],
+    handle: Arc<ConnHandle>,
+    parked: Box<crate::session::Parked>,
+    after: u64,
+) -> Response<Full<Bytes>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let deflate = edge.settings.deflate.as_ref().and_then(|cfg| {
+        let values = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        deflate::negotiate(values, cfg)
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&handshake::accept_key(key)).expect("base64 is a valid header"),
+    );
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(crate::session::PROTOCOL),
+    );
+    if let Some((_, ext)) = &deflate {
+        if let Ok(v) = HeaderValue::from_str(ext) {
+            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    drop(req);
+    let params = deflate.map(|(p, _)| p);
+    let task_edge = edge.clone();
+    edge.tracker.spawn(async move {
+        let edge = task_edge;
+        let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<S>>()) {
+            Ok(Ok(p)) => p,
+            _ => {
+                // The client vanished again: back to waiting for it.
+                *handle.parked.lock() = Some(parked);
+                edge.watch_parked(handle);
+                return;
+            }
+        };
+        info!(conn = %handle.info.id, after, "session resumed");
+        let s = &edge.settings;
+        let crate::session::Parked {
+            session,
+            rx,
+            slot,
+            started,
+        } = *parked;
+        let mut conn = Conn::new(
+            parts.io.into_inner(),
+            parts.read_buf,
+            edge.clone(),
+            handle,
+            rx,
+            (
+                Decoder::new(Role::Server, s.ws_limits, params),
+                Encoder::new(Role::Server, params),
+            ),
+            slot,
+        );
+        conn.attach_session(session, Some(after), Some(started));
+        conn.run().await;
+    });
+    resp
+}
+
+/// A parked session taken for a resume, with its connection's handle.
+type Resumable = (Arc<ConnHandle>, Box<crate::session::Parked>);
+
+/// A reserved place under `max_connections`, given back on drop.
+pub(crate) struct Slot(Arc<EdgeInner>);
+
+impl Slot {
+    fn take(edge: &Arc<EdgeInner>) -> Option<Self> {
+        let max = edge.settings.max_connections;
+        edge.slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(edge.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The server's most preferred subprotocol among those the client offered.
+fn choose_subprotocol(ours: &[String], headers: &HeaderMap) -> Option<String> {
+    if ours.is_empty() {
+        return None;
+    }
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .collect();
+    ours.iter().find(|p| offered.contains(&p.as_str())).cloned()
+}
+
+/// Binds a listener (a separate step so callers can learn the port before serving).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| EdgeError::Bind(addr, e))?;
+    socket
+        .set_reuseaddr(true)
+        .map_err(|e| EdgeError::Bind(addr, e))?;
+    socket.bind(addr).map_err(|e| EdgeError::Bind(addr, e))?;
+    let listener = socket.listen(4096).map_err(|e| EdgeError::Bind(addr, e))?;
+    info!(addr = %listener.local_addr().map_err(|e| EdgeError::Bind(addr, e))?, "WebSocket listener bound");
+    Ok(listener)
+}

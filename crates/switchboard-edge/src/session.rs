@@ -1,0 +1,256 @@
+//! Resumable sessions (`switchboard.v1`, docs/protocol.md): the sans-IO part.
+//!
+//! A [`Session`] numbers the server's messages, keeps the unacknowledged ones for replay,
+//! and remembers the highest client message it has handed to a function. It knows nothing
+//! of sockets: the connection task frames through it, and when a socket drops without a
+//! clean close the session is parked with the connection's queue until the client comes
+//! back or the window ends.
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The subprotocol name.
+pub const PROTOCOL: &str = "switchboard.v1";
+
+/// The close code a session client sends to detach: the session is parked, not ended.
+pub const DETACH: u16 = 4000;
+
+/// What a client frame on a session means.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ClientFrame {
+    /// A message with its sequence number (payload without the prefix).
+    Message { seq: u64, data: Bytes, binary: bool },
+    /// Cumulative acknowledgement of server messages.
+    Ack(u64),
+    /// Heartbeat.
+    Heartbeat,
+    /// Not a frame of the protocol.
+    Invalid,
+}
+
+/// Parses a client frame.
+pub(crate) fn parse(data: &Bytes, binary: bool) -> ClientFrame {
+    if binary {
+        if data.len() < 9 || data[0] != 0x01 {
+            return ClientFrame::Invalid;
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&data[1..9]);
+        return ClientFrame::Message {
+            seq: u64::from_be_bytes(seq),
+            data: data.slice(9..),
+            binary: true,
+        };
+    }
+    match data.first() {
+        Some(b'h') if data.len() == 1 => ClientFrame::Heartbeat,
+        Some(b'a') => std::str::from_utf8(&data[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(ClientFrame::Invalid, ClientFrame::Ack),
+        Some(b'm') => {
+            let Some(colon) = data.iter().position(|&b| b == b':') else {
+                return ClientFrame::Invalid;
+            };
+            match std::str::from_utf8(&data[1..colon])
+                .ok()
+                .and_then(|s| s.parse().ok())
+            {
+                Some(seq) if seq > 0 => ClientFrame::Message {
+                    seq,
+                    data: data.slice(colon + 1..),
+                    binary: false,
+                },
+                _ => ClientFrame::Invalid,
+            }
+        }
+        _ => ClientFrame::Invalid,
+    }
+}
+
+/// One resumable session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub token: String,
+    next_seq: u64,
+    replay: VecDeque<(u64, Bytes, bool)>,
+    replay_bytes: usize,
+    max_messages: usize,
+    max_bytes: usize,
+    /// The replay buffer overflowed: messages were lost for a future resume, so the
+    /// session can no longer be resumed.
+    pub overflowed: bool,
+    /// Highest client message handed to a function.
+    pub last_client_seq: u64,
+    /// Client messages handed on since the last ack we sent.
+    pub unacked_client: u32,
+}
+
+impl Session {
+    pub fn new(token: String, max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            token,
+            next_seq: 1,
+            replay: VecDeque::new(),
+            replay_bytes: 0,
+            max_messages,
+            max_bytes,
+            overflowed: false,
+            last_client_seq: 0,
+            unacked_client: 0,
+        }
+    }
+
+    /// Numbers a server message, keeps it for replay, and returns its wire payload.
+    pub fn frame(&mut self, data: &[u8], binary: bool) -> (Bytes, bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let kept = Bytes::copy_from_slice(data);
+        self.replay_bytes += kept.len();
+        self.replay.push_back((seq, kept, binary));
+        while self.replay.len() > self.max_messages || self.replay_bytes > self.max_bytes {
+            if let Some((_, d, _)) = self.replay.pop_front() {
+                self.replay_bytes -= d.len();
+                self.overflowed = true;
+            }
+        }
+        (encode(seq, data, binary), binary)
+    }
+
+    /// The client acknowledged everything up to `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        while self.replay.front().is_some_and(|(s, _, _)| *s <= seq) {
+            if let Some((_, d, _)) = self.replay.pop_front() {
+                self.replay_bytes -= d.len();
+            }
+        }
+    }
+
+    /// The wire frames of every kept message above `after`, in order.
+    pub fn replay_after(&self, after: u64) -> Vec<(Bytes, bool)> {
+        self.replay
+            .iter()
+            .filter(|(s, _, _)| *s > after)
+            .map(|(s, d, b)| (encode(*s, d, *b), *b))
+            .collect()
+    }
+
+    /// Whether a resume after `after` can be lossless: nothing above it was dropped.
+    pub fn can_resume_after(&self, after: u64) -> bool {
+        let oldest = self.replay.front().map_or(self.next_seq, |(s, _, _)| *s);
+        !self.overflowed || after + 1 >= oldest
+    }
+
+    /// The hello frame.
+    pub fn hello(&self, connection_id: &str, resumed: bool, window_secs: u64) -> String {
+        let mut s = String::from("s");
+        s.push_str(
+            &serde_json::json!({
+                "session": self.token,
+                "connectionId": connection_id,
+                "resumed": resumed,
+                "lastClientSeq": self.last_client_seq,
+                "resumeWindowSecs": window_secs,
+            })
+            .to_string(),
+        );
+        s
+    }
+}
+
+fn encode(seq: u64, data: &[u8], binary: bool) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 21);
+    if binary {
+        out.put_u8(0x01);
+        out.put_u64(seq);
+    } else {
+        out.put_u8(b'm');
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.put_u8(b':');
+    }
+    out.extend_from_slice(data);
+    out.freeze()
+}
+
+/// A fresh session token: 128 random bits, URL-safe.
+pub(crate) fn new_token() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+/// A session whose socket dropped, waiting for its client (docs/protocol.md).
+pub(crate) struct Parked {
+    pub session: Box<Session>,
+    pub rx: tokio::sync::mpsc::Receiver<crate::table::Outbound>,
+    pub slot: crate::server::Slot,
+    pub started: tokio::time::Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse() {
+        assert_eq!(
+            parse(&Bytes::from_static(b"h"), false),
+            ClientFrame::Heartbeat
+        );
+        assert_eq!(
+            parse(&Bytes::from_static(b"a42"), false),
+            ClientFrame::Ack(42)
+        );
+        assert_eq!(
+            parse(&Bytes::from_static(b"m7:hello:world"), false),
+            ClientFrame::Message {
+                seq: 7,
+                data: Bytes::from_static(b"hello:world"),
+                binary: false
+            }
+        );
+        let mut bin = vec![1u8];
+        bin.extend_from_slice(&9u64.to_be_bytes());
+        bin.extend_from_slice(&[0xff, 0]);
+        assert_eq!(
+            parse(&Bytes::from(bin), true),
+            ClientFrame::Message {
+                seq: 9,
+                data: Bytes::from_static(&[0xff, 0]),
+                binary: true
+            }
+        );
+        for bad in [&b"x"[..], b"m:x", b"m0:x", b"mx:y", b"a", b"ax", b"hh", b""] {
+            assert_eq!(
+                parse(&Bytes::copy_from_slice(bad), false),
+                ClientFrame::Invalid,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse(&Bytes::from_static(&[2, 0, 0]), true),
+            ClientFrame::Invalid
+        );
+    }
+
+    #[test]
+    fn replay_acks_and_overflow() {
+        let mut s = Session::new("t".into(), 3, 1000);
+        for i in 1..=3 {
+            let (wire, _) = s.frame(format!("p{i}").as_bytes(), false);
+            assert_eq!(wire, format!("m{i}:p{i}"));
+        }
+        s.ack(1);
+        let r: Vec<_> = s.replay_after(0).into_iter().map(|(b, _)| b).collect();
+        assert_eq!(r, ["m2:p2", "m3:p3"]);
+        assert_eq!(s.replay_after(2).len(), 1);
+        assert!(s.can_resume_after(1));
+        // Two more without acks: the buffer (3) drops m2; resuming after 1 would lose it.
+        s.frame(b"p4", false);
+        s.frame(b"p5", false);
+        assert!(s.overflowed);
+        assert!(!s.can_resume_after(1));
+        assert!(s.can_resume_after(2));
+        assert!(s.hello("id", true, 120).starts_with("s{"));
+    }
+}

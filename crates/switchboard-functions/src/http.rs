@@ -1,0 +1,863 @@
+//! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to a
+//! plain `http://` URL and reads a Lambda-proxy-shaped answer back.
+//!
+//! # Request
+//!
+//! `POST <url>` over HTTP/1.1 with keep-alive (one pooled client per function), the body
+//! being the event JSON exactly as AWS sends it to a Lambda proxy integration
+//! ([`Invocation::to_aws_event`]). Headers:
+//!
+//! | header | value |
+//! | --- | --- |
+//! | `content-type` | `application/json` |
+//! | `user-agent` | `switchboard/<version>` |
+//! | `x-switchboard-request-id` | `requestContext.requestId` |
+//! | `x-switchboard-connection-id` | `requestContext.connectionId` |
+//! | `x-switchboard-route-key` | `requestContext.routeKey` (left out if it is not a valid header value) |
+//! | `x-switchboard-event-type` | `CONNECT`, `MESSAGE` or `DISCONNECT` |
+//! | `x-switchboard-signature` | only when `secret` is set, see below |
+//!
+//! The configured `headers` are added last and replace a default of the same name
+//! (`user-agent`, `host`, ...); hop-by-hop headers, `content-length` and `x-switchboard-*`
+//! are refused at startup so configuration can neither break framing nor forge a signature.
+//!
+//! # Signature
+//!
+//! When the function has a `secret`, every request carries
+//!
+//! ```text
+//! x-switchboard-signature: t=<unix seconds>,v1=<hex>
+//! ```
+//!
+//! where `<hex>` is the lowercase hex encoding of `HMAC-SHA256(key = secret, message =
+//! "<t>.<raw body>")`: the decimal timestamp exactly as it appears after `t=`, one `.`,
+//! then the request body bytes exactly as received (verify before parsing the JSON). To
+//! verify: split the header on `,`, take `t` and `v1`, recompute the HMAC over
+//! `t + "." + body`, compare it with `v1` in constant time, and reject a `t` more than a
+//! few minutes from your clock so a captured request cannot be replayed later. Only the
+//! `v1` scheme exists today; ignore other `key=value` pairs so a later scheme can be sent
+//! alongside it during a migration.
+//!
+//! # Bounds
+//!
+//! - **Time**: `timeout_ms` bounds the whole invocation, from the first poll of the
+//!   returned future (callers await it at once) through waiting for a slot, connecting,
+//!   sending and reading the complete response body; past it the invocation ends with
+//!   [`InvokeError::Timeout`] and its connection is dropped, not reused.
+//! - **Concurrency**: a semaphore with `max_concurrency` permits bounds requests in
+//!   flight. A caller that finds no free permit takes a place in the queue, counted by an
+//!   atomic, if fewer than `max_queue` callers are already waiting, and waits there (FIFO)
+//!   for a permit; otherwise it gets [`InvokeError::Throttled`] at once, without waiting.
+//!   The decision is made synchronously in [`Invoker::invoke`], so a throttled caller
+//!   never sleeps, and a waiter that times out or is dropped gives its place back.
+//! - **Response size**: at most `max_response_bytes` of body are kept; a larger
+//!   `content-length` fails before any body is read, and a body without one fails at the
+//!   first chunk that crosses the limit. The connection is then dropped, not drained.
+//! - **Idle connections**: at most `max_concurrency` per function, closed after
+//!   [`POOL_IDLE_TIMEOUT`].
+//!
+//! # Failures
+//!
+//! [`InvokeError::Unreachable`] means the function never got the event: no connection
+//! could be made (DNS failure, connection refused, connect error). Once a connection is
+//! up, the function may have seen the event and acted on it, so everything that goes
+//! wrong afterwards is [`InvokeError::Failed`]: a reset or close before or during the
+//! response, a truncated body, a response that is not HTTP, a status other than 2xx
+//! (`function answered HTTP 500`), an oversized body, or an unusable proxy object.
+//! Messages are short and never quote the response body.
+//!
+//! # Response
+//!
+//! As API Gateway reads a Lambda proxy answer ([`parse_proxy_response`]):
+//!
+//! - an empty body is `200` with no body;
+//! - a JSON object whose `statusCode` is a number is a proxy object: `statusCode` (must
+//!   be 100..=599) is the status, `headers` and `multiValueHeaders` (last value wins, and
+//!   wins over `headers`) the headers, `body` the body: a string as text, or with
+//!   `isBase64Encoded: true` decoded as binary; any other JSON value is sent as its JSON
+//!   text; an absent, `null` or empty body sends nothing. Other fields are ignored;
+//! - any other body (other JSON, plain text) is `200` with that body as it came: text
+//!   if it is valid UTF-8, binary otherwise.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use switchboard_core::config::HttpFunctionConfig;
+use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation, Payload};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{InvokeError, InvokeFuture, Invoker};
+
+/// How long an idle keep-alive connection stays in the pool. Shorter than the 5 s
+/// keep-alive of Node.js and uvicorn, common function servers, so the gateway closes an
+/// idle connection before the server does and never sends onto one the server is
+/// closing (which would fail an invocation that the function never saw).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+const USER_AGENT_VALUE: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-switchboard-request-id");
+const CONNECTION_ID: HeaderName = HeaderName::from_static("x-switchboard-connection-id");
+const ROUTE_KEY: HeaderName = HeaderName::from_static("x-switchboard-route-key");
+const EVENT_TYPE: HeaderName = HeaderName::from_static("x-switchboard-event-type");
+const SIGNATURE: HeaderName = HeaderName::from_static("x-switchboard-signature");
+
+/// Headers a configuration may not set: they frame the request or the connection
+/// (hyper owns those), or belong to the gateway.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Lambda runtimes differ on base64 padding; API Gateway accepts both forms.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Invokes a function over HTTP. Cheap to share: one pooled client and one set of
+/// bounds per configured function.
+pub struct HttpInvoker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    uri: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    api: ApiIdentity,
+    /// The headers every request carries, built once.
+    headers: HeaderMap,
+    /// Keyed once; cloned per request so the key is not rehashed each time.
+    signer: Option<Hmac<Sha256>>,
+    timeout: Duration,
+    max_response_bytes: usize,
+    /// `max_concurrency` permits: one per request in flight.
+    slots: Arc<Semaphore>,
+    /// Callers waiting for a permit; never above `max_queue`.
+    waiting: AtomicUsize,
+    max_queue: usize,
+}
+
+impl std::fmt::Debug for HttpInvoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpInvoker")
+            .field("name", &self.inner.name)
+            .field("url", &self.inner.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpInvoker {
+    /// Builds the invoker. The error names the offending key (`url`, `headers.<name>`,
+    /// ...) relative to the function's table. No connection is made until the first
+    /// invocation.
+    pub fn new(name: &str, cfg: &HttpFunctionConfig, api: ApiIdentity) -> Result<Self, String> {
+        let uri = parse_url(&cfg.url)?;
+        if cfg.timeout_ms == 0 {
+            return Err("timeout_ms: must be greater than 0".into());
+        }
+        if cfg.max_concurrency == 0 || cfg.max_concurrency > Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "max_concurrency: must be between 1 and {}",
+                Semaphore::MAX_PERMITS
+            ));
+        }
+
+        let mut headers = HeaderMap::with_capacity(2 + cfg.headers.len());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        for (key, value) in &cfg.headers {
+            let header = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| format!("headers.{key}: not a valid header name"))?;
+            if RESERVED_HEADERS.contains(&header.as_str())
+                || header.as_str().starts_with("x-switchboard-")
+            {
+                return Err(format!("headers.{key}: reserved, cannot be configured"));
+            }
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("headers.{key}: not a valid header value"))?;
+            headers.insert(header, value);
+        }
+
+        let signer = match &cfg.secret {
+            Some(secret) if secret.is_empty() => return Err("secret: must not be empty".into()),
+            Some(secret) => Some(
+                Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                    .map_err(|_| "secret: not usable as an HMAC key".to_owned())?,
+            ),
+            None => None,
+        };
+
+        let mut connector = HttpConnector::new();
+        // Events are small single writes; Nagle would only add latency.
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(cfg.max_concurrency)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                uri,
+                client,
+                api,
+                headers,
+                signer,
+                timeout: Duration::from_millis(cfg.timeout_ms),
+                max_response_bytes: cfg.max_response_bytes,
+                slots: Arc::new(Semaphore::new(cfg.max_concurrency)),
+                waiting: AtomicUsize::new(0),
+                max_queue: cfg.max_queue,
+            }),
+        })
+    }
+}
+
+impl Invoker for HttpInvoker {
+    fn invoke(&self, invocation: Invocation) -> InvokeFuture {
+        let admission = match self.inner.admit() {
+            Ok(admission) => admission,
+            Err(throttled) => return Box::pin(std::future::ready(Err(throttled))),
+        };
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let timeout = inner.timeout;
+            match tokio::time::timeout(timeout, inner.run(admission, invocation)).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(InvokeError::Timeout),
+            }
+        })
+    }
+}
+
+/// How an invocation got past the concurrency bound.
+enum Admission {
+    /// A permit was free.
+    Now(OwnedSemaphorePermit),
+    /// A place in the queue; the permit is awaited in [`Inner::run`].
+    Queued(QueuePlace),
+}
+
+/// A place in the queue, given back on drop (permit acquired, timeout, or the caller
+/// dropped the invocation).
+struct QueuePlace(Arc<Inner>);
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    /// Decides, without waiting, whether an invocation may proceed, queue, or is
+    /// throttled.
+    fn admit(self: &Arc<Self>) -> Result<Admission, InvokeError> {
+        // The semaphore is fair: once callers wait, released permits go to them, so this
+        // cannot jump the queue.
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Ok(Admission::Now(permit));
+        }
+        // The counter guards no other memory, so relaxed ordering is enough.
+        let queued = self
+            .waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_queue).then_some(n + 1)
+            })
+            .is_ok();
+        if queued {
+            return Ok(Admission::Queued(QueuePlace(Arc::clone(self))));
+        }
+        // A permit may have been released since the first try; refusing then would
+        // throttle an idle function.
+        Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map(Admission::Now)
+            .map_err(|_| InvokeError::Throttled)
+    }
+
+    async fn run(
+        &self,
+        admission: Admission,
+        invocation: Invocation,
+    ) -> Result<FunctionResponse, InvokeError> {
+        let _permit = match admission {
+            Admission::Now(permit) => permit,
+            Admission::Queued(place) => {
+                let permit = Arc::clone(&self.slots)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| InvokeError::Failed("invoker shut down".into()))?;
+                drop(place);
+                permit
+            }
+        };
+        // Built only once a slot is held, so a queued invocation does not hold its JSON
+        // and its signature timestamp is the time it is sent.
+        let request = self.request(&invocation);
+        let response = self.client.request(request).await.map_err(request_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(InvokeError::Failed(format!(
+                "function answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        let body = read_bounded(response.into_body(), self.max_response_bytes).await?;
+        parse_proxy_response(body)
+    }
+
+    fn request(&self, invocation: &Invocation) -> Request<Full<Bytes>> {
+        let event = invocation.to_aws_event(&self.api);
+        // Serializing a `Value` to memory cannot fail (its map keys are strings).
+        let body = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+
+        let mut headers = self.headers.clone();
+        headers.reserve(5);
+        if let Ok(v) = HeaderValue::from_str(&invocation.request_id) {
+            headers.insert(REQUEST_ID, v);
+        }
+        let connection_id = invocation.connection.id.encode();
+        if let Ok(v) = HeaderValue::from_str(connection_id.as_str()) {
+            headers.insert(CONNECTION_ID, v);
+        }
+        // A route key comes from the client's message and may hold bytes a header cannot;
+        // the event body carries it in any case.
+        if let Ok(v) = HeaderValue::from_bytes(invocation.route_key.as_bytes()) {
+            headers.insert(ROUTE_KEY, v);
+        }
+        headers.insert(
+            EVENT_TYPE,
+            HeaderValue::from_static(invocation.kind.as_aws()),
+        );
+        if let Some(signer) = &self.signer {
+            headers.insert(SIGNATURE, signature(signer.clone(), unix_seconds(), &body));
+        }
+
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = headers;
+        request
+    }
+}
+
+fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|_| "url: not a valid URL".to_owned())?;
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") => {}
+        Some(s) if s.eq_ignore_ascii_case("https") => {
+            return Err(
+                "url: https is not supported; use http:// (put TLS termination in front of the function)"
+                    .into(),
+            )
+        }
+        _ => return Err("url: must be an http:// URL".into()),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err("url: has no host".into());
+    };
+    if authority.host().is_empty() {
+        return Err("url: has no host".into());
+    }
+    if authority.as_str().contains('@') {
+        return Err("url: credentials in the URL are not supported; use headers".into());
+    }
+    Ok(uri)
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `t=<t>,v1=<lowercase hex of HMAC-SHA256(secret, "<t>.<body>")>`.
+fn signature(mut mac: Hmac<Sha256>, t: u64, body: &[u8]) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // "t=" + up to 20 digits + ",v1=" + 64 hex digits.
+    let mut value = String::with_capacity(2 + 20 + 4 + 64);
+    value.push_str("t=");
+    let digits_at = value.len();
+    // Writing to a String cannot fail.
+    let _ = write!(value, "{t}");
+    mac.update(&value.as_bytes()[digits_at..]);
+    mac.update(b".");
+    mac.update(body);
+    value.push_str(",v1=");
+    for byte in mac.finalize().into_bytes() {
+        value.push(char::from(HEX[usize::from(byte >> 4)]));
+        value.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    // Only ASCII digits, letters, '=' and ',' were written.
+    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Reads the whole body, keeping at most `limit` bytes: a larger declared length fails
+/// before reading, and an undeclared one at the first chunk past the limit.
+async fn read_bounded(mut body: Incoming, limit: usize) -> Result<Bytes, InvokeError> {
+    let declared = body.size_hint().lower();
+    if declared > limit as u64 {
+        return Err(too_large());
+    }
+    // The common answer arrives in one chunk and is kept without copying.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_error)?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers carry nothing a function answer uses.
+            continue;
+        };
+        if data.len() > limit - total {
+            return Err(too_large());
+        }
+        total += data.len();
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(head) => {
+                // `declared` is exact for a content-length body; otherwise grow as hyper
+                // would, never past the limit.
+                let hint = usize::try_from(declared).unwrap_or(limit).max(total);
+                joined.reserve(hint.min(limit));
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => joined.freeze(),
+    })
+}
+
+fn too_large() -> InvokeError {
+    InvokeError::Failed("response body exceeds max_response_bytes".into())
+}
+
+/// Classifies a failure before the response head arrived (see the module docs).
+fn request_error(error: hyper_util::client::legacy::Error) -> InvokeError {
+    use std::error::Error as _;
+    if error.is_connect() {
+        return InvokeError::Unreachable(connect_reason(&error));
+    }
+    let hyper_error = error
+        .source()
+        .and_then(|s| s.downcast_ref::<hyper::Error>());
+    let reason = match hyper_error {
+        Some(e) if e.is_parse_too_large() => "response head too large",
+        Some(e) if e.is_parse() || e.is_parse_status() => "response is not valid HTTP",
+        Some(e) if e.is_incomplete_message() => "connection closed before the response",
+        Some(e) if e.is_timeout() => "timed out reading the response",
+        Some(_) => match io_kind(&error) {
+            Some(std::io::ErrorKind::ConnectionReset) => "connection reset before the response",
+            Some(std::io::ErrorKind::BrokenPipe) => "connection closed while sending",
+            _ => "request failed",
+        },
+        None => "request failed",
+    };
+    InvokeError::Failed(reason.into())
+}
+
+/// Classifies a failure while the body was read: the function had answered, so it
+/// is always `Failed`.
+fn body_error(error: hyper::Error) -> InvokeError {
+    let reason = match io_kind(&error) {
+        Some(std::io::ErrorKind::UnexpectedEof) => "response body truncated",
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset mid-response",
+        _ if error.is_incomplete_message() => "response body truncated",
+        _ => "error reading the response body",
+    };
+    InvokeError::Failed(reason.into())
+}
+
+/// The innermost I/O error kind in a chain, if any.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut kind = None;
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+        }
+        next = e.source();
+    }
+    kind
+}
+
+/// `"tcp connect error: Connection refused (os error 111)"`: the connector's causes,
+/// outermost first, capped in length.
+fn connect_reason(error: &hyper_util::client::legacy::Error) -> String {
+    const MAX: usize = 160;
+    use std::error::Error as _;
+    let mut reason = String::new();
+    let mut next = error.source();
+    while let Some(e) = next {
+        if !reason.is_empty() {
+            reason.push_str(": ");
+        }
+        let _ = write!(reason, "{e}");
+        next = e.source();
+    }
+    if reason.is_empty() {
+        reason.push_str("connect failed");
+    }
+    if reason.len() > MAX {
+        let mut end = MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// A Lambda proxy answer. Fields the gateway does not read yet land in `extra`, so an
+/// extension (a field the gateway starts to honour) is one more field here.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProxyResponse {
+    status_code: serde_json::Number,
+    #[serde(default)]
+    headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    multi_value_headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    is_base64_encoded: Option<bool>,
+    /// Other top-level fields: switchboard's extensions (`groups`, `userId`, `state`)
+    /// are read from here; anything else is ignored.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// Reads a function's answer body the way API Gateway reads a Lambda proxy answer (see
+/// the module docs). Shared by every kind whose functions answer in that shape.
+pub fn parse_proxy_response(body: Bytes) -> Result<FunctionResponse, InvokeError> {
+    if body.is_empty() {
+        return Ok(FunctionResponse::ok());
+    }
+    // Only an object can be a proxy answer; skip the JSON parse for anything else.
+    let starts_object = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{');
+    if starts_object {
+        if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) {
+            if object.get("statusCode").is_some_and(Value::is_number) {
+                let proxy = ProxyResponse::deserialize(Value::Object(object))
+                    .map_err(|_| malformed("has a field of the wrong type"))?;
+                return proxy.into_response();
+            }
+        }
+    }
+    let binary = std::str::from_utf8(&body).is_err();
+    Ok(FunctionResponse {
+        body: Some(Payload { data: body, binary }),
+        ..FunctionResponse::ok()
+    })
+}
+
+fn malformed(what: &'static str) -> InvokeError {
+    InvokeError::Failed(["malformed proxy response: ", what].concat())
+}
+
+impl ProxyResponse {
+    fn into_response(self) -> Result<FunctionResponse, InvokeError> {
+        let status = self
+            .status_code
+            .as_u64()
+            .filter(|code| (100..=599).contains(code))
+            .and_then(|code| u16::try_from(code).ok())
+            .ok_or_else(|| malformed("statusCode is not an HTTP status (100..=599)"))?;
+
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for (name, value) in self.headers.unwrap_or_default() {
+            if let Some(value) = header_text(value)? {
+                set_header(&mut headers, name, value)?;
+            }
+        }
+        for (name, values) in self.multi_value_headers.unwrap_or_default() {
+            let last = match values {
+                Value::Array(mut values) => values.pop(),
+                Value::Null => None,
+                _ => return Err(malformed("multiValueHeaders value is not an array")),
+            };
+            if let Some(value) = last.map(header_text).transpose()?.flatten() {
+                set_header(&mut headers, name, value)?;
+            }
+        }
+
+        let body = match self.body {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) if text.is_empty() => None,
+            Some(Value::String(text)) if self.is_base64_encoded == Some(true) => {
+                let data = BASE64
+                    .decode(text.as_bytes())
+                    .map_err(|_| malformed("body is not valid base64"))?;
+                (!data.is_empty()).then(|| Payload {
+                    data: Bytes::from(data),
+                    binary: true,
+                })
+            }
+            Some(Value::String(text)) => Some(Payload {
+                data: Bytes::from(text),
+                binary: false,
+            }),
+            Some(other) => Some(Payload {
+                data: Bytes::from(serde_json::to_vec(&other).unwrap_or_default()),
+                binary: false,
+            }),
+        };
+
+        Ok(FunctionResponse {
+            status,
+            headers,
+            body,
+            extension: switchboard_core::event::ResponseExtension::from_json(&self.extra),
+        })
+    }
+}
+
+/// A header value as text: numbers and booleans as written (runtimes emit
+/// `"Content-Length": 5`), `null` as absent.
+fn header_text(value: Value) -> Result<Option<String>, InvokeError> {
+    match value {
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(if b { "true" } else { "false" }.to_owned())),
+        Value::Null => Ok(None),
+        Value::Array(_) | Value::Object(_) => Err(malformed("header value is not a string")),
+    }
+}
+
+/// Sets a header, replacing one of the same name in any case. Invalid names or values
+/// (a CR or LF would split the handshake response) fail the answer, as API Gateway does.
+fn set_header(
+    headers: &mut Vec<(String, String)>,
+    name: String,
+    value: String,
+) -> Result<(), InvokeError> {
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(malformed("invalid header name"));
+    }
+    if HeaderValue::from_bytes(value.as_bytes()).is_err() {
+        return Err(malformed("invalid header value"));
+    }
+    match headers
+        .iter_mut()
+        .find(|(existing, _)| existing.eq_ignore_ascii_case(&name))
+    {
+        Some(slot) => slot.1 = value,
+        None => headers.push((name, value)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<FunctionResponse, InvokeError> {
+        parse_proxy_response(Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    fn text(body: &str) -> Option<Payload> {
+        Some(Payload {
+            data: Bytes::copy_from_slice(body.as_bytes()),
+            binary: false,
+        })
+    }
+
+    #[test]
+    fn empty_body_is_ok() {
+        assert_eq!(parse("").unwrap(), FunctionResponse::ok());
+    }
+
+    #[test]
+    fn proxy_object() {
+        let r = parse(
+            r#"{"statusCode":403,"headers":{"X-A":"1","X-N":5,"X-Null":null},
+                "multiValueHeaders":{"x-a":["2","3"],"X-M":["m"]},"body":"no","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.status, 403);
+        assert_eq!(
+            r.headers,
+            [
+                ("X-A".to_owned(), "3".to_owned()),
+                ("X-N".to_owned(), "5".to_owned()),
+                ("X-M".to_owned(), "m".to_owned())
+            ]
+        );
+        assert_eq!(r.body, text("no"));
+    }
+
+    #[test]
+    fn proxy_body_forms() {
+        let r = parse(r#"{"statusCode":200,"body":"AJ+Slg==","isBase64Encoded":true}"#).unwrap();
+        assert_eq!(
+            r.body,
+            Some(Payload {
+                data: Bytes::from_static(&[0, 159, 146, 150]),
+                binary: true
+            })
+        );
+        // Unpadded base64 is accepted too.
+        let r = parse(r#"{"statusCode":200,"body":"AJ+Slg","isBase64Encoded":true}"#).unwrap();
+        assert_eq!(
+            r.body.unwrap().data,
+            Bytes::from_static(&[0, 159, 146, 150])
+        );
+        let r = parse(r#"{"statusCode":200,"body":{"a":[1,true]}}"#).unwrap();
+        assert_eq!(r.body, text(r#"{"a":[1,true]}"#));
+        let r = parse(r#"{"statusCode":204,"body":""}"#).unwrap();
+        assert_eq!((r.status, r.body), (204, None));
+        let r = parse(r#"{"statusCode":200,"body":null,"isBase64Encoded":false}"#).unwrap();
+        assert_eq!(r.body, None);
+    }
+
+    #[test]
+    fn malformed_proxy_objects_fail() {
+        for bad in [
+            r#"{"statusCode":99}"#,
+            r#"{"statusCode":600}"#,
+            r#"{"statusCode":-1}"#,
+            r#"{"statusCode":200.5}"#,
+            r#"{"statusCode":200,"body":"!!","isBase64Encoded":true}"#,
+            r#"{"statusCode":200,"headers":{"a":{"b":1}}}"#,
+            r#"{"statusCode":200,"headers":"x"}"#,
+            r#"{"statusCode":200,"headers":{"bad name":"v"}}"#,
+            r#"{"statusCode":200,"headers":{"x":"a\r\nb"}}"#,
+            r#"{"statusCode":200,"multiValueHeaders":{"x":"v"}}"#,
+            r#"{"statusCode":200,"isBase64Encoded":"yes"}"#,
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(matches!(err, InvokeError::Failed(_)), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn other_bodies_pass_through() {
+        for raw in [
+            r#"{"hello":"world"}"#,
+            r#"{"statusCode":"200","body":"x"}"#,
+            r#"[1,2]"#,
+            "plain text",
+            "{not json",
+            "  ",
+        ] {
+            let r = parse(raw).unwrap();
+            assert_eq!((r.status, r.body), (200, text(raw)), "{raw}");
+        }
+        let r = parse_proxy_response(Bytes::from_static(&[0xff, 0x00])).unwrap();
+        assert_eq!(
+            r.body,
+            Some(Payload {
+                data: Bytes::from_static(&[0xff, 0x00]),
+                binary: true
+            })
+        );
+    }
+
+    #[test]
+    fn signature_is_hmac_of_timestamp_dot_body() {
+        let mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        let v = signature(mac, 1_700_000_000, b"{}");
+        let mut expect = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        expect.update(b"1700000000.{}");
+        let hex: String = expect
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(v.to_str().unwrap(), format!("t=1700000000,v1={hex}"));
+    }
+
+    fn cfg(url: &str) -> HttpFunctionConfig {
+        HttpFunctionConfig {
+            url: url.into(),
+            timeout_ms: 1000,
+            max_concurrency: 4,
+            max_queue: 4,
+            secret: None,
+            headers: Default::default(),
+            max_response_bytes: 1024,
+        }
+    }
+
+    fn api() -> ApiIdentity {
+        ApiIdentity {
+            stage: "s".into(),
+            domain_name: "d".into(),
+            api_id: "a".into(),
+        }
+    }
+
+    #[test]
+    fn new_validates_the_config() {
+        assert!(HttpInvoker::new("f", &cfg("http://127.0.0.1:9/x?y=1"), api()).is_ok());
+        assert!(HttpInvoker::new("f", &cfg("HTTP://example.com"), api()).is_ok());
+        for (url, want) in [
+            ("https://example.com/", "url: https is not supported"),
+            ("ftp://example.com/", "url: must be an http:// URL"),
+            ("/relative", "url: must be an http:// URL"),
+            ("http://", "url: not a valid URL"),
+            ("not a url", "url: not a valid URL"),
+            ("http://u:p@example.com/", "url: credentials"),
+        ] {
+            let err = HttpInvoker::new("f", &cfg(url), api()).unwrap_err();
+            assert!(err.starts_with(want), "{url}: {err}");
+        }
+        let mut c = cfg("http://h/");
+        c.headers.insert("Content-Length".into(), "1".into());
+        let err = HttpInvoker::new("f", &c, api()).unwrap_err();
+        assert_eq!(
+            err,
+            "headers.Content-Length: reserved, cannot be configured"
+        );
+        let mut c = cfg("http://h/");
+        c.headers
+            .insert("X-Switchboard-Signature".into(), "t=1".into());
+        assert!(HttpInvoker::new("f", &c, api()).is_err());
+        let mut c = cfg("http://h/");
+        c.headers.insert("x-ok".into(), "a\nb".into());
+        let err = HttpInvoker::new("f", &c, api()).unwrap_err();
+        assert_eq!(err, "headers.x-ok: not a valid header value");
+        let mut c = cfg("http://h/");
+        c.max_concurrency = 0;
+        assert!(HttpInvoker::new("f", &c, api()).is_err());
+        let mut c = cfg("http://h/");
+        c.secret = Some(String::new());
+        assert!(HttpInvoker::new("f", &c, api()).is_err());
+    }
+}
