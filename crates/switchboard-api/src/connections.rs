@@ -201,10 +201,21 @@ pub async fn handle(
         return gone(&id_text);
     };
     if id.node_tag() != api.edge.ids.node_tag() {
-        return remote(&api, method, id, &id_text, body, &headers).await;
+        return remote(&api, method, id, &id_text, body, &headers, id.node_tag()).await;
     }
     let Some(handle) = api.edge.table.get(&id) else {
-        return gone(&id_text);
+        return match api.edge.moved_to(&id) {
+            // Opened here, its session moved to another node.
+            Some(node) => remote(&api, method, id, &id_text, body, &headers, node).await,
+            None => gone(&id_text),
+        };
+    };
+    let moved = |sent: bool| {
+        if sent {
+            StatusCode::OK.into_response()
+        } else {
+            gone(&id_text)
+        }
     };
     match method {
         Method::POST => {
@@ -220,9 +231,10 @@ pub async fn handle(
                 Some(b"text") => false,
                 _ => std::str::from_utf8(&body).is_err(),
             };
-            match handle.send(body, binary) {
+            match handle.send(body.clone(), binary) {
                 Ok(()) => StatusCode::OK.into_response(),
-                Err(SendError::Gone) => gone(&id_text),
+                // Its session may have moved to another node just now.
+                Err(SendError::Gone) => moved(api.edge.send_moved(id, body, binary)),
                 Err(SendError::QueueFull) => aws_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "LimitExceededException",
@@ -280,7 +292,8 @@ fn unavailable() -> Response {
     )
 }
 
-/// `@connections` for a connection held by another node: through the backplane.
+/// `@connections` for a connection held by another node: through the backplane, to
+/// `node`.
 async fn remote(
     api: &ConnectionsApi,
     method: Method,
@@ -288,9 +301,19 @@ async fn remote(
     id_text: &str,
     body: Bytes,
     headers: &HeaderMap,
+    node: u32,
 ) -> Response {
     use switchboard_cluster::{BackplaneError, Command};
     let bp = &api.edge.backplane;
+    // Opened here and moved on (`node` is where it went), rather than opened elsewhere.
+    let home = id.node_tag() == api.edge.ids.node_tag();
+    let forwarded = |sent: bool, status: StatusCode| {
+        if sent {
+            Ok(status)
+        } else {
+            Err(BackplaneError::NotInCluster)
+        }
+    };
     let now = tokio::time::Instant::now();
     let fresh = method == Method::POST
         && api
@@ -334,18 +357,22 @@ async fn remote(
                 Some(b"text") => false,
                 _ => std::str::from_utf8(&body).is_err(),
             };
-            let cmd = Command::Send {
-                id: id_text.to_owned(),
-                data: body,
-                binary,
-            };
-            bp.to_node(id.node_tag(), cmd)
-                .await
-                .map(|()| StatusCode::OK)
+            if home {
+                // In order behind the session's handover: through the edge's forwarder.
+                forwarded(api.edge.send_moved(id, body, binary), StatusCode::OK)
+            } else {
+                let cmd = Command::Send {
+                    id: id_text.to_owned(),
+                    data: body,
+                    binary,
+                };
+                bp.to_node(node, cmd).await.map(|()| StatusCode::OK)
+            }
         }
+        Method::DELETE if home => forwarded(api.edge.close_moved(id), StatusCode::NO_CONTENT),
         Method::DELETE => bp
             .to_node(
-                id.node_tag(),
+                node,
                 Command::Close {
                     id: id_text.to_owned(),
                 },

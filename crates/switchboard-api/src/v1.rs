@@ -253,6 +253,8 @@ async fn list_members(
     let remote: Vec<ConnectionId> = match api.edge.backplane.snapshots().await {
         Ok(snaps) => snaps
             .iter()
+            // An entry left where a session moved from: the node it went to lists it.
+            .filter(|s| s.get("movedTo").is_none())
             .filter(|s| {
                 s.pointer("/extension/groups")
                     .and_then(Value::as_array)
@@ -308,6 +310,19 @@ fn join_one(table: &ConnectionTable, group: &str, id: &str) -> Result<Value, Api
     }
 }
 
+/// The node to ask about a connection this node does not hold: the one it was opened on,
+/// or, for a connection opened here whose session moved on, the one it went to. `None`:
+/// this node is the one that knows (it holds the connection, or nobody does).
+fn remote_node(api: &ConnectionsApi, cid: ConnectionId) -> Option<u32> {
+    if cid.node_tag() != api.edge.ids.node_tag() {
+        return Some(cid.node_tag());
+    }
+    if api.edge.table.get(&cid).is_some() {
+        return None;
+    }
+    api.edge.moved_to(&cid)
+}
+
 /// Join or leave for a connection another node holds: `None` if `id` is local.
 async fn remote_membership(
     api: &ConnectionsApi,
@@ -316,9 +331,7 @@ async fn remote_membership(
     join: bool,
 ) -> Option<Response> {
     let cid = ConnectionId::parse(id)?;
-    if cid.node_tag() == api.edge.ids.node_tag() {
-        return None;
-    }
+    let node = remote_node(api, cid)?;
     let bp = &api.edge.backplane;
     Some(match bp.connection(cid).await {
         Ok(Some(_)) => {
@@ -327,7 +340,16 @@ async fn remote_membership(
                 group: group.to_owned(),
                 join,
             };
-            match bp.to_node(cid.node_tag(), cmd).await {
+            let sent = if cid.node_tag() == api.edge.ids.node_tag() {
+                // Opened here, moved on: in order behind its handover.
+                match api.edge.membership_moved(cid, group, join) {
+                    true => Ok(()),
+                    false => Err(switchboard_cluster::BackplaneError::NotInCluster),
+                }
+            } else {
+                bp.to_node(node, cmd).await
+            };
+            match sent {
                 Ok(()) => json_ok(if join {
                     json!({"joined": true})
                 } else {
@@ -433,8 +455,50 @@ fn connection_json(table: &ConnectionTable, h: &ConnHandle) -> Value {
 async fn get_connection(State(api): State<Api>, Path(id): Path<String>) -> Response {
     match handle_of(&api.edge.table, &id) {
         Ok(h) => json_ok(connection_json(&api.edge.table, &h)),
-        Err(r) => r.into_response(),
+        Err(r) => match remote_connection_json(&api, &id).await {
+            Ok(Some(v)) => json_ok(v),
+            Ok(None) => r.into_response(),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                &e.to_string(),
+            )
+            .into_response(),
+        },
     }
+}
+
+/// A connection another node holds, from its registry snapshot (so `lastActiveAt` is
+/// when it opened, and the memberships are as last recorded).
+async fn remote_connection_json(
+    api: &ConnectionsApi,
+    id: &str,
+) -> Result<Option<Value>, switchboard_cluster::BackplaneError> {
+    let Some(cid) = ConnectionId::parse(id) else {
+        return Ok(None);
+    };
+    if remote_node(api, cid).is_none() {
+        return Ok(None);
+    }
+    let snap = match api.edge.backplane.connection(cid).await {
+        Ok(Some(s)) => s,
+        Ok(None) | Err(switchboard_cluster::BackplaneError::NotInCluster) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some((info, ext)) = switchboard_core::event::snapshot::from_json(&snap) else {
+        return Ok(None);
+    };
+    let ext = ext.unwrap_or_default();
+    Ok(Some(json!({
+        "connectionId": info.id.to_string(),
+        "connectedAt": iso8601(info.connected_at_ms),
+        "lastActiveAt": iso8601(info.connected_at_ms),
+        "identity": {"sourceIp": info.source_ip.to_string(), "userAgent": info.user_agent},
+        "userId": ext.get("userId").cloned().unwrap_or(Value::Null),
+        "groups": ext.get("groups").cloned().unwrap_or_else(|| json!([])),
+        "state": ext.get("state").cloned().unwrap_or_else(|| json!({})),
+        "subprotocol": info.subprotocol,
+    })))
 }
 
 fn state_changes(v: &Value) -> Result<Vec<(String, Option<String>)>, ApiError> {

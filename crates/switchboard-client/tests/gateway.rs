@@ -98,77 +98,20 @@ function = "rec"
     let id = open_id(&event_within(&client, 5).await);
     proxy.start_cutting(50, 400, 250);
     // Both directions are paced to about 8 s, so the cuts land all along the run.
-    let start = Instant::now();
-    let due = move |i: usize| start + PACE * i as u32;
-
-    // Server → client: POST each number to @connections/{id}, one after another.
-    let mgmt = gw.mgmt;
-    let path = format!("/@connections/{id}");
-    let poster = tokio::spawn(async move {
-        let mut http = HttpClient::new(mgmt);
-        for i in 1..=N {
-            tokio::time::sleep_until(due(i)).await;
-            let (status, body) = http
-                .request("POST", &path, format!("s{i}").as_bytes())
-                .await;
-            assert_eq!(status, 200, "POST s{i}: {body}");
-        }
-    });
-
-    // Client → server: send on schedule as the send queue allows; read everything.
-    let mut received = Vec::with_capacity(N);
-    let (mut next, mut resumes) = (1, 0u32);
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    while received.len() < N || next <= N {
-        let now = Instant::now();
-        while next <= N && due(next) <= now {
-            match client.send_text(format!("c{next}")) {
-                Ok(()) => next += 1,
-                Err(e) if e.is_queue_full() => break,
-                Err(e) => panic!("send c{next}: {e}"),
-            }
-        }
-        let ev = tokio::select! {
-            ev = client.next_event() => ev,
-            _ = tick.tick(), if next <= N => continue,
-            _ = tokio::time::sleep_until(test_deadline) => panic!(
-                "timed out: sent {} of {N}, received {}, function invoked {} times, {} cuts",
-                next - 1, received.len(), function.bodies.lock().len(),
-                proxy.cuts.load(Ordering::SeqCst)
-            ),
-        };
-        match ev {
-            Event::Message(Payload::Text(t)) => received.push(t),
-            Event::Resumed { connection_id } => {
-                assert_eq!(connection_id, id);
-                resumes += 1;
-            }
-            Event::Reconnecting { .. } => {}
-            other => panic!("unexpected {other:?} after {} messages", received.len()),
-        }
-    }
-    poster.await.unwrap();
-    // The last client messages may still be on their way to the function.
-    while function.bodies.lock().len() < N && Instant::now() < test_deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    proxy.stop_cutting();
+    let resumes = chaos::exchange(
+        &client,
+        &proxy,
+        gw.mgmt,
+        &function,
+        &id,
+        chaos::Plan {
+            n: N,
+            pace: PACE,
+            deadline: test_deadline,
+        },
+    )
+    .await;
     let cuts = proxy.cuts.load(Ordering::SeqCst);
-    let expected_s: Vec<String> = (1..=N).map(|i| format!("s{i}")).collect();
-    let expected_c: Vec<String> = (1..=N).map(|i| format!("c{i}")).collect();
-    assert!(
-        received == expected_s,
-        "client: {}",
-        first_difference(&received, &expected_s)
-    );
-    let bodies = function.bodies.lock().clone();
-    assert!(
-        bodies == expected_c,
-        "function: {}",
-        first_difference(&bodies, &expected_c)
-    );
-    assert_eq!(client.connection_id(), Some(id));
-    assert!(client.take_unconfirmed().is_empty());
     eprintln!(
         "{cuts} cuts, {resumes} resumes, {:.1} s",
         (Instant::now() + Duration::from_secs(85) - test_deadline).as_secs_f64()
@@ -177,21 +120,6 @@ function = "rec"
         cuts >= 10 && resumes >= 5,
         "{cuts} cuts, {resumes} resumes: the chaos did not bite"
     );
-}
-
-fn first_difference(got: &[String], want: &[String]) -> String {
-    let i = got
-        .iter()
-        .zip(want)
-        .position(|(g, w)| g != w)
-        .unwrap_or(got.len().min(want.len()));
-    format!(
-        "{} items (want {}); first difference at {i}: got {:?}, want {:?}",
-        got.len(),
-        want.len(),
-        got.get(i),
-        want.get(i)
-    )
 }
 
 #[tokio::test]

@@ -112,6 +112,48 @@ pub enum Command {
         /// Join (true) or leave.
         join: bool,
     },
+    /// Hand the parked resumable session with `token` over to node `from`, whose client
+    /// came back there (docs/protocol.md, "Resuming on another node"). Answered with
+    /// [`Command::SessionTaken`] to `from`.
+    TakeSession {
+        /// The session token the client presented.
+        token: String,
+        /// The highest server sequence number the client received.
+        after: u64,
+        /// The asking node's tag.
+        from: u32,
+        /// The asker's request number, echoed in the answer.
+        request: u64,
+    },
+    /// The answer to [`Command::TakeSession`].
+    SessionTaken {
+        /// The asker's request number.
+        request: u64,
+        /// What became of the session.
+        outcome: SessionOutcome,
+    },
+    /// A connection that moved off its first node ended: forget where it went.
+    Forget {
+        /// The connection.
+        id: String,
+    },
+}
+
+/// What a node answers when asked to hand a session over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum SessionOutcome {
+    /// The session is the asker's now: everything it needs to go on, as the gateway
+    /// serializes it (the connection, its memberships, the session's sequence numbers
+    /// and unacknowledged messages, and what was queued for it).
+    Moved {
+        /// The handover.
+        handover: serde_json::Value,
+    },
+    /// The session is attached to a live socket elsewhere (the resume gets HTTP 409).
+    InUse,
+    /// No such session (ended, expired, or not resumable without loss): start afresh.
+    Unknown,
 }
 
 /// What the backplane tells the gateway about the cluster.

@@ -244,11 +244,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             ..
         } = self;
         for f in in_flight {
-            let h = handle.clone();
+            let (edge, id) = (edge.clone(), handle.info.id);
             tokio::spawn(async move {
                 if let (Ok(resp), true) = (f.future.await, f.two_way) {
                     if let Some(body) = resp.body {
-                        let _ = h.send(body.data, body.binary);
+                        // The session may have moved to another node meanwhile.
+                        edge.deliver(id, body.data, body.binary);
                     }
                 }
             });

@@ -10,6 +10,7 @@
 
 mod conn;
 pub mod metrics;
+mod moves;
 pub mod server;
 mod session;
 mod static_files;

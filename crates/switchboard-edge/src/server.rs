@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::Conn;
 use crate::metrics::EdgeMetrics;
+use crate::moves::TakeAnswer;
 use crate::table::{CloseRequest, ConnHandle, ConnectionTable};
 use crate::EdgeError;
 
@@ -166,6 +167,11 @@ pub struct EdgeInner {
     pub backplane: Arc<dyn switchboard_cluster::Backplane>,
     /// Resumable sessions by token.
     sessions: Mutex<HashMap<String, Arc<ConnHandle>>>,
+    /// Sessions that moved to other nodes, and requests for other nodes' sessions.
+    pub(crate) moves: Mutex<crate::moves::Moves>,
+    /// The ordered queue of commands forwarded to other nodes (started on first use).
+    pub(crate) forwarder:
+        std::sync::OnceLock<tokio::sync::mpsc::Sender<(u32, switchboard_cluster::Command)>>,
     /// The in-order writer of registry snapshots (started on first use).
     registry_writer: std::sync::OnceLock<
         tokio::sync::mpsc::Sender<(switchboard_core::ConnectionId, Option<serde_json::Value>)>,
@@ -200,6 +206,14 @@ impl EdgeInner {
 
     pub(crate) fn forget_session(&self, token: &str) {
         self.sessions.lock().remove(token);
+    }
+
+    pub(crate) fn has_session(&self, token: &str) -> bool {
+        self.sessions.lock().contains_key(token)
+    }
+
+    pub(crate) fn add_session(&self, token: String, handle: Arc<ConnHandle>) {
+        self.sessions.lock().insert(token, handle);
     }
 
     /// Waits for a parked session's client, its window, or a close request; ends the
@@ -258,7 +272,7 @@ impl EdgeInner {
 
     /// Takes the parked session of `token` for a resume. `Ok(None)`: no such session
     /// (start a fresh one). `Err(())`: the session is attached to a live socket (409).
-    fn take_parked(&self, token: &str, after: u64) -> Result<Option<Resumable>, ()> {
+    pub(crate) fn take_parked(&self, token: &str, after: u64) -> Result<Option<Resumable>, ()> {
         let Some(handle) = self.sessions.lock().get(token).cloned() else {
             return Ok(None);
         };
@@ -290,9 +304,23 @@ impl EdgeInner {
                 self.table.extension_of(handle).as_ref(),
             )
         });
+        self.registry_write(handle.info.id, snapshot);
+        if !open {
+            self.announce_end(handle.info.id);
+        }
+    }
+
+    /// Writes (or with `None` deletes) a connection's registry entry, in order.
+    pub(crate) fn registry_write(
+        &self,
+        id: switchboard_core::ConnectionId,
+        snapshot: Option<serde_json::Value>,
+    ) {
+        if self.backplane.kind() == "local" {
+            return;
+        }
         // One writer, in order: a snapshot written at connect must never land after the
         // one written at a later join (nor a delete after a stale write).
-        let id = handle.info.id;
         let writer = self.registry_writer.get_or_init(|| {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<(
                 switchboard_core::ConnectionId,
@@ -322,6 +350,9 @@ impl EdgeInner {
     /// Applies a command another node sent to this one.
     pub fn apply(self: &Arc<Self>, command: switchboard_cluster::Command) {
         use switchboard_cluster::Command as C;
+        let Err(command) = self.forward_if_moved(command) else {
+            return;
+        };
         let handle_of = |id: &str| {
             switchboard_core::ConnectionId::parse(id).and_then(|cid| self.table.get(&cid))
         };
@@ -374,13 +405,32 @@ impl EdgeInner {
                     self.record(&h, true);
                 }
             }
+            C::TakeSession {
+                token,
+                after,
+                from,
+                request,
+            } => self.on_take_session(token, after, from, request),
+            C::SessionTaken { request, outcome } => self.on_session_taken(request, outcome),
+            C::Forget { id } => {
+                if let Some(id) = switchboard_core::ConnectionId::parse(&id) {
+                    self.forget_moved(id);
+                }
+            }
         }
     }
 
     /// Invokes `$disconnect` for a connection of a lost node, from its registry snapshot.
-    pub async fn disconnect_lost(&self, snapshot: &serde_json::Value, node_id: &str) {
+    pub async fn disconnect_lost(self: &Arc<Self>, snapshot: &serde_json::Value, node_id: &str) {
+        if snapshot.get("movedTo").is_some() {
+            return; // its session lives on another node
+        }
         match switchboard_core::event::snapshot::from_json(snapshot) {
             Some((info, ext)) => {
+                if info.id.node_tag() != switchboard_core::id::node_tag(node_id) {
+                    // It had moved to the lost node: its home forwards no more.
+                    self.announce_end(info.id);
+                }
                 info!(conn = %info.id, node = node_id, "invoking $disconnect for a lost node's connection");
                 self.invoke_disconnect(Arc::new(info), ext, 1006, "node lost".into())
                     .await
@@ -532,6 +582,8 @@ impl Edge {
                 authorizer,
                 backplane,
                 sessions: Mutex::new(HashMap::new()),
+                moves: Mutex::new(crate::moves::Moves::default()),
+                forwarder: std::sync::OnceLock::new(),
                 registry_writer: std::sync::OnceLock::new(),
                 origin: Instant::now(),
                 origin_epoch_ms: SystemTime::now()
@@ -630,6 +682,14 @@ where
         },
         _ = edge.shutdown.cancelled() => {}
     }
+}
+
+fn in_use(m: &EdgeMetrics) -> Response<Full<Bytes>> {
+    m.reject("session_in_use");
+    plain(
+        StatusCode::CONFLICT,
+        "session is attached to another connection\n",
+    )
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -761,17 +821,24 @@ where
         if let Some(token) = q.get("sb_session").filter(|t| !t.is_empty()) {
             let after: u64 = q.get("sb_last").and_then(|v| v.parse().ok()).unwrap_or(0);
             match edge.take_parked(token, after) {
-                Err(()) => {
-                    m.reject("session_in_use");
-                    return plain(
-                        StatusCode::CONFLICT,
-                        "session is attached to another connection\n",
-                    );
-                }
+                Err(()) => return in_use(m),
                 Ok(Some((handle, parked))) => {
                     return resume::<S>(edge.clone(), req, &key, handle, parked, after);
                 }
-                Ok(None) => {} // unknown or expired: a fresh connection
+                Ok(None) => {
+                    // Perhaps parked on another node: ask it to hand the session over.
+                    match edge.take_remote(token, after).await {
+                        Some(TakeAnswer::Here) => match edge.take_parked(token, after) {
+                            Ok(Some((handle, parked))) => {
+                                return resume::<S>(edge.clone(), req, &key, handle, parked, after);
+                            }
+                            Err(()) => return in_use(m),
+                            Ok(None) => {}
+                        },
+                        Some(TakeAnswer::InUse) => return in_use(m),
+                        Some(TakeAnswer::Unknown) | None => {} // a fresh connection
+                    }
+                }
             }
         }
     }
@@ -1017,7 +1084,7 @@ where
         let mut conn = conn;
         if wants_session {
             if let Some(r) = &edge.settings.resume {
-                let token = crate::session::new_token();
+                let token = crate::session::new_token(&conn_handle.info.id);
                 edge.sessions.lock().insert(token.clone(), conn_handle.clone());
                 conn.attach_session(
                     Box::new(crate::session::Session::new(
@@ -1124,6 +1191,13 @@ type Resumable = (Arc<ConnHandle>, Box<crate::session::Parked>);
 pub(crate) struct Slot(Arc<EdgeInner>);
 
 impl Slot {
+    /// A slot beyond `max_connections` if need be: for a session that moved here, which
+    /// already holds its place in the cluster.
+    pub(crate) fn force(edge: &Arc<EdgeInner>) -> Self {
+        edge.slots.fetch_add(1, Ordering::AcqRel);
+        Self(edge.clone())
+    }
+
     fn take(edge: &Arc<EdgeInner>) -> Option<Self> {
         let max = edge.settings.max_connections;
         edge.slots

@@ -9,6 +9,8 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use switchboard_core::ConnectionId;
 
 /// The subprotocol name.
 pub const PROTOCOL: &str = "switchboard.v1";
@@ -173,10 +175,108 @@ fn encode(seq: u64, data: &[u8], binary: bool) -> Bytes {
     out.freeze()
 }
 
-/// A fresh session token: 128 random bits, URL-safe.
-pub(crate) fn new_token() -> String {
+/// A fresh session token for connection `id`: the id (so any node can tell which node to
+/// ask for the session), a dot, and 128 random bits, URL-safe.
+pub(crate) fn new_token(id: &ConnectionId) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+    format!("{id}.{secret}")
+}
+
+/// The connection a session token belongs to, if it is shaped like one.
+pub(crate) fn connection_of(token: &str) -> Option<ConnectionId> {
+    let (id, secret) = token.split_once('.')?;
+    (secret.len() == 22).then_some(())?;
+    ConnectionId::parse(id)
+}
+
+/// One message kept for a session, as it travels between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Kept {
+    /// Its sequence number (0: not numbered yet, still queued).
+    pub seq: u64,
+    /// The payload, base64.
+    #[serde(with = "b64")]
+    pub data: Bytes,
+    /// Binary frame.
+    pub binary: bool,
+}
+
+/// A parked session on its way to another node (docs/protocol.md, "Resuming on another
+/// node"): everything the new node needs to go on as if the session had always been there.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Handover {
+    /// The connection and its user, groups and state (`event::snapshot` JSON).
+    pub connection: serde_json::Value,
+    /// The session token.
+    pub token: String,
+    /// The next server sequence number.
+    pub next_seq: u64,
+    /// Unacknowledged server messages, oldest first.
+    pub replay: Vec<Kept>,
+    /// Whether the replay buffer ever dropped a message.
+    pub overflowed: bool,
+    /// The highest client message handed to a function.
+    pub last_client_seq: u64,
+    /// Messages queued for the connection and not yet numbered, in order.
+    pub queued: Vec<Kept>,
+    /// Milliseconds since the connection opened (for `max_duration`).
+    pub age_ms: u64,
+    /// When the client was last heard from, epoch ms.
+    pub last_active_ms: u64,
+    /// When the connection's credential expires, epoch ms.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Session {
+    /// What a handover carries of this session: next sequence, kept messages, overflow,
+    /// last client sequence.
+    pub fn export(&self) -> (u64, Vec<Kept>, bool, u64) {
+        let replay = self
+            .replay
+            .iter()
+            .map(|(seq, data, binary)| Kept {
+                seq: *seq,
+                data: data.clone(),
+                binary: *binary,
+            })
+            .collect();
+        (self.next_seq, replay, self.overflowed, self.last_client_seq)
+    }
+
+    /// The session a handover describes, under this node's buffer bounds.
+    pub fn restore(h: &Handover, max_messages: usize, max_bytes: usize) -> Self {
+        let mut s = Self::new(h.token.clone(), max_messages, max_bytes);
+        s.next_seq = h.next_seq;
+        s.overflowed = h.overflowed;
+        s.last_client_seq = h.last_client_seq;
+        for k in &h.replay {
+            s.replay_bytes += k.data.len();
+            s.replay.push_back((k.seq, k.data.clone(), k.binary));
+        }
+        s
+    }
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD
+            .decode(s)
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A session whose socket dropped, waiting for its client (docs/protocol.md).
@@ -231,6 +331,52 @@ mod tests {
             parse(&Bytes::from_static(&[2, 0, 0]), true),
             ClientFrame::Invalid
         );
+    }
+
+    #[test]
+    fn tokens_name_their_connection() {
+        let id = switchboard_core::id::IdGenerator::new("n").connection_id();
+        let t = new_token(&id);
+        assert_eq!(connection_of(&t), Some(id));
+        assert_ne!(new_token(&id), t);
+        for bad in [
+            "",
+            "x",
+            "x.y",
+            &format!("{id}."),
+            &format!("{id}.short"),
+            "a.bbbbbbbbbbbbbbbbbbbbbb",
+        ] {
+            assert_eq!(connection_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_session_survives_export_and_restore() {
+        let mut s = Session::new("t".into(), 8, 1000);
+        for i in 1..=4 {
+            s.frame(format!("p{i}").as_bytes(), i == 4);
+        }
+        s.ack(2);
+        s.last_client_seq = 7;
+        let (next_seq, replay, overflowed, last_client_seq) = s.export();
+        let h = Handover {
+            connection: serde_json::Value::Null,
+            token: "t".into(),
+            next_seq,
+            replay,
+            overflowed,
+            last_client_seq,
+            queued: Vec::new(),
+            age_ms: 0,
+            last_active_ms: 0,
+            expires_at_ms: None,
+        };
+        let h: Handover = serde_json::from_value(serde_json::to_value(&h).unwrap()).unwrap();
+        let mut back = Session::restore(&h, 8, 1000);
+        assert_eq!(back.replay_after(2), s.replay_after(2));
+        assert_eq!(back.last_client_seq, 7);
+        assert_eq!(back.frame(b"p5", false).0, "m5:p5");
     }
 
     #[test]

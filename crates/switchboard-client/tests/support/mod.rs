@@ -3,6 +3,7 @@
 //! fake `switchboard.v1` server written from docs/protocol.md.
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod fake;
 pub mod gateway;
 pub mod http;

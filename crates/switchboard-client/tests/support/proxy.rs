@@ -4,7 +4,7 @@
 //! forges the resume token in handshakes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 struct Flags {
     refusing: AtomicBool,
     forging: AtomicBool,
+    /// 1 + the upstream every new connection goes to; 0: each to the next in turn.
+    pinned: AtomicUsize,
 }
 
 pub struct ChaosProxy {
@@ -37,6 +39,13 @@ pub struct ChaosProxy {
 impl ChaosProxy {
     /// Forwards 127.0.0.1:<random> to `upstream`. Nothing is cut until told.
     pub async fn start(upstream: SocketAddr) -> Arc<Self> {
+        Self::start_many(vec![upstream]).await
+    }
+
+    /// Forwards 127.0.0.1:<random> to each of `upstreams` in turn, one per accepted
+    /// connection (a load balancer without affinity: a reconnect lands on the next one).
+    pub async fn start_many(upstreams: Vec<SocketAddr>) -> Arc<Self> {
+        assert!(!upstreams.is_empty(), "a proxy needs an upstream");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pipes: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
@@ -51,7 +60,11 @@ impl ChaosProxy {
         );
         let accept = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
-                a.fetch_add(1, Ordering::SeqCst);
+                let n = a.fetch_add(1, Ordering::SeqCst) as usize;
+                let upstream = match f.pinned.load(Ordering::SeqCst) {
+                    0 => upstreams[n % upstreams.len()],
+                    p => upstreams[(p - 1) % upstreams.len()],
+                };
                 if f.refusing.load(Ordering::SeqCst) {
                     reset(down);
                     continue;
@@ -109,6 +122,13 @@ impl ChaosProxy {
     /// While on, nothing is forwarded; the sockets stay open (a silent dead path).
     pub fn stall(&self, on: bool) {
         self.stalled.send_replace(on);
+    }
+
+    /// Sends every new connection to upstream `i` (`None`: each to the next in turn).
+    pub fn pin(&self, upstream: Option<usize>) {
+        self.flags
+            .pinned
+            .store(upstream.map_or(0, |i| i + 1), Ordering::SeqCst);
     }
 
     /// While on, new connections get the `sb_session` value of their handshake replaced

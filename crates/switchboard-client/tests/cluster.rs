@@ -1,0 +1,287 @@
+//! The client against three real gateway processes sharing a real Redis, behind a proxy
+//! that sends every new connection to the next node: each resume lands on a different
+//! node, and the session moves there through the backplane (docs/protocol.md, "Resuming
+//! on another node").
+
+#[path = "../../switchboard-cluster/tests/support/mod.rs"]
+#[allow(dead_code)]
+mod cluster_support;
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cluster_support::{Engine, Nats, Redis};
+use support::gateway::Gateway;
+use support::http::{HttpClient, RecordingFunction};
+use support::proxy::ChaosProxy;
+use support::*;
+use switchboard_client::{Client, Event, Options, ReconnectPolicy};
+use tokio::time::Instant;
+
+/// Three nodes over `engine`, each with `[resume]` on and `$default` going to `function`.
+async fn cluster(engine: &impl Engine, function: &RecordingFunction) -> Vec<Gateway> {
+    let c = engine.config();
+    let backplane = format!("{:?}", c.backplane).to_lowercase();
+    let url = &c.urls[0];
+    let nodes: Vec<Gateway> = (1..=3)
+        .map(|i| {
+            Gateway::start(&format!(
+                r#"
+[server]
+node_id = "node-{i}"
+[cluster]
+backplane = "{backplane}"
+urls = ["{url}"]
+heartbeat_secs = 1
+node_ttl_secs = 3
+op_timeout_ms = 1000
+[resume]
+enabled = true
+window_secs = 60
+buffer_messages = 16384
+buffer_bytes = 16777216
+[management]
+auth = "none"
+[functions.rec]
+kind = "http"
+url = "{}"
+[routes."$default"]
+function = "rec"
+"#,
+                function.url()
+            ))
+        })
+        .collect();
+    for gw in &nodes {
+        assert!(
+            gw.speaks_v1().await,
+            "{} does not speak switchboard.v1",
+            gw.ws
+        );
+        let mut http = HttpClient::new(gw.mgmt);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http.request("GET", "/readyz", b"").await.0 != 200 {
+            assert!(Instant::now() < deadline, "{} never became ready", gw.mgmt);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    nodes
+}
+
+fn options() -> Options {
+    Options {
+        reconnect: ReconnectPolicy {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+            max_attempts: Some(100),
+            ..Default::default()
+        },
+        connect_timeout: Duration::from_secs(5),
+        close_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+/// 10,000 numbered messages each way while the proxy cuts the connection every
+/// 100–400 ms and every reconnect lands on the next node. Server→client through the
+/// management API of one fixed node (so each send travels one path: to the connection's
+/// home node, then on to wherever the session is); client→server through a route to an
+/// HTTP function. Every number arrives exactly once, in order, on one connection id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_across_three_nodes_over_redis() {
+    chaos_across_three_nodes::<Redis>().await;
+}
+
+/// The same over NATS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_across_three_nodes_over_nats() {
+    chaos_across_three_nodes::<Nats>().await;
+}
+
+async fn chaos_across_three_nodes<E: Engine>() {
+    const N: usize = 10_000;
+    const PACE: Duration = Duration::from_micros(800);
+    let test_deadline = Instant::now() + Duration::from_secs(100);
+    let engine = E::launch();
+    let function = RecordingFunction::start().await;
+    let nodes = cluster(&engine, &function).await;
+    let proxy = ChaosProxy::start_many(nodes.iter().map(|g| g.ws).collect()).await;
+    let client = Client::connect(&proxy.url(), options()).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    proxy.start_cutting(100, 400, 200);
+    // Through the third node's management API: each send travels one path, to the
+    // connection's home node and on to wherever the session is.
+    let resumes = chaos::exchange(
+        &client,
+        &proxy,
+        nodes[2].mgmt,
+        &function,
+        &id,
+        chaos::Plan {
+            n: N,
+            pace: PACE,
+            deadline: test_deadline,
+        },
+    )
+    .await;
+    let (cuts, accepted) = (
+        proxy.cuts.load(Ordering::SeqCst),
+        proxy.accepted.load(Ordering::SeqCst),
+    );
+    eprintln!("{cuts} cuts, {resumes} resumes on {accepted} sockets across 3 nodes");
+    assert!(
+        cuts >= 10 && resumes >= 5,
+        "{cuts} cuts, {resumes} resumes: the chaos did not bite"
+    );
+}
+
+/// A session moves from node 1 to node 2 with its groups and what was sent to it while it
+/// was away; sends through node 3 by id and by group, and through its home by id, reach
+/// it there once; any node reads it; when it ends, its home forgets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_session_keeps_its_groups_and_is_reached_from_every_node() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let nodes = cluster(&redis, &function).await;
+    let proxy = ChaosProxy::start_many(vec![nodes[0].ws, nodes[1].ws]).await;
+    proxy.pin(Some(0));
+    let client = Client::connect(&proxy.url(), options()).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    let mut api: Vec<HttpClient> = nodes.iter().map(|g| HttpClient::new(g.mgmt)).collect();
+    let (status, body) = api[0]
+        .request("PUT", &format!("/v1/groups/room/members/{id}"), b"")
+        .await;
+    assert_eq!(status, 200, "join: {body}");
+    proxy.refuse(true);
+    proxy.cut_all();
+    assert!(matches!(
+        event_within(&client, 5).await,
+        Event::Reconnecting { .. }
+    ));
+    // Sent to the session parked on node 1: it travels with the session.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = api[2]
+        .request("POST", &format!("/@connections/{id}"), b"while away")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    proxy.pin(Some(1));
+    proxy.refuse(false);
+    assert_eq!(
+        significant_event(&client, 10).await,
+        Event::Resumed {
+            connection_id: id.clone()
+        }
+    );
+    assert_eq!(next_text(&client, 5).await, "while away");
+    // By id, through a node that neither holds it nor opened it.
+    let (status, body) = api[2]
+        .request("POST", &format!("/@connections/{id}"), b"by id")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_text(&client, 5).await, "by id");
+    // By group: the membership moved with the session, and it arrives once.
+    let (status, body) = api[2]
+        .request("POST", "/v1/groups/room/messages", b"to the room")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_text(&client, 5).await, "to the room");
+    // By id through its home, which forwards.
+    let (status, body) = api[0]
+        .request("POST", &format!("/@connections/{id}"), b"via home")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_text(&client, 5).await, "via home");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), client.next_event()).await;
+    assert!(quiet.is_err(), "a duplicate or stray event: {quiet:?}");
+    // Any node reads it, with its group.
+    for (i, a) in api.iter_mut().enumerate() {
+        let (status, body) = a
+            .request("GET", &format!("/v1/connections/{id}"), b"")
+            .await;
+        assert_eq!(status, 200, "node {}: {body}", i + 1);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["groups"],
+            serde_json::json!(["room"]),
+            "node {}: {body}",
+            i + 1
+        );
+        let (status, body) = a.request("GET", "/v1/groups/room/members", b"").await;
+        assert_eq!(status, 200, "node {}: {body}", i + 1);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["members"],
+            serde_json::json!([id.clone()]),
+            "node {}: {body}",
+            i + 1
+        );
+    }
+    // It ends on node 2: its home stops answering for it.
+    client.close(1000);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _) = api[0]
+            .request("GET", &format!("/@connections/{id}"), b"")
+            .await;
+        if status == 410 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the home node still answers {status} for an ended connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node holding a parked session dies: a survivor ends the session (its registry
+/// entry goes), and the client's resume on a survivor starts a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_a_lost_node_ends_and_the_client_starts_afresh() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let mut nodes = cluster(&redis, &function).await;
+    let proxy = ChaosProxy::start_many(vec![nodes[0].ws, nodes[1].ws]).await;
+    proxy.pin(Some(0));
+    let opts = Options {
+        reconnect: ReconnectPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(100),
+            max_attempts: Some(400),
+            ..Default::default()
+        },
+        ..options()
+    };
+    let client = Client::connect(&proxy.url(), opts).await.unwrap();
+    let first = open_id(&event_within(&client, 5).await);
+    proxy.refuse(true);
+    proxy.cut_all();
+    let _ = nodes.remove(0).stop();
+    // A survivor reaps the lost node (node_ttl_secs = 3) and `$disconnect`s its
+    // connections: the id stops resolving anywhere.
+    let mut http = HttpClient::new(nodes[0].mgmt);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _) = http
+            .request("GET", &format!("/@connections/{first}"), b"")
+            .await;
+        if status == 410 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost node's connection still answers {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.pin(Some(1));
+    proxy.refuse(false);
+    let second = open_id(&significant_event(&client, 15).await);
+    assert_ne!(first, second, "a fresh connection id, not a resume");
+    let (status, body) = http
+        .request("POST", &format!("/@connections/{second}"), b"hello again")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_text(&client, 5).await, "hello again");
+}

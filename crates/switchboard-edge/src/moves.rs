@@ -1,0 +1,672 @@
+//! Sessions that move between nodes (docs/protocol.md, "Resuming on another node").
+//!
+//! A client whose socket dropped may come back through another node of the cluster. Its
+//! session token names the connection, and the connection id names the node it was opened
+//! on: its **home**. Every move goes through the home, which is also where every send
+//! addressed to the connection arrives first, so the home can keep them in order:
+//!
+//! - The new node asks the home for the session ([`Command::TakeSession`]).
+//! - If the home holds it parked, it serializes it ([`Handover`]), gives it up without a
+//!   `$disconnect`, notes where it went, and answers ([`Command::SessionTaken`]).
+//! - If it is parked on a third node, the home relays the request there and holds every
+//!   send for the connection until the answer comes back; it then passes the answer on,
+//!   followed by the held sends, and forwards later sends to the new holder.
+//! - The new node installs the session as a parked session of its own, and the waiting
+//!   handshake resumes it as if it had always been there.
+//!
+//! Everything the home sends on leaves through one ordered queue, so a handover and every
+//! send after it arrive in the order they were made. A connection that ends away from
+//! home tells the home to forget it ([`Command::Forget`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchboard_cluster::{BackplaneError, Command, SessionOutcome};
+use switchboard_core::event::{snapshot, ResponseExtension};
+use switchboard_core::ConnectionId;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::server::{EdgeInner, Slot};
+use crate::session::{self, Handover, Kept, Parked, Session};
+use crate::table::ConnHandle;
+
+/// How long a resume handshake waits for the session it asked for.
+const TAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Forwarded commands waiting for the backplane; beyond it one is dropped and logged.
+const FORWARD_QUEUE: usize = 65_536;
+/// Sends held for one connection while its session is being handed between two other
+/// nodes; beyond it one is dropped and logged.
+const HELD_MAX: usize = 16_384;
+
+/// What became of a request for a session held by another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakeAnswer {
+    /// The session is parked on this node now: take it as a local one.
+    Here,
+    /// Attached to a live socket elsewhere (409).
+    InUse,
+    /// Gone, or no answer: start a fresh connection.
+    Unknown,
+}
+
+/// Where a connection opened on this node went.
+enum Away {
+    /// Held by the node with this tag.
+    At(u32),
+    /// Being handed from `holder` to `to`, which asked with request number `request`;
+    /// this node relayed the request as `relay`. Sends wait in `held` for the answer.
+    Moving {
+        holder: u32,
+        to: u32,
+        request: u64,
+        held: Vec<Command>,
+    },
+}
+
+/// Where this node's connections went, and its requests for sessions.
+#[derive(Default)]
+pub(crate) struct Moves {
+    /// Connections opened here whose session is on another node.
+    away: HashMap<ConnectionId, Away>,
+    /// Requests this node relayed for others: which connection each is about.
+    relays: HashMap<u64, ConnectionId>,
+    /// This node's own requests (resume handshakes) waiting for their answer.
+    waiting: HashMap<u64, oneshot::Sender<TakeAnswer>>,
+    next_request: u64,
+}
+
+impl Moves {
+    fn request_number(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+}
+
+/// The connection a command addresses by id, if it addresses one.
+fn addressed(command: &Command) -> Option<&str> {
+    match command {
+        Command::Send { id, .. } | Command::Close { id } | Command::Membership { id, .. } => {
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
+impl EdgeInner {
+    /// The node holding a connection that was opened here and moved away.
+    pub fn moved_to(&self, id: &ConnectionId) -> Option<u32> {
+        match self.moves.lock().away.get(id)? {
+            Away::At(tag) => Some(*tag),
+            Away::Moving { holder, .. } => Some(*holder),
+        }
+    }
+
+    fn is_home_of(&self, id: &ConnectionId) -> bool {
+        id.node_tag() == self.ids.node_tag()
+    }
+
+    /// Sends `command` to node `tag` through the one ordered forwarding queue.
+    pub(crate) fn forward(self: &Arc<Self>, tag: u32, command: Command) {
+        let tx = self.forwarder.get_or_init(|| {
+            let (tx, mut rx) = mpsc::channel::<(u32, Command)>(FORWARD_QUEUE);
+            let backplane = self.backplane.clone();
+            let edge: Weak<EdgeInner> = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some((tag, command)) = rx.recv().await {
+                    match backplane.to_node(tag, command).await {
+                        Ok(()) => {}
+                        Err(BackplaneError::NotInCluster) => {
+                            // The node is gone, and with it whatever moved there.
+                            if let Some(edge) = edge.upgrade() {
+                                edge.forget_moves_to(tag);
+                            }
+                        }
+                        Err(e) => warn!(node_tag = tag, error = %e, "forward failed"),
+                    }
+                }
+            });
+            tx
+        });
+        if tx.try_send((tag, command)).is_err() {
+            warn!(node_tag = tag, "forward queue full: command dropped");
+        }
+    }
+
+    /// A command for a connection opened here whose session is on another node is
+    /// forwarded there, or held while the session moves (`Ok`); any other command is
+    /// given back.
+    pub(crate) fn forward_if_moved(self: &Arc<Self>, command: Command) -> Result<(), Command> {
+        let Some(id) = addressed(&command)
+            .and_then(ConnectionId::parse)
+            .filter(|id| self.is_home_of(id) && self.table.get(id).is_none())
+        else {
+            return Err(command);
+        };
+        // Under the lock a handover holds while it queues its answer: a forward queued
+        // here can only follow that answer.
+        let mut moves = self.moves.lock();
+        match moves.away.get_mut(&id) {
+            Some(Away::At(tag)) => {
+                self.forward(*tag, command);
+                Ok(())
+            }
+            Some(Away::Moving { held, .. }) => {
+                if held.len() < HELD_MAX {
+                    held.push(command);
+                } else {
+                    warn!(conn = %id, "too many sends held for a moving session: one dropped");
+                }
+                Ok(())
+            }
+            None => Err(command),
+        }
+    }
+
+    fn forget_moves_to(&self, tag: u32) {
+        let gone: Vec<ConnectionId> = {
+            let mut m = self.moves.lock();
+            let gone = m
+                .away
+                .iter()
+                .filter(|(_, a)| matches!(a, Away::At(t) if *t == tag))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &gone {
+                m.away.remove(id);
+            }
+            gone
+        };
+        for id in gone {
+            self.forget_moved(id);
+        }
+    }
+
+    /// A connection opened here that moved away ended (or its node is gone): stop
+    /// forwarding, and drop the registry entry that pointed at it.
+    pub(crate) fn forget_moved(&self, id: ConnectionId) {
+        if !self.is_home_of(&id) {
+            return;
+        }
+        let was_away = matches!(self.moves.lock().away.remove(&id), Some(Away::At(_)));
+        if was_away && self.table.get(&id).is_none() {
+            self.registry_write(id, None);
+        }
+    }
+
+    /// A connection ended (here, or on a lost node): its home forgets where it went.
+    pub(crate) fn announce_end(self: &Arc<Self>, id: ConnectionId) {
+        if self.is_home_of(&id) {
+            self.forget_moved(id);
+        } else if self.backplane.kind() != "local" {
+            self.forward(id.node_tag(), Command::Forget { id: id.to_string() });
+        }
+    }
+
+    /// Delivers to a connection held here, or forwards to where it is (for answers of
+    /// invocations that finish after their socket dropped and the session moved).
+    pub(crate) fn deliver(self: &Arc<Self>, id: ConnectionId, data: Bytes, binary: bool) {
+        if let Some(h) = self.table.get(&id) {
+            if h.send(data.clone(), binary).is_ok() {
+                return;
+            }
+        }
+        if self.is_home_of(&id) {
+            self.send_moved(id, data, binary);
+        } else if self.backplane.kind() != "local" {
+            let command = Command::Send {
+                id: id.to_string(),
+                data,
+                binary,
+            };
+            self.forward(id.node_tag(), command);
+        }
+    }
+
+    /// Forwards a send for a connection opened here whose session moved away (or hands
+    /// it to the connection, if it came back meanwhile); `false` if there is none.
+    pub fn send_moved(self: &Arc<Self>, id: ConnectionId, data: Bytes, binary: bool) -> bool {
+        let command = Command::Send {
+            id: id.to_string(),
+            data,
+            binary,
+        };
+        match self.forward_if_moved(command) {
+            Ok(()) => true,
+            Err(Command::Send { data, binary, .. }) => self
+                .table
+                .get(&id)
+                .is_some_and(|h| h.send(data, binary).is_ok()),
+            Err(_) => false,
+        }
+    }
+
+    /// Forwards a close for a connection opened here whose session moved away; `false`
+    /// if there is none.
+    pub fn close_moved(self: &Arc<Self>, id: ConnectionId) -> bool {
+        let command = Command::Close { id: id.to_string() };
+        if self.forward_if_moved(command).is_ok() {
+            return true;
+        }
+        self.table
+            .get(&id)
+            .map(|h| h.request_close(crate::table::CloseRequest::Deleted))
+            .is_some()
+    }
+
+    /// Forwards a group change for a connection opened here whose session moved away;
+    /// `false` if there is none.
+    pub fn membership_moved(self: &Arc<Self>, id: ConnectionId, group: &str, join: bool) -> bool {
+        let command = Command::Membership {
+            id: id.to_string(),
+            group: group.to_owned(),
+            join,
+        };
+        match self.forward_if_moved(command) {
+            Ok(()) => true,
+            Err(command) if self.table.get(&id).is_some() => {
+                self.apply(command);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Asks for the session of `token`, parked on another node. `None`: the token does not
+    /// name a session that may be elsewhere (so there is nobody to ask).
+    pub(crate) async fn take_remote(
+        self: &Arc<Self>,
+        token: &str,
+        after: u64,
+    ) -> Option<TakeAnswer> {
+        if self.backplane.kind() == "local" {
+            return None;
+        }
+        let id = session::connection_of(token)?;
+        if self.is_home_of(&id) && self.moved_to(&id).is_none() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let request = {
+            let mut m = self.moves.lock();
+            let n = m.request_number();
+            m.waiting.insert(n, tx);
+            n
+        };
+        let me = self.ids.node_tag();
+        let asked = if self.is_home_of(&id) {
+            self.on_take_session(token.to_owned(), after, me, request);
+            true
+        } else {
+            let cmd = Command::TakeSession {
+                token: token.to_owned(),
+                after,
+                from: me,
+                request,
+            };
+            self.backplane.to_node(id.node_tag(), cmd).await.is_ok()
+        };
+        let answer = if asked {
+            tokio::time::timeout(TAKE_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.moves.lock().waiting.remove(&request);
+        Some(answer.unwrap_or(TakeAnswer::Unknown))
+    }
+
+    /// Sends the answer to a request for a session: queued to another node, or (`Err`)
+    /// given back when the request is this node's own.
+    fn answer(
+        self: &Arc<Self>,
+        to: u32,
+        request: u64,
+        outcome: SessionOutcome,
+    ) -> Result<(), (u64, SessionOutcome)> {
+        if to == self.ids.node_tag() {
+            return Err((request, outcome));
+        }
+        self.forward(to, Command::SessionTaken { request, outcome });
+        Ok(())
+    }
+
+    /// A node asks for a session (`Command::TakeSession`): hand it over if it is parked
+    /// here; relay the request if this is its home and it is parked elsewhere.
+    pub(crate) fn on_take_session(
+        self: &Arc<Self>,
+        token: String,
+        after: u64,
+        from: u32,
+        request: u64,
+    ) {
+        let mine = {
+            // The lock is held from the moment a connection leaves the table (or its
+            // sends start being held) until the answer is queued: a send that finds it
+            // gone queues its forward after.
+            let mut moves = self.moves.lock();
+            let outcome = self.answer_take(&token, after, from, &mut moves);
+            match outcome {
+                Some(outcome) => self.answer(from, request, outcome).err(),
+                None => {
+                    // Relayed: parked on a third node.
+                    let id = session::connection_of(&token).expect("relayed tokens parse");
+                    let Some(Away::At(holder)) = moves.away.get(&id).map(|a| match a {
+                        Away::At(t) => Away::At(*t),
+                        Away::Moving { holder, .. } => Away::At(*holder),
+                    }) else {
+                        unreachable!("answer_take relays only sessions that are away")
+                    };
+                    let relay = moves.request_number();
+                    moves.relays.insert(relay, id);
+                    moves.away.insert(
+                        id,
+                        Away::Moving {
+                            holder,
+                            to: from,
+                            request,
+                            held: Vec::new(),
+                        },
+                    );
+                    let me = self.ids.node_tag();
+                    let cmd = Command::TakeSession {
+                        token,
+                        after,
+                        from: me,
+                        request: relay,
+                    };
+                    self.forward(holder, cmd);
+                    let edge = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(TAKE_TIMEOUT).await;
+                        // No answer from the holder: give up the move.
+                        if edge.moves.lock().relays.contains_key(&relay) {
+                            edge.on_session_taken(relay, SessionOutcome::Unknown);
+                        }
+                    });
+                    None
+                }
+            }
+        };
+        if let Some((request, outcome)) = mine {
+            self.on_session_taken(request, outcome);
+        }
+    }
+
+    /// What to answer a request for a session; `None` when it must be relayed to the node
+    /// holding it.
+    fn answer_take(
+        &self,
+        token: &str,
+        after: u64,
+        from: u32,
+        moves: &mut Moves,
+    ) -> Option<SessionOutcome> {
+        let Some(id) = session::connection_of(token) else {
+            return Some(SessionOutcome::Unknown);
+        };
+        if self.has_session(token) {
+            return Some(match self.take_parked(token, after) {
+                Err(()) => SessionOutcome::InUse,
+                Ok(None) => SessionOutcome::Unknown,
+                Ok(Some((handle, parked))) => SessionOutcome::Moved {
+                    handover: self.hand_over(handle, *parked, from, moves),
+                },
+            });
+        }
+        if !self.is_home_of(&id) {
+            return Some(SessionOutcome::Unknown);
+        }
+        match moves.away.get(&id) {
+            Some(Away::At(holder)) if *holder != from => None,
+            // Already on its way somewhere: the client is racing itself.
+            Some(Away::Moving { .. }) => Some(SessionOutcome::InUse),
+            _ => Some(SessionOutcome::Unknown),
+        }
+    }
+
+    /// Gives a parked session up to node `to`: its handover, and (at home) where it went.
+    fn hand_over(
+        &self,
+        handle: Arc<ConnHandle>,
+        parked: Parked,
+        to: u32,
+        moves: &mut Moves,
+    ) -> serde_json::Value {
+        let id = handle.info.id;
+        let Parked {
+            session,
+            mut rx,
+            slot,
+            started,
+        } = parked;
+        let extension = self.table.extension_of(&handle);
+        let connection = snapshot::to_json(&handle.info, extension.as_ref());
+        self.table.remove(&id);
+        // From here a send to the old handle fails and goes the way of a moved
+        // connection; what was queued before travels with the handover.
+        rx.close();
+        let mut queued = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            queued.push(Kept {
+                seq: 0,
+                data: o.data,
+                binary: o.binary,
+            });
+        }
+        self.forget_session(&session.token);
+        self.metrics.connections_open.dec();
+        if self.is_home_of(&id) {
+            moves.away.insert(id, Away::At(to));
+            // Sends by id come here first: keep the registry entry, saying where it went
+            // (a survivor cleaning up after this node must not `$disconnect` it).
+            let mut entry = connection.clone();
+            entry["movedTo"] = to.into();
+            self.registry_write(id, Some(entry));
+        } else {
+            self.registry_write(id, None);
+        }
+        drop(slot);
+        handle.wake();
+        let (next_seq, replay, overflowed, last_client_seq) = session.export();
+        info!(conn = %id, node_tag = to, "session moved to another node");
+        let handover = Handover {
+            connection,
+            token: session.token.clone(),
+            next_seq,
+            replay,
+            overflowed,
+            last_client_seq,
+            queued,
+            age_ms: started.elapsed().as_millis() as u64,
+            last_active_ms: handle.last_active_ms(),
+            expires_at_ms: handle.expires_at_ms(),
+        };
+        serde_json::to_value(&handover).unwrap_or_default()
+    }
+
+    /// The answer to a request for a session (`Command::SessionTaken`): this node's own,
+    /// or one it relayed for another node (or for itself) as the connection's home.
+    pub(crate) fn on_session_taken(self: &Arc<Self>, request: u64, outcome: SessionOutcome) {
+        let me = self.ids.node_tag();
+        let mut moves = self.moves.lock();
+        let Some(id) = moves.relays.remove(&request) else {
+            // This node's own request.
+            let answer = self.settle(outcome, Vec::new(), &mut moves);
+            if let Some(w) = moves.waiting.remove(&request) {
+                let _ = w.send(answer);
+            }
+            return;
+        };
+        let Some(Away::Moving {
+            holder,
+            to,
+            request: asked,
+            held,
+        }) = moves.away.remove(&id)
+        else {
+            return; // a stale relay (cannot happen: only the relay's answer clears it)
+        };
+        let moved = matches!(outcome, SessionOutcome::Moved { .. });
+        if to == me {
+            // Asked for by this node: the session comes home.
+            let held = if moved {
+                held
+            } else {
+                moves.away.insert(id, Away::At(holder));
+                for c in held {
+                    self.forward(holder, c);
+                }
+                Vec::new()
+            };
+            let answer = self.settle(outcome, held, &mut moves);
+            if let Some(w) = moves.waiting.remove(&asked) {
+                let _ = w.send(answer);
+            }
+            return;
+        }
+        let now_at = match &outcome {
+            SessionOutcome::Moved { handover } => {
+                if let Some(mut entry) = handover.get("connection").cloned() {
+                    entry["movedTo"] = to.into();
+                    self.registry_write(id, Some(entry));
+                }
+                to
+            }
+            _ => holder,
+        };
+        moves.away.insert(id, Away::At(now_at));
+        self.forward(
+            to,
+            Command::SessionTaken {
+                request: asked,
+                outcome,
+            },
+        );
+        // Behind the answer: the sends held meanwhile, to the new holder (or back to the
+        // old one, if the session did not move).
+        for c in held {
+            self.forward(now_at, c);
+        }
+    }
+
+    /// Installs a session handed over (`held`: sends that waited for it, in order).
+    /// Under the moves lock, so no send can slip between the held ones.
+    fn settle(
+        self: &Arc<Self>,
+        outcome: SessionOutcome,
+        held: Vec<Command>,
+        moves: &mut Moves,
+    ) -> TakeAnswer {
+        match outcome {
+            SessionOutcome::Moved { handover } => match self.install(handover, held, moves) {
+                Ok(()) => TakeAnswer::Here,
+                Err(e) => {
+                    warn!(error = %e, "a session handed over could not be installed");
+                    TakeAnswer::Unknown
+                }
+            },
+            SessionOutcome::InUse => TakeAnswer::InUse,
+            SessionOutcome::Unknown => TakeAnswer::Unknown,
+        }
+    }
+
+    /// Makes a handed-over session a parked session of this node: what was queued for it,
+    /// then `held`, then whatever comes next.
+    fn install(
+        self: &Arc<Self>,
+        handover: serde_json::Value,
+        held: Vec<Command>,
+        moves: &mut Moves,
+    ) -> Result<(), String> {
+        let h: Handover = serde_json::from_value(handover).map_err(|e| e.to_string())?;
+        let Some(resume) = self.settings.resume.as_ref() else {
+            return Err("[resume] is off on this node".into());
+        };
+        let (info, extension) =
+            snapshot::from_json(&h.connection).ok_or("unreadable connection snapshot")?;
+        let id = info.id;
+        let s = &self.settings;
+        let (handle, rx) = ConnHandle::new(
+            Arc::new(info),
+            s.queue_messages,
+            s.queue_bytes,
+            s.ws_limits.max_message_bytes,
+        );
+        handle.set_last_active_ms(h.last_active_ms);
+        if let Some(ms) = h.expires_at_ms {
+            handle.set_expires_at(UNIX_EPOCH + Duration::from_millis(ms));
+        }
+        // Queued before it is findable: nothing sent after can overtake these.
+        for k in &h.queued {
+            let _ = handle.send(k.data.clone(), k.binary);
+        }
+        let mut later = Vec::new();
+        for c in held {
+            match c {
+                Command::Send { data, binary, .. } => {
+                    let _ = handle.send(data, binary);
+                }
+                other => later.push(other),
+            }
+        }
+        self.table.insert(handle.clone());
+        moves.away.remove(&id);
+        if let Some(ext) = extension {
+            for problem in self
+                .table
+                .apply_extension(&handle, &ResponseExtension::from_json(&ext))
+            {
+                warn!(conn = %id, %problem, "moved session's memberships not fully restored");
+            }
+        }
+        let session = Session::restore(&h, resume.buffer_messages, resume.buffer_bytes);
+        let started = Instant::now()
+            .checked_sub(Duration::from_millis(h.age_ms))
+            .unwrap_or_else(Instant::now);
+        *handle.parked.lock() = Some(Box::new(Parked {
+            session: Box::new(session),
+            rx,
+            slot: Slot::force(self),
+            started,
+        }));
+        self.add_session(h.token, handle.clone());
+        self.metrics.connections_open.inc();
+        self.record(&handle, true);
+        info!(conn = %id, "session moved here from another node");
+        self.watch_parked(handle);
+        // Group changes and closes held meanwhile (the connection is in the table now,
+        // so they apply locally).
+        for c in later {
+            self.apply(c);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_commands_for_one_connection_are_forwarded() {
+        let send = Command::Send {
+            id: "x".into(),
+            data: Bytes::new(),
+            binary: false,
+        };
+        assert_eq!(addressed(&send), Some("x"));
+        assert_eq!(addressed(&Command::Close { id: "y".into() }), Some("y"));
+        let b = Command::Broadcast {
+            data: Bytes::new(),
+            binary: false,
+        };
+        assert_eq!(addressed(&b), None);
+        assert_eq!(addressed(&Command::Forget { id: "z".into() }), None);
+    }
+}
