@@ -69,20 +69,6 @@ function = "rec"
     nodes
 }
 
-fn options() -> Options {
-    Options {
-        reconnect: ReconnectPolicy {
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(200),
-            max_attempts: Some(100),
-            ..Default::default()
-        },
-        connect_timeout: Duration::from_secs(5),
-        close_timeout: Duration::from_secs(2),
-        ..Default::default()
-    }
-}
-
 /// 10,000 numbered messages each way while the proxy cuts the connection every
 /// 100–400 ms and every reconnect lands on the next node. Server→client through the
 /// management API of one fixed node (so each send travels one path: to the connection's

@@ -50,20 +50,6 @@ async fn gateway(config: &str) -> Gateway {
     gw
 }
 
-fn options() -> Options {
-    Options {
-        reconnect: ReconnectPolicy {
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(200),
-            max_attempts: Some(100),
-            ..Default::default()
-        },
-        connect_timeout: Duration::from_secs(5),
-        close_timeout: Duration::from_secs(2),
-        ..Default::default()
-    }
-}
-
 /// 10,000 numbered messages each way while a proxy cuts the connection every 50–400 ms:
 /// server→client through the management API, client→server through a route to an HTTP
 /// function that records what it is invoked with. Each side sees every number exactly

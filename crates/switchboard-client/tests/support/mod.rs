@@ -11,7 +11,22 @@ pub mod proxy;
 
 use std::time::Duration;
 
-use switchboard_client::{Client, Event, Payload};
+use switchboard_client::{Client, Event, Options, Payload, ReconnectPolicy};
+
+/// Quick reconnects (10–200 ms, up to 100 attempts) for tests against a real gateway.
+pub fn options() -> Options {
+    Options {
+        reconnect: ReconnectPolicy {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+            max_attempts: Some(100),
+            ..Default::default()
+        },
+        connect_timeout: Duration::from_secs(5),
+        close_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
 
 /// The next event, or a panic naming what was expected after `secs`.
 pub async fn event_within(client: &Client, secs: u64) -> Event {
