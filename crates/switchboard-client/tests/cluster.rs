@@ -21,6 +21,16 @@ use tokio::time::Instant;
 
 /// Three nodes over `engine`, each with `[resume]` on and `$default` going to `function`.
 async fn cluster(engine: &impl Engine, function: &RecordingFunction) -> Vec<Gateway> {
+    cluster_with(engine, function, "window_secs = 60").await
+}
+
+/// The same, with `resume` added to the `[resume]` section (which must set
+/// `window_secs`).
+async fn cluster_with(
+    engine: &impl Engine,
+    function: &RecordingFunction,
+    resume: &str,
+) -> Vec<Gateway> {
     let c = engine.config();
     let backplane = format!("{:?}", c.backplane).to_lowercase();
     let url = &c.urls[0];
@@ -38,15 +48,17 @@ node_ttl_secs = 3
 op_timeout_ms = 1000
 [resume]
 enabled = true
-window_secs = 60
 buffer_messages = 16384
 buffer_bytes = 16777216
+{resume}
 [management]
 auth = "none"
 [functions.rec]
 kind = "http"
 url = "{}"
 [routes."$default"]
+function = "rec"
+[routes."$disconnect"]
 function = "rec"
 "#,
                 function.url()
@@ -76,22 +88,28 @@ function = "rec"
 /// HTTP function. Every number arrives exactly once, in order, on one connection id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_across_three_nodes_over_redis() {
-    chaos_across_three_nodes::<Redis>().await;
+    chaos_across_three_nodes::<Redis>("window_secs = 60").await;
+}
+
+/// The same over Redis with every parked session also kept in the backplane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_across_three_nodes_keeping_sessions_in_redis() {
+    chaos_across_three_nodes::<Redis>("window_secs = 60\nkeep_in_backplane = true").await;
 }
 
 /// The same over NATS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_across_three_nodes_over_nats() {
-    chaos_across_three_nodes::<Nats>().await;
+    chaos_across_three_nodes::<Nats>("window_secs = 60").await;
 }
 
-async fn chaos_across_three_nodes<E: Engine>() {
+async fn chaos_across_three_nodes<E: Engine>(resume: &str) {
     const N: usize = 10_000;
     const PACE: Duration = Duration::from_micros(800);
     let test_deadline = Instant::now() + Duration::from_secs(100);
     let engine = E::launch();
     let function = RecordingFunction::start().await;
-    let nodes = cluster(&engine, &function).await;
+    let nodes = cluster_with(&engine, &function, resume).await;
     let proxy = ChaosProxy::start_many(nodes.iter().map(|g| g.ws).collect()).await;
     let client = Client::connect(&proxy.url(), options()).await.unwrap();
     let id = open_id(&event_within(&client, 5).await);
@@ -270,4 +288,123 @@ async fn a_session_on_a_lost_node_ends_and_the_client_starts_afresh() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(next_text(&client, 5).await, "hello again");
+}
+
+/// With `keep_in_backplane`, a session parked on a node that dies lives on: the client
+/// resumes it on a survivor with what was sent meanwhile, and nobody gets `$disconnect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_survives_the_loss_of_its_node() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let mut nodes = cluster_with(
+        &redis,
+        &function,
+        "window_secs = 60\nkeep_in_backplane = true",
+    )
+    .await;
+    let proxy = ChaosProxy::start_many(vec![nodes[0].ws, nodes[1].ws]).await;
+    proxy.pin(Some(0));
+    let client = Client::connect(&proxy.url(), options()).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    let mut home = HttpClient::new(nodes[0].mgmt);
+    let (status, body) = home
+        .request("PUT", &format!("/v1/groups/room/members/{id}"), b"")
+        .await;
+    assert_eq!(status, 200, "join: {body}");
+    let (status, _) = home
+        .request("POST", &format!("/@connections/{id}"), b"one")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(next_text(&client, 5).await, "one");
+    proxy.refuse(true);
+    proxy.cut_all();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for text in ["two", "three"] {
+        let (status, body) = home
+            .request("POST", &format!("/@connections/{id}"), text.as_bytes())
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The copy is refreshed in the background after each send.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = nodes.remove(0).stop();
+    proxy.pin(Some(1));
+    proxy.refuse(false);
+    assert_eq!(
+        significant_event(&client, 15).await,
+        Event::Resumed {
+            connection_id: id.clone()
+        }
+    );
+    assert_eq!(next_text(&client, 5).await, "two");
+    assert_eq!(next_text(&client, 5).await, "three");
+    // Its group came along: a group send through the other survivor reaches it.
+    let mut other = HttpClient::new(nodes[1].mgmt);
+    let (status, body) = other
+        .request("POST", "/v1/groups/room/messages", b"room")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_text(&client, 5).await, "room");
+    // Past the lost node's reaping (node_ttl_secs = 3): no `$disconnect` for it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        function.disconnects.lock().iter().all(|(c, _)| *c != id),
+        "{:?}",
+        function.disconnects.lock()
+    );
+    client.send_text("still here").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !function.bodies.lock().contains(&"still here".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed session's message never reached its function"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// With `keep_in_backplane`, a session parked on a node that dies and never resumed gets
+/// one `$disconnect` when its window ends, from a survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_of_a_lost_node_ends_with_its_window() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let mut nodes = cluster_with(
+        &redis,
+        &function,
+        "window_secs = 8\nkeep_in_backplane = true",
+    )
+    .await;
+    let proxy = ChaosProxy::start_many(vec![nodes[0].ws]).await;
+    let client = Client::connect(&proxy.url(), options()).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    proxy.refuse(true);
+    proxy.cut_all();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let parked_at = Instant::now();
+    let _ = nodes.remove(0).stop();
+    // window_secs = 8 (below): the survivor reaps the node after ~3 s and waits for the
+    // rest of the window.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !function.disconnects.lock().iter().any(|(c, _)| *c == id) {
+        assert!(
+            Instant::now() < deadline,
+            "no $disconnect for the kept session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = parked_at.elapsed();
+    let ours: Vec<_> = function
+        .disconnects
+        .lock()
+        .iter()
+        .filter(|(c, _)| *c == id)
+        .cloned()
+        .collect();
+    assert_eq!(ours, [(id.clone(), "resume window expired".to_owned())]);
+    assert!(
+        waited >= Duration::from_secs(7),
+        "$disconnect after {waited:?}: before the window ended"
+    );
+    drop(client);
 }

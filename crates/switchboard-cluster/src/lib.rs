@@ -207,6 +207,20 @@ pub trait Backplane: Send + Sync + 'static {
     fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+    /// Keeps a parked resumable session (`[resume] keep_in_backplane`) under `key` for at
+    /// least `ttl_secs`, replacing any; `None` deletes it.
+    fn store_session(
+        &self,
+        _key: &str,
+        _json: Option<String>,
+        _ttl_secs: u64,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(std::future::ready(Err(BackplaneError::NotInCluster)))
+    }
+    /// Reads and deletes a kept session; of two concurrent takers, one gets it.
+    fn take_session(&self, _key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
 
 /// Connects the backplane `cfg` names. `inbox` receives the commands other nodes send to

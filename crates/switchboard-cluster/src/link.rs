@@ -121,6 +121,18 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn forget(&self, tag: u32) -> impl Future<Output = Result<(), Fault>> + Send;
     /// Deletes this node's heartbeat (a graceful leave).
     fn stop_heartbeat(&self) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Stores a parked session under `key` for at least `ttl_secs`, replacing any.
+    fn put_session(
+        &self,
+        key: &str,
+        json: String,
+        ttl_secs: u64,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Deletes a stored session.
+    fn delete_session(&self, key: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Reads and deletes a stored session; of two concurrent takers, one gets it.
+    fn take_session(&self, key: &str)
+        -> impl Future<Output = Result<Option<String>, Fault>> + Send;
 }
 
 /// The 8 hex digits naming a node in keys and subjects.
@@ -501,6 +513,39 @@ impl<E: Engine> Node<E> {
             true => Ok(()),
             false => Err(BackplaneError::NotInCluster),
         }
+    }
+
+    /// [`crate::Backplane::store_session`].
+    pub async fn store_session(
+        &self,
+        key: &str,
+        json: Option<String>,
+        ttl_secs: u64,
+    ) -> Result<(), BackplaneError> {
+        self.link.gate()?;
+        match json {
+            Some(json) => {
+                self.link
+                    .run(
+                        "store session",
+                        self.engine.put_session(key, json, ttl_secs),
+                    )
+                    .await
+            }
+            None => {
+                self.link
+                    .run("delete session", self.engine.delete_session(key))
+                    .await
+            }
+        }
+    }
+
+    /// [`crate::Backplane::take_session`].
+    pub async fn take_session(&self, key: &str) -> Result<Option<String>, BackplaneError> {
+        self.link.gate()?;
+        self.link
+            .run("take session", self.engine.take_session(key))
+            .await
     }
 
     /// [`crate::Backplane::to_all`].

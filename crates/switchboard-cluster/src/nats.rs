@@ -17,6 +17,7 @@
 //! | `sb-nodes` | KV bucket, history 1 | `<tag>` → node id: every node that has not left or been reaped |
 //! | `sb-conns` | KV bucket, history 1 | `<tag>.<connection id>` → snapshot JSON |
 //! | `sb-reap` | KV bucket, `max_age = 60 s`, history 1 | `<tag>` → the reaper's node id while it reaps `<tag>` |
+//! | `sb-sessions` | KV bucket, `max_age = 24 h`, history 1 | `<connection id>` → a parked session kept in the backplane (`[resume] keep_in_backplane`) |
 //!
 //! Heartbeats expire through the bucket's `max_age`, which every nats-server with
 //! JetStream supports; per-key TTLs need nats-server 2.11 (Debian 12 ships 2.9). The
@@ -35,7 +36,7 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
-use async_nats::jetstream::kv::{CreateErrorKind, Store};
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
@@ -52,6 +53,10 @@ const ALIVE: &str = "sb-alive";
 const NODES: &str = "sb-nodes";
 const CONNS: &str = "sb-conns";
 const REAP: &str = "sb-reap";
+const SESSIONS: &str = "sb-sessions";
+/// How long a kept session can stay in `sb-sessions` if nobody takes or deletes it (the
+/// bucket's `max_age`; `[resume] window_secs` may not exceed it with `keep_in_backplane`).
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Messages the client buffers per subscription between its socket reader and our
 /// reader task; beyond that the client drops them and reports a slow consumer. Our
 /// reader only decodes and `try_send`s, so this absorbs bursts, not a stalled gateway.
@@ -149,6 +154,19 @@ impl Backplane for NatsBackplane {
     fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
         Box::pin(self.node.snapshots())
     }
+    fn store_session(
+        &self,
+        key: &str,
+        json: Option<String>,
+        ttl_secs: u64,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node.store_session(&key, json, ttl_secs).await })
+    }
+    fn take_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node.take_session(&key).await })
+    }
 }
 
 fn on_event(link: &Link, event: Event) {
@@ -174,6 +192,7 @@ pub(crate) struct NatsEngine {
     nodes: Store,
     conns: Store,
     reap: Store,
+    sessions: Store,
     tag: u32,
     node_id: String,
     ttl: Duration,
@@ -212,6 +231,7 @@ impl NatsEngine {
             nodes: bucket(&js, NODES, Duration::ZERO).await?,
             conns: bucket(&js, CONNS, Duration::ZERO).await?,
             reap: bucket(&js, REAP, Duration::from_secs(CLAIM_SECS)).await?,
+            sessions: bucket(&js, SESSIONS, SESSION_MAX_AGE).await?,
             client,
             js,
             tag: link.tag,
@@ -310,6 +330,7 @@ impl NatsEngine {
             (NODES, Duration::ZERO),
             (CONNS, Duration::ZERO),
             (REAP, Duration::from_secs(CLAIM_SECS)),
+            (SESSIONS, SESSION_MAX_AGE),
         ] {
             bucket(&self.js, name, max_age)
                 .await
@@ -491,5 +512,39 @@ impl Engine for NatsEngine {
 
     async fn stop_heartbeat(&self) -> Result<(), Fault> {
         self.purge(&self.alive, &tag_hex(self.tag)).await
+    }
+
+    async fn put_session(&self, key: &str, json: String, _ttl_secs: u64) -> Result<(), Fault> {
+        // The bucket's max_age bounds how long a leaked entry lives (see SESSION_MAX_AGE).
+        self.sessions
+            .put(key, Bytes::from(json))
+            .await
+            .map(drop)
+            .map_err(|e| self.fault(e))
+    }
+
+    async fn delete_session(&self, key: &str) -> Result<(), Fault> {
+        self.purge(&self.sessions, key).await
+    }
+
+    async fn take_session(&self, key: &str) -> Result<Option<String>, Fault> {
+        let Some(entry) = self.sessions.entry(key).await.map_err(|e| self.fault(e))? else {
+            return Ok(None);
+        };
+        if entry.operation != Operation::Put {
+            return Ok(None);
+        }
+        // Only if nobody changed or took it since we read it: one of two takers wins.
+        if self
+            .sessions
+            .purge_expect_revision(key, Some(entry.revision))
+            .await
+            .is_err()
+        {
+            return Ok(None);
+        }
+        // The purge left a marker; remove it (markers are never removed before 2.11).
+        self.purge(&self.sessions, key).await?;
+        Ok(String::from_utf8(entry.value.to_vec()).ok())
     }
 }

@@ -55,6 +55,9 @@ fn alive_key(tag: u32) -> String {
 fn conns_key(tag: u32) -> String {
     format!("sb:conns:{}", tag_hex(tag))
 }
+fn session_key(key: &str) -> String {
+    format!("sb:session:{key}")
+}
 fn reap_key(tag: u32) -> String {
     format!("sb:reap:{}", tag_hex(tag))
 }
@@ -154,6 +157,19 @@ impl Backplane for RedisBackplane {
     }
     fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
         Box::pin(self.node.snapshots())
+    }
+    fn store_session(
+        &self,
+        key: &str,
+        json: Option<String>,
+        ttl_secs: u64,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node.store_session(&key, json, ttl_secs).await })
+    }
+    fn take_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node.take_session(&key).await })
     }
 }
 
@@ -405,5 +421,25 @@ impl Engine for RedisEngine {
     async fn stop_heartbeat(&self) -> Result<(), Fault> {
         self.query::<()>(redis::cmd("DEL").arg(alive_key(self.tag)))
             .await
+    }
+
+    async fn put_session(&self, key: &str, json: String, ttl_secs: u64) -> Result<(), Fault> {
+        let cmd = redis::cmd("SET")
+            .arg(session_key(key))
+            .arg(json)
+            .arg("EX")
+            .arg(ttl_secs.max(1))
+            .to_owned();
+        self.query::<()>(&cmd).await
+    }
+
+    async fn delete_session(&self, key: &str) -> Result<(), Fault> {
+        self.query::<()>(redis::cmd("DEL").arg(session_key(key)))
+            .await
+    }
+
+    async fn take_session(&self, key: &str) -> Result<Option<String>, Fault> {
+        // GETDEL (Redis 6.2): atomic, so one of two takers gets it.
+        self.query(redis::cmd("GETDEL").arg(session_key(key))).await
     }
 }

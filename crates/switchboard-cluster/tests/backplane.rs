@@ -171,6 +171,33 @@ async fn snapshots_round_trip<E: Engine>() {
     assert_eq!(b.bp.connection(a.ids.connection_id()).await.unwrap(), None);
     let ghost = IdGenerator::new("ghost").connection_id();
     assert_eq!(a.bp.connection(ghost).await.unwrap(), None);
+
+    // Kept sessions: the last store wins, a take empties it, of two takers one wins.
+    let key = id.to_string();
+    a.bp.store_session(&key, Some("v1".into()), 60)
+        .await
+        .unwrap();
+    a.bp.store_session(&key, Some("v2".into()), 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.bp.take_session(&key).await.unwrap().as_deref(),
+        Some("v2")
+    );
+    assert_eq!(a.bp.take_session(&key).await.unwrap(), None);
+    a.bp.store_session(&key, Some("v3".into()), 60)
+        .await
+        .unwrap();
+    a.bp.store_session(&key, None, 60).await.unwrap();
+    assert_eq!(b.bp.take_session(&key).await.unwrap(), None);
+    for round in 0..20 {
+        a.bp.store_session(&key, Some(format!("r{round}")), 60)
+            .await
+            .unwrap();
+        let (x, y) = tokio::join!(a.bp.take_session(&key), b.bp.take_session(&key));
+        let won: Vec<String> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        assert_eq!(won, [format!("r{round}")], "round {round}");
+    }
 }
 
 async fn a_lost_node_is_reaped_by_one_survivor<E: Engine>() {

@@ -57,6 +57,10 @@ pub struct ResumeConfig {
     pub buffer_messages: usize,
     /// The same bound in bytes. Default 1048576.
     pub buffer_bytes: usize,
+    /// Keep each parked session in the cluster backplane too, so it survives the loss of
+    /// the node holding it (docs/protocol.md). Needs a `redis` or `nats` backplane.
+    /// Default false.
+    pub keep_in_backplane: bool,
 }
 
 impl Default for ResumeConfig {
@@ -66,6 +70,7 @@ impl Default for ResumeConfig {
             window_secs: 120,
             buffer_messages: 1024,
             buffer_bytes: 1024 * 1024,
+            keep_in_backplane: false,
         }
     }
 }
@@ -752,6 +757,21 @@ impl Config {
                 ));
             }
         }
+        let r = &self.resume;
+        if r.enabled && r.keep_in_backplane {
+            if self.cluster.backplane == BackplaneKind::Local {
+                errors.push(err(
+                    "resume.keep_in_backplane",
+                    "needs a cluster backplane: set cluster.backplane to \"redis\" or \"nats\"",
+                ));
+            }
+            if r.window_secs > 24 * 3600 {
+                errors.push(err(
+                    "resume.window_secs",
+                    "must be at most 86400 (24 h) with keep_in_backplane",
+                ));
+            }
+        }
         if self.api.stage.is_empty() || self.api.stage.contains('/') {
             errors.push(err("api.stage", "must be non-empty and contain no '/'"));
         }
@@ -891,6 +911,26 @@ mod tests {
         assert!(keys.contains(&"limits.max_message_bytes"), "{keys:?}");
         assert!(keys.contains(&"routes.\"$default\".function"), "{keys:?}");
         assert!(keys.contains(&"routes.\"$bad\""), "{keys:?}");
+    }
+
+    #[test]
+    fn keeping_sessions_needs_a_backplane_and_a_bounded_window() {
+        let keys = |toml_text: &str| -> Vec<String> {
+            let c: Config = toml::from_str(toml_text).unwrap();
+            c.validate()
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.key)
+                .collect()
+        };
+        let local = "[resume]\nenabled = true\nkeep_in_backplane = true\n";
+        assert_eq!(keys(local), ["resume.keep_in_backplane"]);
+        let cluster = "[server]\nnode_id = \"a\"\n[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\n";
+        let long = format!("{local}window_secs = 86401\n{cluster}backplane = \"nats\"\n");
+        assert_eq!(keys(&long), ["resume.window_secs"]);
+        let ok = format!("{local}{cluster}backplane = \"nats\"\n");
+        assert!(keys(&ok).is_empty());
     }
 
     #[test]

@@ -269,6 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             rx,
             slot: _slot,
             started,
+            kept: false,
         }));
         edge.watch_parked(handle);
     }

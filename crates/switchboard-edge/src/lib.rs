@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod kept;
 pub mod metrics;
 mod moves;
 pub mod server;

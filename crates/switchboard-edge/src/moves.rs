@@ -287,7 +287,7 @@ impl EdgeInner {
         }
         let id = session::connection_of(token)?;
         if self.is_home_of(&id) && self.moved_to(&id).is_none() {
-            return None;
+            return self.from_copy(id).await;
         }
         let (tx, rx) = oneshot::channel();
         let request = {
@@ -318,7 +318,24 @@ impl EdgeInner {
             None
         };
         self.moves.lock().waiting.remove(&request);
-        Some(answer.unwrap_or(TakeAnswer::Unknown))
+        match answer {
+            Some(a @ (TakeAnswer::Here | TakeAnswer::InUse)) => Some(a),
+            // Nobody could hand it over: perhaps its node is gone and a copy was kept.
+            _ => Some(self.from_copy(id).await.unwrap_or(TakeAnswer::Unknown)),
+        }
+    }
+
+    /// Installs the kept copy of a session nobody could hand over, if there is one.
+    async fn from_copy(self: &Arc<Self>, id: ConnectionId) -> Option<TakeAnswer> {
+        let handover = self.take_copy(id).await?;
+        let mut moves = self.moves.lock();
+        Some(match self.install(handover, Vec::new(), &mut moves) {
+            Ok(()) => TakeAnswer::Here,
+            Err(e) => {
+                warn!(conn = %id, error = %e, "a kept session could not be installed");
+                TakeAnswer::Unknown
+            }
+        })
     }
 
     /// Sends the answer to a request for a session: queued to another node, or (`Err`)
@@ -444,6 +461,7 @@ impl EdgeInner {
             mut rx,
             slot,
             started,
+            ..
         } = parked;
         let extension = self.table.extension_of(&handle);
         let connection = snapshot::to_json(&handle.info, extension.as_ref());
@@ -634,6 +652,7 @@ impl EdgeInner {
             rx,
             slot: Slot::force(self),
             started,
+            kept: false,
         }));
         self.add_session(h.token, handle.clone());
         self.metrics.connections_open.inc();

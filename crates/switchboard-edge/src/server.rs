@@ -68,6 +68,8 @@ pub(crate) struct ResumeSettings {
     pub window: Duration,
     pub buffer_messages: usize,
     pub buffer_bytes: usize,
+    /// Keep parked sessions in the backplane too.
+    pub keep: bool,
 }
 
 /// What a route leads to.
@@ -169,6 +171,8 @@ pub struct EdgeInner {
     sessions: Mutex<HashMap<String, Arc<ConnHandle>>>,
     /// Sessions that moved to other nodes, and requests for other nodes' sessions.
     pub(crate) moves: Mutex<crate::moves::Moves>,
+    /// The in-order writer of kept sessions' copies (started on first use).
+    pub(crate) copy_writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::kept::CopyWrite>>,
     /// The ordered queue of commands forwarded to other nodes (started on first use).
     pub(crate) forwarder:
         std::sync::OnceLock<tokio::sync::mpsc::Sender<(u32, switchboard_cluster::Command)>>,
@@ -217,9 +221,11 @@ impl EdgeInner {
     }
 
     /// Waits for a parked session's client, its window, or a close request; ends the
-    /// connection (with `$disconnect`) unless the client came back.
+    /// connection (with `$disconnect`) unless the client came back. With
+    /// `keep_in_backplane`, also keeps a copy of the session in the backplane, refreshed
+    /// whenever something is sent to it.
     pub(crate) fn watch_parked(self: &Arc<Self>, handle: Arc<ConnHandle>) {
-        let Some(window) = self.settings.resume.as_ref().map(|r| r.window) else {
+        let Some(resume) = self.settings.resume.clone() else {
             return;
         };
         let edge = self.clone();
@@ -228,24 +234,73 @@ impl EdgeInner {
                 Resumed,
                 Closed(CloseRequest),
                 Expired,
+                /// Something to write to the backplane copy.
+                Changed,
             }
-            let mut deadline = Box::pin(tokio::time::sleep(window));
-            let end = std::future::poll_fn(|cx| {
-                handle.register_waker(cx.waker());
-                if handle.parked.lock().is_none() {
-                    return std::task::Poll::Ready(End::Resumed);
+            let mut deadline = Box::pin(tokio::time::sleep(resume.window));
+            let kept_until = edge.epoch_ms() + resume.window.as_millis() as u64;
+            let mut dirty = resume.keep;
+            let mut stored = false;
+            let end = loop {
+                let end = std::future::poll_fn(|cx| {
+                    handle.register_waker(cx.waker());
+                    let mut parked = handle.parked.lock();
+                    let Some(p) = parked.as_mut() else {
+                        return std::task::Poll::Ready(End::Resumed);
+                    };
+                    if let Some(req) = handle.close_requested() {
+                        return std::task::Poll::Ready(End::Closed(req));
+                    }
+                    if std::future::Future::poll(deadline.as_mut(), cx).is_ready() {
+                        return std::task::Poll::Ready(End::Expired);
+                    }
+                    if resume.keep {
+                        // Number what was sent meanwhile into the replay buffer, so the
+                        // copy holds it (and be woken by the next send).
+                        match p.frame_queued(&handle, cx) {
+                            None => {
+                                return std::task::Poll::Ready(End::Closed(
+                                    CloseRequest::SlowConsumer,
+                                ))
+                            }
+                            Some(n) => dirty |= n > 0,
+                        }
+                        if dirty {
+                            return std::task::Poll::Ready(End::Changed);
+                        }
+                    }
+                    std::task::Poll::Pending
+                })
+                .await;
+                if !matches!(end, End::Changed) {
+                    break end;
                 }
-                if let Some(req) = handle.close_requested() {
-                    return std::task::Poll::Ready(End::Closed(req));
+                dirty = false;
+                match edge.keep_copy(&handle, kept_until, !stored).await {
+                    crate::kept::Kept::Stored => stored = true,
+                    crate::kept::Kept::Failed => {}
+                    crate::kept::Kept::Overflow => break End::Closed(CloseRequest::SlowConsumer),
                 }
-                if std::future::Future::poll(deadline.as_mut(), cx).is_ready() {
-                    return std::task::Poll::Ready(End::Expired);
-                }
-                std::task::Poll::Pending
-            })
-            .await;
+            };
+            let id = handle.info.id;
             let (code, reason) = match end {
-                End::Resumed => return,
+                End::Resumed => {
+                    let here = edge
+                        .table
+                        .get(&id)
+                        .is_some_and(|h| Arc::ptr_eq(&h, &handle));
+                    if resume.keep && here {
+                        // Resumed here: any copy is stale now (ours, or the one of the
+                        // node it moved from), and the registry entry must stop saying
+                        // the session is kept.
+                        edge.drop_copy(id);
+                        if stored {
+                            edge.record(&handle, true);
+                        }
+                    }
+                    return;
+                }
+                End::Changed => unreachable!("the loop goes on after a change"),
                 End::Expired => (1006, "resume window expired"),
                 End::Closed(CloseRequest::SlowConsumer) => (1006, "resume buffer overflow"),
                 End::Closed(req) => req.code_and_reason(),
@@ -253,18 +308,23 @@ impl EdgeInner {
             let Some(parked) = handle.parked.lock().take() else {
                 return; // resumed at the last moment
             };
+            // A copy that another node took meanwhile lives on there: end ours quietly.
+            let taken_elsewhere = stored && !edge.take_copy_back(id).await;
             edge.forget_session(&parked.session.token);
-            let id = handle.info.id;
             let extension = edge.table.extension_of(&handle);
             edge.record(&handle, false);
             edge.table.remove(&id);
             edge.metrics.connections_open.dec();
+            drop(parked);
+            if taken_elsewhere {
+                info!(conn = %id, "parked session ended here: another node took its kept copy");
+                return;
+            }
             edge.metrics
                 .closes
                 .get_or_create(&crate::metrics::CodeLabel { code })
                 .inc();
             info!(conn = %id, code, reason, "parked session ended");
-            drop(parked);
             edge.invoke_disconnect(handle.info.clone(), extension, code, reason.into())
                 .await;
         });
@@ -425,11 +485,20 @@ impl EdgeInner {
         if snapshot.get("movedTo").is_some() {
             return; // its session lives on another node
         }
+        let kept_until = snapshot
+            .get("keptUntil")
+            .and_then(serde_json::Value::as_u64)
+            .filter(|_| self.settings.resume.as_ref().is_some_and(|r| r.keep));
         match switchboard_core::event::snapshot::from_json(snapshot) {
             Some((info, ext)) => {
                 if info.id.node_tag() != switchboard_core::id::node_tag(node_id) {
                     // It had moved to the lost node: its home forwards no more.
                     self.announce_end(info.id);
+                }
+                if let Some(until) = kept_until {
+                    info!(conn = %info.id, node = node_id, "a lost node's session is kept in the backplane: $disconnect when its window ends, unless it resumes");
+                    self.disconnect_kept_later(Arc::new(info), ext, until);
+                    return;
                 }
                 info!(conn = %info.id, node = node_id, "invoking $disconnect for a lost node's connection");
                 self.invoke_disconnect(Arc::new(info), ext, 1006, "node lost".into())
@@ -536,6 +605,8 @@ impl Edge {
                 window: secs(config.resume.window_secs),
                 buffer_messages: config.resume.buffer_messages,
                 buffer_bytes: config.resume.buffer_bytes,
+                keep: config.resume.keep_in_backplane
+                    && config.cluster.backplane != switchboard_core::config::BackplaneKind::Local,
             }),
         };
         let selection = SelectionExpression::parse(&config.router.selection_expression)
@@ -584,6 +655,7 @@ impl Edge {
                 sessions: Mutex::new(HashMap::new()),
                 moves: Mutex::new(crate::moves::Moves::default()),
                 forwarder: std::sync::OnceLock::new(),
+                copy_writer: std::sync::OnceLock::new(),
                 registry_writer: std::sync::OnceLock::new(),
                 origin: Instant::now(),
                 origin_epoch_ms: SystemTime::now()
@@ -820,25 +892,23 @@ where
             .unwrap_or_default();
         if let Some(token) = q.get("sb_session").filter(|t| !t.is_empty()) {
             let after: u64 = q.get("sb_last").and_then(|v| v.parse().ok()).unwrap_or(0);
-            match edge.take_parked(token, after) {
+            let mut local = edge.take_parked(token, after);
+            if let Ok(None) = local {
+                // Perhaps parked on another node: ask it to hand the session over.
+                match edge.take_remote(token, after).await {
+                    Some(TakeAnswer::Here) => local = edge.take_parked(token, after),
+                    Some(TakeAnswer::InUse) => local = Err(()),
+                    Some(TakeAnswer::Unknown) | None => {} // a fresh connection
+                }
+            }
+            match local {
                 Err(()) => return in_use(m),
                 Ok(Some((handle, parked))) => {
-                    return resume::<S>(edge.clone(), req, &key, handle, parked, after);
-                }
-                Ok(None) => {
-                    // Perhaps parked on another node: ask it to hand the session over.
-                    match edge.take_remote(token, after).await {
-                        Some(TakeAnswer::Here) => match edge.take_parked(token, after) {
-                            Ok(Some((handle, parked))) => {
-                                return resume::<S>(edge.clone(), req, &key, handle, parked, after);
-                            }
-                            Err(()) => return in_use(m),
-                            Ok(None) => {}
-                        },
-                        Some(TakeAnswer::InUse) => return in_use(m),
-                        Some(TakeAnswer::Unknown) | None => {} // a fresh connection
+                    if let Some((handle, parked)) = edge.claim_parked(handle, parked).await {
+                        return resume::<S>(edge.clone(), req, &key, handle, parked, after);
                     }
                 }
+                Ok(None) => {} // unknown, expired or lost: a fresh connection
             }
         }
     }
@@ -1165,6 +1235,7 @@ where
             rx,
             slot,
             started,
+            ..
         } = *parked;
         let mut conn = Conn::new(
             parts.io.into_inner(),

@@ -285,6 +285,8 @@ pub(crate) struct Parked {
     pub rx: tokio::sync::mpsc::Receiver<crate::table::Outbound>,
     pub slot: crate::server::Slot,
     pub started: tokio::time::Instant,
+    /// A copy is kept in the backplane (`[resume] keep_in_backplane`).
+    pub kept: bool,
 }
 
 #[cfg(test)]

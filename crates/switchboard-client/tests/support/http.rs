@@ -102,10 +102,12 @@ impl HttpClient {
 }
 
 /// An HTTP function for the gateway (`kind = "http"`) that records the `body` of every
-/// MESSAGE event and answers 200 with an empty body.
+/// MESSAGE event and the connection id and reason of every DISCONNECT event, and answers
+/// 200 with an empty body.
 pub struct RecordingFunction {
     pub addr: SocketAddr,
     pub bodies: Arc<Mutex<Vec<String>>>,
+    pub disconnects: Arc<Mutex<Vec<(String, String)>>>,
     accept: JoinHandle<()>,
 }
 
@@ -114,19 +116,30 @@ impl RecordingFunction {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
-        let b = bodies.clone();
+        let disconnects: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (b, d) = (bodies.clone(), disconnects.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                let b = b.clone();
+                let (b, d) = (b.clone(), d.clone());
                 tokio::spawn(async move {
                     let _ = s.set_nodelay(true);
                     let mut buf = Vec::new();
                     while let Some((_, body)) = read_one(&mut s, &mut buf).await {
                         let event: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
-                        if event["requestContext"]["eventType"] == "MESSAGE" {
-                            b.lock()
-                                .push(event["body"].as_str().unwrap_or_default().to_owned());
+                        let rc = &event["requestContext"];
+                        match rc["eventType"].as_str() {
+                            Some("MESSAGE") => b
+                                .lock()
+                                .push(event["body"].as_str().unwrap_or_default().to_owned()),
+                            Some("DISCONNECT") => d.lock().push((
+                                rc["connectionId"].as_str().unwrap_or_default().to_owned(),
+                                rc["disconnectReason"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                            )),
+                            _ => {}
                         }
                         let resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n";
                         if s.write_all(resp).await.is_err() {
@@ -139,6 +152,7 @@ impl RecordingFunction {
         Self {
             addr,
             bodies,
+            disconnects,
             accept,
         }
     }

@@ -1,0 +1,245 @@
+//! Parked sessions kept in the backplane (`[resume] keep_in_backplane`, docs/protocol.md).
+//!
+//! A node holding a parked session writes a copy of it (the same [`Handover`] a move
+//! carries) to the backplane when it parks, and again whenever something is sent to it;
+//! messages sent while it is parked are numbered into its replay buffer first, so the copy
+//! holds everything. The copy is taken back (read and deleted at once) when the client
+//! resumes here, and dropped when the session moves or ends here.
+//!
+//! If the node dies, the copy outlives it: the client's resume on another node, finding
+//! neither the session's node nor its home able to hand it over, takes the copy and goes
+//! on from it. The survivor that cleans up after the dead node does not `$disconnect` a
+//! kept session at once but when its window ends, and only if nobody took the copy.
+//!
+//! A copy is taken by one node only (the take is atomic). A node that still holds a
+//! parked session whose copy another node took (it was cut off, not dead) ends its own
+//! quietly: the session lives on where the copy went.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_core::event::snapshot;
+use switchboard_core::ConnectionId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::server::EdgeInner;
+use crate::session::{Handover, Parked};
+use crate::table::ConnHandle;
+
+/// What became of an attempt to refresh a session's copy.
+pub(crate) enum Kept {
+    /// Written.
+    Stored,
+    /// Not written (backplane down, or the session resumed meanwhile); tried again on the
+    /// next change.
+    Failed,
+    /// Messages sent while it was parked overflowed its replay buffer: it must end.
+    Overflow,
+}
+
+/// Slack on the backplane's own expiry of a copy, beyond the session's window.
+const TTL_SLACK_SECS: u64 = 60;
+/// Copy writes waiting for the backplane; beyond it a write fails.
+const COPY_QUEUE: usize = 16_384;
+
+/// One write of a copy: the session's connection, the copy (`None` deletes it), its
+/// expiry in seconds, and who waits for the outcome.
+pub(crate) type CopyWrite = (
+    ConnectionId,
+    Option<String>,
+    u64,
+    Option<oneshot::Sender<bool>>,
+);
+
+impl Parked {
+    /// Numbers every message queued for a parked session into its replay buffer (the
+    /// copy holds the buffer, not the queue); registers `cx` for the next one. The count,
+    /// or `None` if the buffer overflowed (the session can no longer be resumed whole).
+    pub(crate) fn frame_queued(
+        &mut self,
+        handle: &ConnHandle,
+        cx: &mut std::task::Context<'_>,
+    ) -> Option<usize> {
+        let mut n = 0;
+        while let std::task::Poll::Ready(Some(o)) = self.rx.poll_recv(cx) {
+            handle.dequeued(o.data.len());
+            let was = self.session.overflowed;
+            self.session.frame(&o.data, o.binary);
+            if self.session.overflowed && !was {
+                return None;
+            }
+            n += 1;
+        }
+        Some(n)
+    }
+}
+
+impl EdgeInner {
+    /// Numbers what was sent to a parked session since the last copy, and writes the
+    /// copy, valid until `kept_until` (epoch ms). `first`: also mark the session as kept
+    /// in the registry, so a survivor of this node knows to wait for its window.
+    pub(crate) async fn keep_copy(
+        self: &Arc<Self>,
+        handle: &Arc<ConnHandle>,
+        kept_until: u64,
+        first: bool,
+    ) -> Kept {
+        let id = handle.info.id;
+        let (copy, entry) = {
+            let mut slot = handle.parked.lock();
+            let Some(p) = slot.as_mut() else {
+                return Kept::Failed;
+            };
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if p.frame_queued(handle, &mut cx).is_none() {
+                return Kept::Overflow;
+            }
+            let extension = self.table.extension_of(handle);
+            let connection = snapshot::to_json(&handle.info, extension.as_ref());
+            let (next_seq, replay, overflowed, last_client_seq) = p.session.export();
+            let handover = Handover {
+                connection: connection.clone(),
+                token: p.session.token.clone(),
+                next_seq,
+                replay,
+                overflowed,
+                last_client_seq,
+                queued: Vec::new(),
+                age_ms: p.started.elapsed().as_millis() as u64,
+                last_active_ms: handle.last_active_ms(),
+                expires_at_ms: handle.expires_at_ms(),
+            };
+            let copy = json!({ "keptUntil": kept_until, "handover": handover }).to_string();
+            let mut entry = connection;
+            entry["keptUntil"] = kept_until.into();
+            (copy, entry)
+        };
+        let ttl = kept_until.saturating_sub(self.epoch_ms()) / 1000 + TTL_SLACK_SECS;
+        let (tx, rx) = oneshot::channel();
+        self.write_copy((id, Some(copy), ttl, Some(tx)));
+        match rx.await {
+            Ok(true) => {
+                if let Some(p) = handle.parked.lock().as_mut() {
+                    p.kept = true;
+                }
+                if first {
+                    self.registry_write(id, Some(entry));
+                }
+                Kept::Stored
+            }
+            _ => Kept::Failed,
+        }
+    }
+
+    /// Deletes a session's copy (it resumed here), in the background.
+    pub(crate) fn drop_copy(&self, id: ConnectionId) {
+        self.write_copy((id, None, 0, None));
+    }
+
+    /// Queues a write of a copy. One writer, in order: a delete queued after a store must
+    /// never land before it.
+    fn write_copy(&self, write: CopyWrite) {
+        let writer = self.copy_writer.get_or_init(|| {
+            let (tx, mut rx) = mpsc::channel::<CopyWrite>(COPY_QUEUE);
+            let backplane = self.backplane.clone();
+            tokio::spawn(async move {
+                while let Some((id, copy, ttl, done)) = rx.recv().await {
+                    let result = backplane.store_session(&id.to_string(), copy, ttl).await;
+                    if let Err(e) = &result {
+                        warn!(conn = %id, error = %e, "could not write a kept session's copy");
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(result.is_ok());
+                    }
+                }
+            });
+            tx
+        });
+        if let Err(e) = writer.try_send(write) {
+            warn!("kept-session write queue full: a write is dropped");
+            if let mpsc::error::TrySendError::Full((_, _, _, Some(done))) = e {
+                let _ = done.send(false);
+            }
+        }
+    }
+
+    /// Takes a session's copy back before this node resumes or ends it. `false`: another
+    /// node took it, and the session lives on there. (An unreachable backplane counts as
+    /// ours: the session goes on here.)
+    pub(crate) async fn take_copy_back(&self, id: ConnectionId) -> bool {
+        !matches!(self.backplane.take_session(&id.to_string()).await, Ok(None))
+    }
+
+    /// A parked session about to resume here: `None` if its copy was taken by another
+    /// node meanwhile (then it is ended here quietly, and the client starts afresh).
+    pub(crate) async fn claim_parked(
+        self: &Arc<Self>,
+        handle: Arc<ConnHandle>,
+        parked: Box<Parked>,
+    ) -> Option<(Arc<ConnHandle>, Box<Parked>)> {
+        if !parked.kept || self.take_copy_back(handle.info.id).await {
+            return Some((handle, parked));
+        }
+        let id = handle.info.id;
+        info!(conn = %id, "parked session ended here: another node took its kept copy");
+        self.forget_session(&parked.session.token);
+        self.record(&handle, false);
+        self.table.remove(&id);
+        self.metrics.connections_open.dec();
+        drop(parked);
+        handle.wake();
+        None
+    }
+
+    /// Takes the copy of a session nobody could hand over (its node is gone). Expired
+    /// copies are ended here (`$disconnect`). The handover, or `None`.
+    pub(crate) async fn take_copy(self: &Arc<Self>, id: ConnectionId) -> Option<serde_json::Value> {
+        if !self.settings.resume.as_ref().is_some_and(|r| r.keep) {
+            return None;
+        }
+        let copy = self.backplane.take_session(&id.to_string()).await.ok()??;
+        let mut copy: serde_json::Value = serde_json::from_str(&copy).ok()?;
+        let until = copy.get("keptUntil").and_then(|v| v.as_u64()).unwrap_or(0);
+        let handover = copy.get_mut("handover").map(serde_json::Value::take)?;
+        if until < self.epoch_ms() {
+            // Its window passed before the survivor's sweep: we took it, so we end it.
+            if let Some((info, ext)) = handover.get("connection").and_then(snapshot::from_json) {
+                let edge = self.clone();
+                tokio::spawn(async move {
+                    edge.invoke_disconnect(
+                        Arc::new(info),
+                        ext,
+                        1006,
+                        "resume window expired".into(),
+                    )
+                    .await;
+                });
+            }
+            return None;
+        }
+        info!(conn = %id, "took a kept session whose node is gone");
+        Some(handover)
+    }
+
+    /// A lost node's connection whose session is kept in the backplane: `$disconnect`
+    /// when its window ends, unless a client resumed it elsewhere (took its copy).
+    pub(crate) fn disconnect_kept_later(
+        self: &Arc<Self>,
+        info: Arc<switchboard_core::event::ConnectionInfo>,
+        extension: Option<serde_json::Map<String, serde_json::Value>>,
+        kept_until: u64,
+    ) {
+        let edge = self.clone();
+        tokio::spawn(async move {
+            let wait = kept_until.saturating_sub(edge.epoch_ms()) + 1000;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if edge.take_copy_back(info.id).await {
+                info!(conn = %info.id, "a lost node's kept session expired");
+                edge.invoke_disconnect(info, extension, 1006, "resume window expired".into())
+                    .await;
+            }
+        });
+    }
+}
