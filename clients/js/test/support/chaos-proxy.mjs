@@ -5,16 +5,20 @@ import net from "node:net";
 
 /**
  * startChaosProxy({host, port}) -> {port, url, start({minMs, maxMs}), stop(), cuts, close()}.
- * Cutting runs from start() until stop(); until then the proxy just forwards.
+ * Cutting runs from start() until stop(); until then the proxy just forwards. `target` may
+ * also be an array: each new connection goes to the next one in turn (a load balancer
+ * without affinity).
  */
 export function startChaosProxy(target, { random = Math.random } = {}) {
+  const targets = Array.isArray(target) ? target : [target];
   const pairs = new Set();
   let timer = null;
   const stats = { cuts: 0, connections: 0, killed: 0 };
 
   const server = net.createServer((client) => {
+    const to = targets[stats.connections % targets.length];
     stats.connections++;
-    const upstream = net.connect(target.port, target.host ?? "127.0.0.1");
+    const upstream = net.connect(to.port, to.host ?? "127.0.0.1");
     const pair = { client, upstream };
     pairs.add(pair);
     client.setNoDelay(true);
