@@ -207,6 +207,10 @@ pub trait Backplane: Send + Sync + 'static {
     fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+    /// Commands from other nodes dropped because this node's inbox was full.
+    fn dropped_commands(&self) -> u64 {
+        0
+    }
     /// Keeps a parked resumable session (`[resume] keep_in_backplane`) under `key` for at
     /// least `ttl_secs`, replacing any; `None` deletes it.
     fn store_session(

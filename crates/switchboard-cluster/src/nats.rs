@@ -154,6 +154,9 @@ impl Backplane for NatsBackplane {
     fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
         Box::pin(self.node.snapshots())
     }
+    fn dropped_commands(&self) -> u64 {
+        self.node.link.dropped()
+    }
     fn store_session(
         &self,
         key: &str,

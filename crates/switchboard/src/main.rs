@@ -265,6 +265,22 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
         .context("building the edge")?;
     let backplane_up = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     backplane_up.set(1);
+    let inbox_dropped = prometheus_client::metrics::counter::Counter::<u64>::default();
+    if backplane.kind() != "local" {
+        // The backplane counts what it drops; the metric follows it once a second.
+        let (bp, counter) = (backplane.clone(), inbox_dropped.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let total = bp.dropped_commands();
+                let seen = counter.get();
+                if total > seen {
+                    counter.inc_by(total - seen);
+                }
+            }
+        });
+    }
     {
         let inner = edge.inner().clone();
         tokio::spawn(async move {
@@ -308,6 +324,11 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
         "switchboard_backplane_up",
         "1 while the cluster backplane is usable (always 1 for local)",
         backplane_up,
+    );
+    registry.register(
+        "switchboard_backplane_inbox_dropped",
+        "Commands from other nodes dropped because this node's inbox was full",
+        inbox_dropped,
     );
     let api = Arc::new(ApiState {
         registry,

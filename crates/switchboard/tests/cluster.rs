@@ -165,6 +165,12 @@ async fn suite<E: Engine + 'static>() {
     assert_eq!(text(&clients[0].recv_within(5).await.unwrap()), "local");
     let ready = http_get(nodes[0].mgmt, "/readyz").await.0;
     assert_eq!(ready, 503, "/readyz shows the outage");
+    let (_, metrics) = http_get(nodes[0].mgmt, "/metrics").await;
+    assert!(metrics.contains("switchboard_backplane_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_backplane_inbox_dropped_total 0"),
+        "{metrics}"
+    );
     engine.start();
     let mut healed = false;
     for _ in 0..100 {
