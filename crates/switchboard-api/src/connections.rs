@@ -68,22 +68,6 @@ fn gone(id: &str) -> Response {
     )
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The connection id a management path names, if it is an `@connections` path of our
 /// stage. `Err(())`: an `@connections` path of another stage.
 fn parse_path(raw: &str, stage: &str) -> Option<Result<String, ()>> {
@@ -92,7 +76,7 @@ fn parse_path(raw: &str, stage: &str) -> Option<Result<String, ()>> {
     let segs: Vec<String> = raw
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(switchboard_core::text::percent_decode)
         .collect::<Option<_>>()?;
     match segs.as_slice() {
         [c, id] if c == "@connections" && !id.is_empty() => Some(Ok(id.clone())),

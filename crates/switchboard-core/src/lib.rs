@@ -15,5 +15,6 @@ pub mod groups;
 pub mod id;
 pub mod limit;
 pub mod route;
+pub mod text;
 
 pub use id::ConnectionId;

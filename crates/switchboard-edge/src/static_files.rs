@@ -35,22 +35,9 @@ fn resolve(dir: &Path, index: &str, path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// A decoded path, refusing NUL (no file name holds one).
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let s = String::from_utf8(out).ok()?;
-    (!s.contains('\0')).then_some(s)
+    switchboard_core::text::percent_decode(s).filter(|s| !s.contains('\0'))
 }
 
 /// Serves one file.
