@@ -4,8 +4,9 @@
 //! that is protocol rather than engine lives here once:
 //!
 //! - **Health.** One flag says whether the engine is usable. Any call that finds the
-//!   engine unreachable (or gets no answer within `op_timeout_ms`) clears it and wakes the
-//!   supervisor; while it is clear every call fails at once with
+//!   engine unreachable clears it and wakes the supervisor; a call that gets no answer
+//!   within `op_timeout_ms` fails and wakes the supervisor, which clears the flag if its
+//!   heartbeat gets no answer either; while it is clear every call fails at once with
 //!   [`BackplaneError::Unavailable`]. The supervisor probes with the heartbeat (every
 //!   `heartbeat_secs` while up, every [`PROBE_INTERVAL`] while down) and sets the flag
 //!   again once a heartbeat succeeds, after writing this node's snapshots back (the
@@ -322,7 +323,15 @@ impl Link {
                 Err(BackplaneError::Unavailable)
             }
             Err(_) => {
-                self.lost(what, &"timed out");
+                // One slow answer is not an outage (a loaded engine, a big reply): this
+                // call fails, and the supervisor probes at once. The heartbeat failing
+                // too is what marks the backplane down.
+                tracing::warn!(
+                    backplane = self.kind,
+                    op = what,
+                    "backplane operation timed out; probing"
+                );
+                self.wake.notify_one();
                 Err(BackplaneError::Unavailable)
             }
         }

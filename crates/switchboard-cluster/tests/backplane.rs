@@ -411,13 +411,16 @@ async fn an_outage_fails_fast_and_heals<E: Engine>() {
     while let Ok(e) = a.events.try_recv() {
         seen.push(e);
     }
-    assert_eq!(
-        seen,
-        vec![
-            ClusterEvent::BackplaneUp,
-            ClusterEvent::BackplaneDown,
-            ClusterEvent::BackplaneUp
-        ]
+    // Up, down, and up again at the end; a Redis Cluster still re-forming may refuse a
+    // heartbeat after the first one succeeded, so more down/up pairs may sit in between,
+    // but every change is reported once (no two in a row alike).
+    assert!(
+        seen.len() >= 3
+            && seen.len() % 2 == 1
+            && seen[..2] == [ClusterEvent::BackplaneUp, ClusterEvent::BackplaneDown]
+            && seen.last() == Some(&ClusterEvent::BackplaneUp)
+            && seen.windows(2).all(|w| w[0] != w[1]),
+        "{seen:?}"
     );
     assert!(timeout(Duration::from_millis(10), b.events.recv())
         .await
