@@ -291,7 +291,8 @@ async fn a_burst_beyond_the_buffer_then_a_drop_gives_a_fresh_connection() {
         assert_eq!(status, 200, "{body}");
     }
     for i in 1..=3000 {
-        assert_eq!(next_text(&client, 5).await, format!("s{i}"));
+        // Generous: on a loaded 2-core machine the client may fall far behind.
+        assert_eq!(next_text(&client, 15).await, format!("s{i}"));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.cut_all();
