@@ -8,6 +8,11 @@
 #
 # Runs: RUNS pairs at CONNS connections, the two systems alternately (order swapped every
 # pair), then one pair at LOW_CONNS connections (for the historical Pushpin figure).
+# Then the connection rate through the function: CONNECT_RUNS pairs of `loadgen
+# connect-rate` (CONNECT_CONCURRENCY workers, CONNECT_SECS each: TCP, handshake, clean
+# close, repeat). Both systems call the backend when a connection opens and when it
+# closes: switchboard's `$connect` and `$disconnect` routes go to the same HTTP function
+# (its 200 accepts the handshake), Pushpin sends OPEN and CLOSE.
 # Reports msgs/s, p50, p99, and CPU seconds per 10,000 invocations of the gateway and of
 # its backend (utime+stime from /proc/PID/stat before/after each run; for Pushpin the sum
 # of condure, pushpin-proxy, pushpin-handler, zurl and the runner).
@@ -15,6 +20,7 @@
 # Usage: bench/functions.sh
 # Environment knobs (defaults in brackets):
 #   RUNS [3] SECS [10] WARMUP [1] CONNS [100] SIZE [64] LOW_CONNS [20] (0: skip that pair)
+#   CONNECT_RUNS [3] CONNECT_SECS [5] CONNECT_CONCURRENCY [50]
 #   PUSHPIN_LOG_LEVEL [2]  Pushpin's log_level (3+: verbose, for debugging)
 #   ZURL_LOG_LEVEL [1]     zurl's --loglevel (2 = info logs two lines per request)
 #   BUDGET [300]   seconds for everything after the build/install; runs that would not
@@ -52,6 +58,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+COMMAND="bench/functions.sh"
+for v in RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY BUDGET NO_BUILD; do
+    [ -n "${!v+x}" ] && COMMAND="$v=${!v} $COMMAND"
+done
 
 for arg in "$@"; do
     case "$arg" in
@@ -66,6 +76,9 @@ WARMUP="${WARMUP:-1}"
 CONNS="${CONNS:-100}"
 SIZE="${SIZE:-64}"
 LOW_CONNS="${LOW_CONNS:-20}"
+CONNECT_RUNS="${CONNECT_RUNS:-3}"
+CONNECT_SECS="${CONNECT_SECS:-5}"
+CONNECT_CONCURRENCY="${CONNECT_CONCURRENCY:-50}"
 PUSHPIN_LOG_LEVEL="${PUSHPIN_LOG_LEVEL:-2}"
 ZURL_LOG_LEVEL="${ZURL_LOG_LEVEL:-1}"
 BUDGET="${BUDGET:-300}"
@@ -215,6 +228,12 @@ max_concurrency = 256
 [routes."\$default"]
 function = "echo"
 two_way = true
+
+[routes."\$connect"]
+function = "echo"
+
+[routes."\$disconnect"]
+function = "echo"
 EOF
 "$BIN/switchboard" serve --config "$OUT/switchboard.toml" \
     --listen "127.0.0.1:$GW_PORT" --management-listen "127.0.0.1:$GW_MPORT" >"$OUT/switchboard.log" 2>&1 &
@@ -390,6 +409,54 @@ if [ "$LOW_CONNS" -gt 0 ]; then
     done
 fi
 
+# measure_connect SYSTEM RUN: one loadgen connect-rate run; appends a result line.
+measure_connect() {
+    local sys="$1" run="$2" name="connect-$1-$2" limit
+    limit=$(python3 -c "import math; print(math.ceil($CONNECT_SECS) + 40)")
+    local front_pids=() part be
+    if [ "$sys" = switchboard ]; then
+        front_pids=("$GW_PID"); be="$LAMBDA_PID"
+    else
+        for part in "${!PP_PART[@]}"; do front_pids+=("${PP_PART[$part]}"); done
+        be="$PPBE_PID"
+    fi
+    local f0 b0 f1 b1
+    f0=$(cpu_ticks "${front_pids[@]}"); b0=$(cpu_ticks "$be")
+    timeout -k 5 "$limit" "$LOADGEN" connect-rate --url "${URL[$sys]}" \
+        --concurrency "$CONNECT_CONCURRENCY" --duration "$CONNECT_SECS" \
+        >"$OUT/$name.json" 2>"$OUT/$name.log" || true
+    f1=$(cpu_ticks "${front_pids[@]}"); b1=$(cpu_ticks "$be")
+    local line
+    line=$(tail -n 1 "$OUT/$name.json" 2>/dev/null || true)
+    [ -n "$line" ] || die "loadgen connect-rate failed against $sys (see $OUT/$name.log): $(tail -n 3 "$OUT/$name.log")"
+    python3 - "$sys" "$run" "$line" "$((f1 - f0))" "$((b1 - b0))" "$CLK_TCK" >>"$RESULTS" <<'EOF'
+import json, sys
+sys_, run, line, front, be, tck = sys.argv[1:]
+r = json.loads(line)
+r.update(mode="connect", system=sys_, run=int(run), front_cpu_s=int(front) / float(tck),
+         backend_cpu_s=int(be) / float(tck))
+print(json.dumps(r))
+EOF
+    log "$(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1]); n = max(r["connections"], 1)
+print("connect-rate %s run %d: %.0f conn/s, handshake p50 %.2f ms, p99 %.2f ms, %d errors, %d unclean; gateway CPU %.1f us/conn" % (
+    r["system"], r["run"], r["conns_per_s"], r["handshake_p50_us"] / 1e3, r["handshake_p99_us"] / 1e3,
+    r["errors"], r["unclean_closes"], 1e6 * r["front_cpu_s"] / n))' "$(tail -n 1 "$RESULTS")")"
+}
+
+for run in $(seq 1 "$CONNECT_RUNS"); do
+    if [ $((run % 2)) = 1 ]; then order=(switchboard pushpin); else order=(pushpin switchboard); fi
+    for sys in "${order[@]}"; do
+        if fits "$CONNECT_SECS" 0; then
+            measure_connect "$sys" "$run"
+        else
+            log "warning: budget of $BUDGET s reached; skipping connect-rate $sys run $run"
+            SKIPPED=$((SKIPPED + 1))
+        fi
+    done
+done
+
 # Stop the backends now to read how many requests each one served.
 for pid in "$LAMBDA_PID" "$PPBE_PID"; do kill "$pid" 2>/dev/null || true; done
 for pid in "$LAMBDA_PID" "$PPBE_PID"; do wait "$pid" 2>/dev/null || true; done
@@ -403,12 +470,14 @@ python3 - "$RESULTS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" "$(($(date +%s) - T0))" \
     "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PUSHPIN_VERSION" "$CONNS" "$LOW_CONNS" \
     "$SIZE" "$SECS" "$WARMUP" "${LAMBDA_SERVED:-?}" "${PPBE_SERVED:-?}" "$SKIPPED" \
-    "$OUT/smoke-switchboard.json" "$PUSHPIN_LOG_LEVEL" "$ZURL_LOG_LEVEL" >"$OUT/summary.md" <<'EOF'
+    "$OUT/smoke-switchboard.json" "$PUSHPIN_LOG_LEVEL" "$ZURL_LOG_LEVEL" "$COMMAND" >"$OUT/summary.md" <<'EOF'
 import json, re, statistics, sys
 (path, nproc, date, commit, took, load0, load1, ppver, conns, low, size, secs, warmup,
- lam_served, pp_served, skipped, smoke_sb, pplog, zlog) = sys.argv[1:]
+ lam_served, pp_served, skipped, smoke_sb, pplog, zlog, command) = sys.argv[1:]
 conns, low = int(conns), int(low)
 rows = [json.loads(l) for l in open(path) if l.strip()]
+connect_rows = [r for r in rows if r["mode"] == "connect"]
+rows = [r for r in rows if r["mode"] == "echo"]
 for r in rows:
     n = max(r["messages_total"], 1)
     r["front_per_10k"] = 1e4 * r["front_cpu_s"] / n
@@ -479,8 +548,10 @@ out.append(f"- Pushpin config: `[handler] message_rate` and `message_hwm` raised
            f"1000000 so its defaults do not throttle; zurl's `deny=` emptied for loopback; log level {pplog}, zurl --loglevel={zlog}.")
 sb_total = sum(r["messages_total"] for r in rows if r["system"] == "switchboard")
 sb_total += json.loads(open(smoke_sb).read())["messages_total"]
+sb_conns = 1 + sum(r["connections"] for r in rows + connect_rows if r["system"] == "switchboard")
 out.append(f"- Invocations check: the lambda backend served {lam_served}; loadgen counted "
-           f"{sb_total:,} echoes through switchboard (runs + smoke test). The pushpin backend "
+           f"{sb_total:,} echoes through switchboard (runs + smoke test) and {sb_conns:,} connections, "
+           f"each invoking `$connect` and `$disconnect` ({sb_total + 2 * sb_conns:,} in all). The pushpin backend "
            f"served {pp_served} (echoes plus OPEN/CLOSE requests per connection).")
 for s_ in ("switchboard", "pushpin"):
     bad = [r for r in rows if r["system"] == s_ and r["errors"]]
@@ -495,7 +566,29 @@ out.append(f"- Machine: `nproc` = {nproc}; load average {load0} at start, {load1
            f"{statistics.median(oth):.2f} cores (max {max(oth):.2f}). Everything shares the same cores.")
 if int(skipped):
     out.append(f"- ⚠ {skipped} run(s) skipped: the time budget ran out.")
-out.append(f"- commit {commit}; took {took} s.")
+out.append(f"- command: `{command}` (commit {commit}; took {took} s).")
+if connect_rows:
+    out.append("")
+    out.append("Connection rate through the function (open, handshake, clean close, repeat; the backend "
+               "is called at open and at close by both):")
+    out.append("")
+    out.append("| system | runs | connections/s median | min | max | handshake p50 ms | handshake p99 ms | gateway CPU µs / connection | errors |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s_ in ("switchboard", "pushpin"):
+        rs = [r for r in connect_rows if r["system"] == s_]
+        if not rs:
+            continue
+        v = [r["conns_per_s"] for r in rs]
+        out.append(f"| {NAMES[s_]} | {len(rs)} | {f(statistics.median(v))} | {f(min(v))} | {f(max(v))} | "
+                   f"{f(med(rs, 'handshake_p50_us') / 1e3, 2)} | {f(med(rs, 'handshake_p99_us') / 1e3, 2)} | "
+                   f"{f(statistics.median(1e6 * r['front_cpu_s'] / max(r['connections'], 1) for r in rs), 1)} | "
+                   f"{sum(r['errors'] for r in rs)} |")
+    pairs = sorted(x["conns_per_s"] / y["conns_per_s"] for x in connect_rows for y in connect_rows
+                   if x["system"] == "switchboard" and y["system"] == "pushpin" and x["run"] == y["run"] and y["conns_per_s"])
+    if pairs:
+        out.append("")
+        out.append(f"- connections/s switchboard / Pushpin, pair by pair: {statistics.median(pairs):.1f}× "
+                   f"(pairs {pairs[0]:.1f}–{pairs[-1]:.1f}×)")
 out.append("")
 out.append("<details><summary>all runs</summary>")
 out.append("")

@@ -130,6 +130,18 @@ ensure_browser_npm() { npm_ci "$ROOT/tests/browser"; }
 
 ensure_js_sdk_npm() { npm_ci "$ROOT/clients/js"; }
 
+# The echo-server peers of the benchmarks (bench/peers/): Node's ws from bench/peers'
+# lock file, Python's websockets at the version bench/peers/requirements.txt pins.
+ensure_bench_peers() {
+    npm_ci "$ROOT/bench/peers"
+    local line
+    while read -r line; do
+        line="${line%%#*}"
+        [ -n "${line// /}" ] || continue
+        pip_pin "${line%%==*}" "${line#*==}"
+    done <"$ROOT/bench/peers/requirements.txt"
+}
+
 # The cluster backplane tests (crates/switchboard-cluster/tests) start their own
 # redis-server (plus redis-cli, from redis-tools, to form a Redis Cluster) and nats-server
 # on free ports; the packaged services are not used.
@@ -158,6 +170,7 @@ main() {
     ensure_chromium
     ensure_browser_npm
     ensure_js_sdk_npm
+    ensure_bench_peers
     ensure_backplane_servers
     log "done"
 }

@@ -3,14 +3,22 @@
 //!
 //! Subcommands (each prints one JSON line on stdout, human-readable lines on stderr):
 //! - `idle`: open N connections over several loopback source addresses, print `READY`,
-//!   hold them until stdin reaches EOF (or `--hold SECS`), then close them cleanly.
-//! - `echo`: closed loop, every connection sends one text message and waits for its echo.
+//!   hold them until stdin reaches EOF (or `--hold SECS`), then close them cleanly; with
+//!   `--steps`, print `READY` at each step and open more at each line on stdin.
+//! - `echo`: closed loop, every connection sends one text message (fixed bytes, or JSON
+//!   chat messages) and waits for its echo.
 //! - `connect-rate`: workers open a connection (TCP + handshake until 101), close it
 //!   cleanly, and repeat.
 //! - `fanout`: N subscribers join one group (switchboard) or channel (sockudo, Pusher
 //!   protocol); then, driven by commands, one publish at a time measures the time until
 //!   the last subscriber has the message, or publishing in a closed loop measures
 //!   sustained deliveries/s, every subscriber checked for every message (see `fanout`).
+//!
+//! Every subcommand can offer permessage-deflate (`--deflate`, RFC 7692, with the codec of
+//! `switchboard-ws`) and the `switchboard.v1` subprotocol (`--switchboard-v1`,
+//! docs/protocol.md: the hello is read before a connection counts as open; `echo` then
+//! sends `m<n>:` messages and acks the server's every 32). `echo` counts the bytes on the
+//! wire both ways, so compressed and plain runs can be compared by bandwidth.
 //!
 //! Loopback targets only; every loop is bounded in time and count.
 
@@ -21,10 +29,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use switchboard_ws::deflate::{DeflateConfig, DeflateParams};
 use switchboard_ws::{close_code, handshake, Decoder, Encoder, Limits, Message, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -74,6 +83,13 @@ struct Target {
     /// Number of source addresses 127.0.0.1..=127.0.0.K the connections are spread over.
     #[arg(long, default_value_t = 8)]
     sources: u8,
+    /// Offer permessage-deflate (`permessage-deflate; client_max_window_bits`); when the
+    /// server agrees, messages of 32 bytes or more are compressed at zlib level 1.
+    #[arg(long)]
+    deflate: bool,
+    /// Offer the `switchboard.v1` subprotocol and speak it (the server must select it).
+    #[arg(long)]
+    switchboard_v1: bool,
 }
 
 #[derive(Args)]
@@ -92,6 +108,10 @@ struct IdleArgs {
     /// Upper bound on the hold when waiting for stdin EOF.
     #[arg(long, default_value_t = 600.0)]
     max_hold: f64,
+    /// Open in steps: after each of these counts (below --connections) print `READY N` and
+    /// wait for a line on stdin before opening more (EOF instead: close everything).
+    #[arg(long, value_delimiter = ',')]
+    steps: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -100,9 +120,12 @@ struct EchoArgs {
     target: Target,
     #[arg(long, default_value_t = 100)]
     connections: usize,
-    /// Message size in bytes (text).
+    /// Message size in bytes (text), for `--payload fixed`.
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// What each message holds.
+    #[arg(long, value_enum, default_value_t = Payload::Fixed)]
+    payload: Payload,
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -112,6 +135,16 @@ struct EchoArgs {
     /// Send binary messages instead of text.
     #[arg(long)]
     binary: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Payload {
+    /// `--size` bytes of `abc...`, the same message every time.
+    Fixed,
+    /// JSON chat messages (`{"action":"sendmessage","room":...,"text":...}`, 100–400
+    /// bytes), a deterministic pool of 512 different ones, each connection cycling
+    /// through it from its own offset: what permessage-deflate is for.
+    Chat,
 }
 
 #[derive(Args)]
@@ -170,6 +203,10 @@ struct Endpoint {
     path: String,
     sources: Vec<IpAddr>,
     next_source: AtomicUsize,
+    /// Offer permessage-deflate.
+    deflate: bool,
+    /// Offer `switchboard.v1`, require it, and read the hello.
+    v1: bool,
 }
 
 impl Endpoint {
@@ -218,10 +255,13 @@ impl Endpoint {
             path: path.to_string(),
             sources,
             next_source: AtomicUsize::new(0),
+            deflate: t.deflate,
+            v1: t.switchboard_v1,
         }))
     }
 
-    /// TCP connect from the next source address, then the opening handshake up to the 101.
+    /// TCP connect from the next source address, then the opening handshake up to the 101
+    /// (and, with `switchboard.v1`, the hello).
     async fn connect(&self) -> Result<Ws> {
         self.connect_opts(None).await
     }
@@ -256,11 +296,22 @@ impl Endpoint {
         let mut stream = socket.connect(self.addr).await?;
         stream.set_nodelay(true)?;
         let key = handshake::client_key();
-        let request = format!(
+        let mut request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
             self.path, self.host, key
         );
+        if self.deflate {
+            request.push_str(
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            );
+        }
+        if self.v1 {
+            request.push_str("Sec-WebSocket-Protocol: ");
+            request.push_str(V1_PROTOCOL);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
         stream.write_all(request.as_bytes()).await?;
         let expected = handshake::accept_key(key.as_bytes());
         let mut buf = BytesMut::with_capacity(1024);
@@ -275,22 +326,52 @@ impl Endpoint {
                     if resp.code != Some(101) {
                         bail!("handshake answered {:?}, not 101", resp.code);
                     }
-                    let accept = resp
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
-                        .map(|h| h.value);
-                    if accept != Some(expected.as_bytes()) {
+                    let header = |name: &str| {
+                        resp.headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case(name))
+                            .map(|h| h.value)
+                    };
+                    if header("sec-websocket-accept") != Some(expected.as_bytes()) {
                         bail!("wrong or missing Sec-WebSocket-Accept");
                     }
+                    let deflate = match header("sec-websocket-extensions") {
+                        Some(v) if self.deflate => Some(client_deflate_params(v)?),
+                        Some(v) => bail!(
+                            "extension {:?} selected but none offered",
+                            String::from_utf8_lossy(v)
+                        ),
+                        None => None,
+                    };
+                    let protocol = header("sec-websocket-protocol");
+                    let v1 = match protocol {
+                        Some(p) if self.v1 && p == V1_PROTOCOL.as_bytes() => true,
+                        None if self.v1 => {
+                            bail!("the server did not select {V1_PROTOCOL} (is [resume] enabled?)")
+                        }
+                        None => false,
+                        Some(p) => bail!(
+                            "subprotocol {:?} selected, not offered",
+                            String::from_utf8_lossy(p)
+                        ),
+                    };
                     buf.advance(n);
-                    return Ok(Ws {
+                    let mut ws = Ws {
                         stream,
+                        wire_in: buf.len() as u64,
+                        wire_out: 0,
                         rbuf: buf,
                         wbuf: BytesMut::with_capacity(256),
-                        decoder: Decoder::new(Role::Client, CLIENT_LIMITS, None),
-                        encoder: Encoder::new(Role::Client, None),
-                    });
+                        decoder: Decoder::new(Role::Client, CLIENT_LIMITS, deflate),
+                        encoder: Encoder::new(Role::Client, deflate),
+                        deflate: deflate.is_some(),
+                        v1: None,
+                        scratch: Vec::new(),
+                    };
+                    if v1 {
+                        ws.read_hello().await?;
+                    }
+                    return Ok(ws);
                 }
                 httparse::Status::Partial if buf.len() < 16 * 1024 => {}
                 httparse::Status::Partial => bail!("handshake response head too long"),
@@ -305,6 +386,72 @@ impl Endpoint {
     }
 }
 
+/// Our side of the permessage-deflate the server answered with. `switchboard-ws` names
+/// the parameters from the server's side (`server_*` is the compressor, the inflater
+/// follows `client_no_context_takeover`), so a client swaps them: it compresses as the
+/// `client_*` parameters say and inflates what the server compressed.
+fn client_deflate_params(value: &[u8]) -> Result<DeflateParams> {
+    let value = std::str::from_utf8(value).context("Sec-WebSocket-Extensions is not UTF-8")?;
+    let mut parts = value.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|p| p.eq_ignore_ascii_case("permessage-deflate"))
+        || value.contains(',')
+    {
+        bail!("unexpected Sec-WebSocket-Extensions: {value}");
+    }
+    let defaults = DeflateConfig::default();
+    let mut params = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        level: defaults.level,
+        threshold: defaults.threshold,
+    };
+    for part in parts {
+        let (name, arg) = match part.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (part, None),
+        };
+        match (name, arg) {
+            // The server resets its compressor: our inflater may too (shared per thread).
+            ("server_no_context_takeover", None) => params.client_no_context_takeover = true,
+            // We must reset ours after every message.
+            ("client_no_context_takeover", None) => params.server_no_context_takeover = true,
+            // Our 15-bit inflater reads any smaller window.
+            ("server_max_window_bits", Some(_)) => {}
+            ("client_max_window_bits", Some(bits)) => {
+                params.server_max_window_bits = bits
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| (8..=15).contains(b))
+                    .ok_or_else(|| anyhow!("bad client_max_window_bits in {value}"))?;
+            }
+            _ => bail!("unexpected permessage-deflate parameter {part:?} in {value}"),
+        }
+    }
+    Ok(params)
+}
+
+/// The `switchboard.v1` subprotocol name (docs/protocol.md).
+const V1_PROTOCOL: &str = "switchboard.v1";
+/// The client acknowledges the server's messages at least this often (as the server does).
+const V1_ACK_EVERY: u64 = 32;
+/// First byte of a sequenced binary message.
+const V1_BINARY_TAG: u8 = 0x01;
+
+/// A client's `switchboard.v1` numbers.
+struct V1 {
+    /// Sequence number of our last message.
+    sent: u64,
+    /// Sequence number of the server's last message.
+    received: u64,
+    /// What we last acknowledged.
+    acked: u64,
+    /// Ack frames from the server.
+    acks_received: u64,
+}
+
 /// One client connection.
 struct Ws {
     stream: TcpStream,
@@ -312,12 +459,22 @@ struct Ws {
     wbuf: BytesMut,
     decoder: Decoder,
     encoder: Encoder,
+    /// Bytes read from and written to the socket after the handshake: frames as on the wire.
+    wire_in: u64,
+    wire_out: u64,
+    /// permessage-deflate agreed.
+    deflate: bool,
+    /// `switchboard.v1` selected (and its hello read).
+    v1: Option<V1>,
+    /// Builds `switchboard.v1` frames without allocating per message.
+    scratch: Vec<u8>,
 }
 
 impl Ws {
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
+            self.wire_out += self.wbuf.len() as u64;
             self.wbuf.clear();
         }
         Ok(())
@@ -326,6 +483,108 @@ impl Ws {
     async fn send(&mut self, text: bool, payload: &[u8]) -> std::io::Result<()> {
         self.encoder.message(text, payload, &mut self.wbuf);
         self.flush().await
+    }
+
+    /// Sends one application message: as it is, or on `switchboard.v1` numbered (`m<n>:`
+    /// or the binary tag), after an ack of the server's messages when one is due.
+    async fn send_data(&mut self, text: bool, payload: &[u8]) -> std::io::Result<()> {
+        let Some(v1) = self.v1.as_mut() else {
+            return self.send(text, payload).await;
+        };
+        use std::io::Write;
+        if v1.received >= v1.acked + V1_ACK_EVERY {
+            self.scratch.clear();
+            let _ = write!(self.scratch, "a{}", v1.received);
+            v1.acked = v1.received;
+            self.encoder.message(true, &self.scratch, &mut self.wbuf);
+        }
+        v1.sent += 1;
+        self.scratch.clear();
+        if text {
+            let _ = write!(self.scratch, "m{}:", v1.sent);
+        } else {
+            self.scratch.push(V1_BINARY_TAG);
+            self.scratch.extend_from_slice(&v1.sent.to_be_bytes());
+        }
+        self.scratch.extend_from_slice(payload);
+        self.encoder.message(text, &self.scratch, &mut self.wbuf);
+        self.flush().await
+    }
+
+    /// The next application message's payload (`switchboard.v1`: its frame checked and
+    /// stripped, acks and heartbeats counted and skipped); pongs skipped, pings answered.
+    async fn recv_data(&mut self) -> Result<Bytes> {
+        loop {
+            let (text, data) = match self.recv().await? {
+                Some(Message::Text(b)) => (true, b),
+                Some(Message::Binary(b)) => (false, b),
+                Some(Message::Pong(_)) | Some(Message::Ping(_)) => continue,
+                Some(Message::Close(c)) => bail!("server closed: {c:?}"),
+                None => bail!("server closed the TCP connection"),
+            };
+            let Some(v1) = self.v1.as_mut() else {
+                return Ok(data);
+            };
+            let (seq, payload) = match (text, data.first()) {
+                (true, Some(b'm')) => {
+                    let colon = data
+                        .iter()
+                        .position(|&b| b == b':')
+                        .ok_or_else(|| anyhow!("switchboard.v1: message frame without ':'"))?;
+                    (parse_decimal(&data[1..colon]), data.slice(colon + 1..))
+                }
+                (true, Some(b'a')) => {
+                    parse_decimal(&data[1..])
+                        .ok_or_else(|| anyhow!("switchboard.v1: malformed ack"))?;
+                    v1.acks_received += 1;
+                    continue;
+                }
+                (true, Some(b'h')) if data.len() == 1 => continue,
+                (false, Some(&V1_BINARY_TAG)) if data.len() >= 9 => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&data[1..9]);
+                    (Some(u64::from_be_bytes(n)), data.slice(9..))
+                }
+                _ => bail!(
+                    "switchboard.v1: unexpected frame {:?}",
+                    String::from_utf8_lossy(&data[..data.len().min(40)])
+                ),
+            };
+            match seq {
+                Some(n) if n == v1.received + 1 => v1.received = n,
+                Some(n) => bail!(
+                    "switchboard.v1: message {n} after {} (gap or repeat)",
+                    v1.received
+                ),
+                None => bail!("switchboard.v1: malformed message number"),
+            }
+            return Ok(payload);
+        }
+    }
+
+    /// Reads the `switchboard.v1` hello (`s{json}` with a session token), the first frame.
+    async fn read_hello(&mut self) -> Result<()> {
+        let b = match self.recv().await? {
+            Some(Message::Text(b)) => b,
+            other => bail!("expected the switchboard.v1 hello, got {other:?}"),
+        };
+        let hello: Value = match b.strip_prefix(b"s") {
+            Some(json) => serde_json::from_slice(json).context("switchboard.v1 hello")?,
+            None => bail!(
+                "expected the switchboard.v1 hello, got {:?}",
+                String::from_utf8_lossy(&b[..b.len().min(40)])
+            ),
+        };
+        if !hello["session"].is_string() {
+            bail!("switchboard.v1 hello without a session: {hello}");
+        }
+        self.v1 = Some(V1 {
+            sent: 0,
+            received: 0,
+            acked: 0,
+            acks_received: 0,
+        });
+        Ok(())
     }
 
     /// The next data, pong or close message; pings are answered here. `None`: EOF.
@@ -339,9 +598,11 @@ impl Ws {
                 Some(m) => return Ok(Some(m)),
                 None => {
                     self.rbuf.reserve(4096);
-                    if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                    let n = self.stream.read_buf(&mut self.rbuf).await?;
+                    if n == 0 {
                         return Ok(None);
                     }
+                    self.wire_in += n as u64;
                 }
             }
         }
@@ -372,6 +633,16 @@ impl Ws {
         self.encoder.close(code, "", &mut self.wbuf);
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.flush()).await;
     }
+}
+
+/// A non-empty run of ASCII digits as a number (no sign, no overflow).
+fn parse_decimal(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || d.len() > 19 {
+        return None;
+    }
+    d.iter().try_fold(0u64, |v, &c| {
+        c.is_ascii_digit().then(|| v * 10 + u64::from(c - b'0'))
+    })
 }
 
 fn secs(s: f64) -> Duration {
@@ -460,32 +731,85 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
             a.connections
         );
     }
+    if !a.steps.is_empty() && a.hold.is_some() {
+        bail!("--steps waits for stdin between steps: it cannot go with --hold");
+    }
+    // Counts to stop at: the steps below --connections, then --connections.
+    let mut targets: Vec<usize> = a
+        .steps
+        .iter()
+        .copied()
+        .filter(|&n| n > 0 && n < a.connections)
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    targets.push(a.connections);
+
+    // stdin, line by line, from a plain thread (it may stay blocked on stdin after the
+    // hold ends otherwise); `None` at EOF. Only read when no --hold is given. Unbounded:
+    // one line per step comes from the driving script.
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+    if a.hold.is_none() {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if line_tx.send(Some(line)).is_err() {
+                    return;
+                }
+            }
+            let _ = line_tx.send(None);
+        });
+    }
+
     let (tx, rx) = watch::channel(false);
     let dropped = Arc::new(AtomicUsize::new(0));
     let holders = Arc::new(parking_lot::Mutex::new(Vec::with_capacity(a.connections)));
     let started = Instant::now();
-    let (opened, failed, err) = {
-        let (holders, dropped) = (holders.clone(), dropped.clone());
-        open_many(&ep, a.connections, a.concurrency, move |_, ws| {
-            let h = tokio::spawn(hold(ws, rx.clone(), dropped.clone()));
-            holders.lock().push(h);
-        })
-        .await
-    };
+    let (mut opened, mut failed, mut err) = (0usize, 0usize, None);
+    let mut steps = Vec::new();
+    let mut eof = false;
+    for (i, &target) in targets.iter().enumerate() {
+        let step_started = Instant::now();
+        let (o, f, e) = {
+            let (holders, dropped, rx) = (holders.clone(), dropped.clone(), rx.clone());
+            open_many(&ep, target - opened, a.concurrency, move |_, ws| {
+                let h = tokio::spawn(hold(ws, rx.clone(), dropped.clone()));
+                holders.lock().push(h);
+            })
+            .await
+        };
+        opened += o;
+        failed += f;
+        if err.is_none() {
+            err = e;
+        }
+        let connect_s = step_started.elapsed().as_secs_f64();
+        if let Some(e) = &err {
+            eprintln!("idle: {failed} connections failed so far; first error: {e}");
+        }
+        eprintln!(
+            "idle: {opened}/{target} connections open ({o} in {connect_s:.2}s, {:.0}/s) to {}",
+            o as f64 / connect_s.max(1e-9),
+            ep.addr
+        );
+        if opened == 0 {
+            bail!("no connection opened: {}", err.unwrap_or_default());
+        }
+        steps.push(json!({"requested": target, "opened": opened, "connect_s": (connect_s * 100.0).round() / 100.0}));
+        eprintln!("READY {opened}");
+        if i + 1 < targets.len() {
+            // Between steps: the next line on stdin, or EOF (close now), or the bound.
+            match tokio::time::timeout(secs(a.max_hold), lines.recv()).await {
+                Ok(Some(Some(_))) => continue,
+                _ => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+    }
     let connect_s = started.elapsed().as_secs_f64();
-    if let Some(e) = &err {
-        eprintln!("idle: {failed} connections failed; first error: {e}");
-    }
-    eprintln!(
-        "idle: {opened}/{} connections open in {connect_s:.2}s ({:.0}/s) to {}",
-        a.connections,
-        opened as f64 / connect_s.max(1e-9),
-        ep.addr
-    );
-    if opened == 0 {
-        bail!("no connection opened: {}", err.unwrap_or_default());
-    }
-    eprintln!("READY {opened}");
 
     let hold_started = Instant::now();
     match a.hold {
@@ -495,19 +819,9 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         }
+        None if eof => {}
         None => {
-            // A plain thread: it may stay blocked on stdin when the hold ends otherwise.
-            let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
-            std::thread::spawn(move || {
-                use std::io::Read;
-                let mut stdin = std::io::stdin();
-                let mut scratch = [0u8; 512];
-                while matches!(stdin.read(&mut scratch), Ok(n) if n > 0) {}
-                let _ = eof_tx.send(());
-            });
-            let stdin_eof = async {
-                let _ = eof_rx.await;
-            };
+            let stdin_eof = async { while let Some(Some(_)) = lines.recv().await {} };
             tokio::select! {
                 _ = stdin_eof => {}
                 _ = tokio::time::sleep(secs(a.max_hold)) => {}
@@ -534,10 +848,12 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
         "mode": "idle",
         "url": a.target.url,
         "sources": ep.sources.len(),
+        "switchboard_v1": a.target.switchboard_v1,
         "requested": a.connections,
         "opened": opened,
         "failed": failed,
         "first_error": err,
+        "steps": steps,
         "connect_s": (connect_s * 100.0).round() / 100.0,
         "held_s": round1(held_s),
         "dropped_during_hold": dropped_during_hold,
@@ -579,8 +895,54 @@ struct EchoStats {
     messages: u64,
     /// Messages echoed in all, warmup and the window's tail included.
     total: u64,
+    /// Payload bytes of those (`total`) messages, one way.
+    payload_bytes: u64,
+    /// Bytes on the wire, both directions, up to the last echo (before the close).
+    wire_out: u64,
+    wire_in: u64,
+    /// `switchboard.v1` ack frames the server sent.
+    acks_received: u64,
     errors: u64,
     first_error: Option<String>,
+}
+
+/// Words of the chat messages.
+const CHAT_WORDS: [&str; 64] = [
+    "the", "meeting", "is", "at", "three", "today", "can", "you", "send", "me", "link", "thanks",
+    "sure", "I", "will", "check", "later", "sounds", "good", "see", "tomorrow", "what", "about",
+    "release", "notes", "deploy", "finished", "tests", "pass", "on", "main", "lunch", "anyone",
+    "coffee", "please", "review", "my", "pull", "request", "when", "free", "great", "work", "team",
+    "ok", "let's", "ship", "it", "new", "build", "looks", "fine", "ping", "channel", "done", "and",
+    "for", "this", "week", "bug", "fixed", "yes", "no", "maybe",
+];
+
+/// `n` JSON chat messages, the same on every run (xorshift from a fixed seed): a room, a
+/// user, an id, a timestamp and 6 to 45 words of text.
+fn chat_messages(n: usize) -> Vec<Arc<[u8]>> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let words = 6 + (next() % 40) as usize;
+            let text: Vec<&str> = (0..words)
+                .map(|_| CHAT_WORDS[(next() % CHAT_WORDS.len() as u64) as usize])
+                .collect();
+            let msg = json!({
+                "action": "sendmessage",
+                "room": format!("room-{}", next() % 8),
+                "from": format!("user-{:04}", next() % 2000),
+                "id": 100_000 + i,
+                "ts": 1_763_800_000_000u64 + next() % 86_400_000,
+                "text": text.join(" "),
+            });
+            msg.to_string().into_bytes().into()
+        })
+        .collect()
 }
 
 async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
@@ -607,58 +969,66 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
             err.unwrap_or_default()
         );
     }
-    let payload: Arc<[u8]> = (0..a.size)
-        .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
-        .collect::<Vec<u8>>()
-        .into();
+    let payloads: Arc<[Arc<[u8]>]> = match a.payload {
+        Payload::Fixed => vec![(0..a.size)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
+            .collect::<Vec<u8>>()
+            .into()],
+        Payload::Chat => chat_messages(512),
+    }
+    .into();
+    let payload_mean =
+        payloads.iter().map(|p| p.len()).sum::<usize>() as f64 / payloads.len() as f64;
+    let conns = std::mem::take(&mut *conns.lock());
+    let deflate_agreed = conns.iter().filter(|ws| ws.deflate).count();
+    let v1_sessions = conns.iter().filter(|ws| ws.v1.is_some()).count();
     let text = !a.binary;
     let start = Instant::now();
     let measure_from = start + secs(a.warmup);
     let end = measure_from + secs(a.duration);
     eprintln!(
-        "echo: {} connections, {} B {}, {:.1}s warmup + {:.1}s against {}",
+        "echo: {} connections ({deflate_agreed} compressed, {v1_sessions} switchboard.v1), {} {}, {:.1}s warmup + {:.1}s against {}",
         a.connections,
-        a.size,
+        match a.payload {
+            Payload::Fixed => format!("{} B", a.size),
+            Payload::Chat => format!("chat JSON (mean {payload_mean:.0} B)"),
+        },
         if text { "text" } else { "binary" },
         a.warmup,
         a.duration,
         ep.addr
     );
     let mut tasks = tokio::task::JoinSet::new();
-    for mut ws in std::mem::take(&mut *conns.lock()) {
-        let payload = payload.clone();
+    for (i, mut ws) in conns.into_iter().enumerate() {
+        let payloads = payloads.clone();
         tasks.spawn(async move {
             let mut st = EchoStats {
                 hist: new_hist(),
                 messages: 0,
                 total: 0,
+                payload_bytes: 0,
+                wire_out: 0,
+                wire_in: 0,
+                acks_received: 0,
                 errors: 0,
                 first_error: None,
             };
+            let mut k = i;
             let res: Result<()> = async {
                 loop {
                     let t0 = Instant::now();
                     if t0 >= end {
                         return Ok(());
                     }
-                    ws.send(text, &payload).await?;
-                    let reply = tokio::time::timeout(REPLY_TIMEOUT, async {
-                        loop {
-                            match ws.recv().await? {
-                                Some(Message::Text(b)) | Some(Message::Binary(b)) => {
-                                    return Ok::<_, anyhow::Error>(b)
-                                }
-                                Some(Message::Pong(_)) => {}
-                                Some(Message::Close(c)) => bail!("server closed: {c:?}"),
-                                Some(Message::Ping(_)) => unreachable!(),
-                                None => bail!("server closed the TCP connection"),
-                            }
-                        }
-                    })
-                    .await
-                    .map_err(|_| anyhow!("no echo within {REPLY_TIMEOUT:?}"))??;
+                    let payload = &payloads[k % payloads.len()];
+                    k += 1;
+                    ws.send_data(text, payload).await?;
+                    let reply = tokio::time::timeout(REPLY_TIMEOUT, ws.recv_data())
+                        .await
+                        .map_err(|_| anyhow!("no echo within {REPLY_TIMEOUT:?}"))??;
                     let t1 = Instant::now();
                     st.total += 1;
+                    st.payload_bytes += payload.len() as u64;
                     if reply[..] != payload[..] {
                         st.errors += 1;
                         st.first_error
@@ -671,6 +1041,9 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
                 }
             }
             .await;
+            st.wire_out = ws.wire_out;
+            st.wire_in = ws.wire_in;
+            st.acks_received = ws.v1.as_ref().map_or(0, |v| v.acks_received);
             match res {
                 Ok(()) => {
                     ws.close().await;
@@ -685,22 +1058,30 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
     }
     let mut hist = new_hist();
     let (mut messages, mut total, mut errors, mut first_error) = (0u64, 0u64, 0u64, None);
+    let (mut payload_bytes, mut wire_out, mut wire_in, mut acks) = (0u64, 0u64, 0u64, 0u64);
     while let Some(r) = tasks.join_next().await {
         let st = r?;
         hist.add(&st.hist).ok();
         messages += st.messages;
         total += st.total;
+        payload_bytes += st.payload_bytes;
+        wire_out += st.wire_out;
+        wire_in += st.wire_in;
+        acks += st.acks_received;
         errors += st.errors;
         if first_error.is_none() {
             first_error = st.first_error;
         }
     }
     let rate = messages as f64 / a.duration.max(1e-9);
+    let per_msg = |bytes: u64| round1(bytes as f64 / total.max(1) as f64);
     eprintln!(
-        "echo: {messages} messages, {rate:.0} msgs/s, p50 {} µs, p99 {} µs, max {} µs, {errors} errors",
+        "echo: {messages} messages, {rate:.0} msgs/s, p50 {} µs, p99 {} µs, max {} µs, {errors} errors; wire {:.1} B out / {:.1} B in per message",
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
-        hist.max()
+        hist.max(),
+        per_msg(wire_out),
+        per_msg(wire_in),
     );
     if let Some(e) = &first_error {
         eprintln!("echo: first error: {e}");
@@ -710,7 +1091,12 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
         "url": a.target.url,
         "connections": a.connections,
         "size": a.size,
+        "payload": match a.payload { Payload::Fixed => "fixed", Payload::Chat => "chat" },
+        "payload_bytes_mean": round1(payload_mean),
         "binary": a.binary,
+        "deflate_offered": a.target.deflate,
+        "deflate_agreed": deflate_agreed,
+        "switchboard_v1": v1_sessions,
         "warmup_s": a.warmup,
         "duration_s": a.duration,
         "messages": messages,
@@ -719,6 +1105,14 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
         "p50_us": hist.value_at_quantile(0.5),
         "p99_us": hist.value_at_quantile(0.99),
         "max_us": hist.max(),
+        // Per echoed message (warmup included), one way: what the application sent, and
+        // the frames on the wire client -> server and server -> client.
+        "payload_bytes_per_msg": per_msg(payload_bytes),
+        "wire_out_bytes_per_msg": per_msg(wire_out),
+        "wire_in_bytes_per_msg": per_msg(wire_in),
+        "wire_out_bytes": wire_out,
+        "wire_in_bytes": wire_in,
+        "v1_acks_received": acks,
         "errors": errors,
         "first_error": first_error,
     }))

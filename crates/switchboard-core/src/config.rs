@@ -420,7 +420,8 @@ impl Default for KeepaliveConfig {
 pub struct CompressionConfig {
     /// Negotiate permessage-deflate when the client offers it. Default true.
     pub enabled: bool,
-    /// zlib level 0–9. Default 1.
+    /// zlib level 0–9. Default 2: zlib-rs's level 1 is a static-Huffman quick mode that
+    /// saves little on short messages; its level 2 is what zlib calls level 1.
     pub level: u32,
     /// Keep compression windows between messages (better ratio, ~300 KiB per connection).
     /// Default false: no per-connection compression memory.
@@ -435,7 +436,7 @@ impl Default for CompressionConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            level: 1,
+            level: 2,
             context_takeover: false,
             server_max_window_bits: 15,
             threshold_bytes: 32,

@@ -29,7 +29,7 @@ pub struct DeflateConfig {
 impl Default for DeflateConfig {
     fn default() -> Self {
         Self {
-            level: 1,
+            level: 2,
             context_takeover: false,
             server_max_window_bits: 15,
             threshold: 32,
