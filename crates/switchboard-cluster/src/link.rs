@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{BackplaneError, ClusterEvent, Command, ConnectionSnapshot};
+use crate::{Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot};
 
 /// How often a node whose engine is down probes it.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -799,6 +799,65 @@ async fn reap_node<E: Engine>(link: &Link, engine: &E, tag: u32, node_id: String
         let _ = link.run_bulk("forget node", engine.forget(tag)).await;
     }
     let _ = link.run("release", engine.release(tag)).await;
+}
+
+/// A backplane made of a [`Node`] (Redis, NATS): the [`Backplane`] calls are the node's.
+pub(crate) trait NodeBacked: Send + Sync + 'static {
+    /// The engine under the node.
+    type Engine: Engine;
+    /// The node.
+    fn node(&self) -> &Node<Self::Engine>;
+}
+
+impl<T: NodeBacked> Backplane for T {
+    fn kind(&self) -> &'static str {
+        T::Engine::KIND
+    }
+    fn is_ready(&self) -> bool {
+        self.node().link.is_ready()
+    }
+    fn to_node(
+        &self,
+        node_tag: u32,
+        command: Command,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node().to_node(node_tag, command))
+    }
+    fn to_all(&self, command: Command) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node().to_all(command))
+    }
+    fn record_connection(
+        &self,
+        id: ConnectionId,
+        snapshot: Option<ConnectionSnapshot>,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node().record_connection(id, snapshot))
+    }
+    fn connection(
+        &self,
+        id: ConnectionId,
+    ) -> BoxFuture<'_, Result<Option<ConnectionSnapshot>, BackplaneError>> {
+        Box::pin(self.node().connection(id))
+    }
+    fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
+        Box::pin(self.node().snapshots())
+    }
+    fn dropped_commands(&self) -> u64 {
+        self.node().link.dropped()
+    }
+    fn store_session(
+        &self,
+        key: &str,
+        json: Option<String>,
+        ttl_secs: u64,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node().store_session(&key, json, ttl_secs).await })
+    }
+    fn take_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node().take_session(&key).await })
+    }
 }
 
 #[cfg(test)]

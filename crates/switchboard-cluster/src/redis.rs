@@ -33,11 +33,12 @@ use redis::{
     RedisFuture, Value,
 };
 use switchboard_core::config::ClusterConfig;
-use switchboard_core::ConnectionId;
 use tokio::sync::mpsc;
 
-use crate::link::{self, tag_hex, Engine, Fault, Link, Node, Target, Tasks, CLAIM_SECS};
-use crate::{Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot};
+use crate::link::{
+    self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
+};
+use crate::{BackplaneError, ClusterEvent, Command};
 
 const ALL: &str = "sb:all";
 const NODES: &str = "sb:nodes";
@@ -80,7 +81,7 @@ impl RedisBackplane {
     ///
     /// `events` gets [`ClusterEvent`]s. `NodeLost` waits for room (the reaper task
     /// pauses; the gateway must keep reading); `BackplaneUp`/`BackplaneDown` are dropped
-    /// when it is full ([`Backplane::is_ready`] still tells the state).
+    /// when it is full ([`crate::Backplane::is_ready`] still tells the state).
     pub async fn connect(
         cfg: &ClusterConfig,
         node_id: &str,
@@ -125,54 +126,10 @@ impl RedisBackplane {
     }
 }
 
-impl Backplane for RedisBackplane {
-    fn kind(&self) -> &'static str {
-        RedisEngine::KIND
-    }
-    fn is_ready(&self) -> bool {
-        self.node.link.is_ready()
-    }
-    fn to_node(
-        &self,
-        node_tag: u32,
-        command: Command,
-    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        Box::pin(self.node.to_node(node_tag, command))
-    }
-    fn to_all(&self, command: Command) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        Box::pin(self.node.to_all(command))
-    }
-    fn record_connection(
-        &self,
-        id: ConnectionId,
-        snapshot: Option<ConnectionSnapshot>,
-    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        Box::pin(self.node.record_connection(id, snapshot))
-    }
-    fn connection(
-        &self,
-        id: ConnectionId,
-    ) -> BoxFuture<'_, Result<Option<ConnectionSnapshot>, BackplaneError>> {
-        Box::pin(self.node.connection(id))
-    }
-    fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
-        Box::pin(self.node.snapshots())
-    }
-    fn dropped_commands(&self) -> u64 {
-        self.node.link.dropped()
-    }
-    fn store_session(
-        &self,
-        key: &str,
-        json: Option<String>,
-        ttl_secs: u64,
-    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
-        let key = key.to_owned();
-        Box::pin(async move { self.node.store_session(&key, json, ttl_secs).await })
-    }
-    fn take_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
-        let key = key.to_owned();
-        Box::pin(async move { self.node.take_session(&key).await })
+impl NodeBacked for RedisBackplane {
+    type Engine = RedisEngine;
+    fn node(&self) -> &Node<Self::Engine> {
+        &self.node
     }
 }
 
