@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::fake::{Fake, FakeConfig};
 use support::proxy::ChaosProxy;
 use support::*;
-use switchboard_client::{Client, Event, Heartbeat, Options, Payload, ReconnectPolicy};
+use switchboard_client::{Client, Event, Options, Payload, ReconnectPolicy};
 
 fn fast_options() -> Options {
     Options {
@@ -351,33 +351,13 @@ async fn binary_messages_are_sequenced_too() {
 #[tokio::test]
 async fn a_silent_path_is_detected_by_the_heartbeat() {
     let fake = Fake::start(FakeConfig::default()).await;
-    let proxy = ChaosProxy::start(fake.addr).await;
-    let opts = Options {
-        heartbeat: Some(Heartbeat {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(200),
-        }),
-        connect_timeout: Duration::from_millis(500),
-        ..fast_options()
-    };
-    let client = Client::connect(&proxy.url(), opts).await.unwrap();
-    let id = open_id(&event_within(&client, 5).await);
-    // Heartbeats keep an idle connection up.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(proxy.accepted.load(Ordering::SeqCst), 1);
-    proxy.stall(true);
-    let ev = event_within(&client, 5).await;
-    assert!(
-        matches!(ev, Event::Reconnecting { attempt: 1, .. }),
-        "{ev:?}"
-    );
-    // The path comes back; the server learns the old socket is gone.
-    proxy.stall(false);
-    proxy.cut_all();
-    assert_eq!(
-        significant_event(&client, 5).await,
-        Event::Resumed { connection_id: id }
-    );
+    chaos::heartbeat_finds_a_silent_path(
+        fake.addr,
+        fast_options(),
+        Duration::from_millis(200),
+        Duration::from_millis(600),
+    )
+    .await;
 }
 
 #[tokio::test]

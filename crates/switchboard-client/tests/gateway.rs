@@ -304,35 +304,15 @@ async fn a_burst_beyond_the_buffer_then_a_drop_gives_a_fresh_connection() {
 
 #[tokio::test]
 async fn heartbeats_keep_an_idle_connection_and_find_a_dead_path() {
+    // The gateway answers `h`: a quiet connection stays up, and a silent path is found.
     let gw = gateway(&config(30, ECHO)).await;
-    let proxy = ChaosProxy::start(gw.ws).await;
-    let opts = Options {
-        heartbeat: Some(switchboard_client::Heartbeat {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(300),
-        }),
-        connect_timeout: Duration::from_millis(500),
-        ..options()
-    };
-    let client = Client::connect(&proxy.url(), opts).await.unwrap();
-    let id = open_id(&event_within(&client, 5).await);
-    // The gateway answers `h`: a quiet connection stays up.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(proxy.accepted.load(Ordering::SeqCst), 1);
-    // A silent path (nothing forwarded, sockets open) is found dead.
-    proxy.stall(true);
-    let ev = event_within(&client, 5).await;
-    assert!(
-        matches!(ev, Event::Reconnecting { attempt: 1, .. }),
-        "{ev:?}"
-    );
-    // The path comes back; the old socket closes, so the gateway parks the session.
-    proxy.stall(false);
-    proxy.cut_all();
-    assert_eq!(
-        significant_event(&client, 10).await,
-        Event::Resumed { connection_id: id }
-    );
+    chaos::heartbeat_finds_a_silent_path(
+        gw.ws,
+        options(),
+        Duration::from_millis(300),
+        Duration::from_millis(800),
+    )
+    .await;
 }
 
 /// docs/protocol.md: the server acknowledges a client message "whenever it has been idle

@@ -101,6 +101,43 @@ pub async fn exchange(
     resumes
 }
 
+/// Heartbeats every 100 ms (`timeout` to answer) keep a quiet connection to `upstream`
+/// up for `quiet`; a silent path (the proxy forwards nothing, sockets open) is found
+/// dead; once the path is back and the old socket is cut, the session resumes.
+pub async fn heartbeat_finds_a_silent_path(
+    upstream: SocketAddr,
+    base: switchboard_client::Options,
+    timeout: Duration,
+    quiet: Duration,
+) {
+    use super::{event_within, open_id, significant_event};
+    let proxy = ChaosProxy::start(upstream).await;
+    let opts = switchboard_client::Options {
+        heartbeat: Some(switchboard_client::Heartbeat {
+            interval: Duration::from_millis(100),
+            timeout,
+        }),
+        connect_timeout: Duration::from_millis(500),
+        ..base
+    };
+    let client = Client::connect(&proxy.url(), opts).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    tokio::time::sleep(quiet).await;
+    assert_eq!(proxy.accepted.load(Ordering::SeqCst), 1);
+    proxy.stall(true);
+    let ev = event_within(&client, 5).await;
+    assert!(
+        matches!(ev, Event::Reconnecting { attempt: 1, .. }),
+        "{ev:?}"
+    );
+    proxy.stall(false);
+    proxy.cut_all();
+    assert_eq!(
+        significant_event(&client, 10).await,
+        Event::Resumed { connection_id: id }
+    );
+}
+
 pub fn first_difference(got: &[String], want: &[String]) -> String {
     let i = got
         .iter()
