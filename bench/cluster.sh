@@ -41,21 +41,12 @@
 # Raw results: target/cluster-bench/<timestamp>/{summary.md,*.jsonl,*.log,*.toml,*.metrics}
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # The command as run, with the knobs set in the environment.
-COMMAND="bench/cluster.sh${*:+ $*}"
-for v in BACKPLANES DIRECT_CONNS DIRECT_CONCURRENCY DIRECT_SIZE DIRECT_SECS DIRECT_RUNS \
-    DIRECT_PACINGS PER_NODE FAN_SIZE SHOTS FAN_SECS FAN_RUNS INFLIGHT WINDOW NO_BUILD; do
-    [ -n "${!v+x}" ] && COMMAND="$v=${!v} $COMMAND"
-done
-
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) sed -n '2,/^set -euo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "cluster.sh: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+bench_command "$*" BACKPLANES DIRECT_CONNS DIRECT_CONCURRENCY DIRECT_SIZE DIRECT_SECS DIRECT_RUNS \
+    DIRECT_PACINGS PER_NODE FAN_SIZE SHOTS FAN_SECS FAN_RUNS INFLIGHT WINDOW NO_BUILD
+bench_args "$@"
 
 BACKPLANES="${BACKPLANES:-redis nats}"
 DIRECT_CONNS="${DIRECT_CONNS:-100}"
@@ -73,65 +64,21 @@ INFLIGHT="${INFLIGHT:-2}"
 WINDOW="${WINDOW:-0}"
 NODES=(node-a node-b node-c)
 
-STAMP="$(date +%Y%m%d-%H%M%S)"
-OUT="$ROOT/target/cluster-bench/$STAMP"
-mkdir -p "$OUT"
-BIN="$ROOT/target/release"
+bench_init --no-results
 XNODE="$BIN/xnode"
-GATEWAY="$BIN/switchboard"
-T0=$(date +%s)
-
-log() { printf '[cluster %3ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # Nodes, engines and the client hold up to ~15,000 sockets each.
 ulimit -n "$(ulimit -Hn)"
 
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/sb-cluster-bench.XXXXXX")"
-PIDS=()
-cleanup() {
-    local pid i alive
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for i in $(seq 1 50); do
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
+TEMPS+=("$SCRATCH")
+trap 'bench_cleanup 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
 # follow PID FILE: copies FILE to stderr (indented) until PID exits, in the background (the
 # script itself only waits, so a signal stops it at once).
 follow() {
     tail -n +1 -f --pid="$1" "$2" 2>/dev/null | sed -u 's/^/    /' >&2 &
-}
-
-forget() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# stop PID [SECS]: SIGTERM, wait up to SECS (default 5), then SIGKILL.
-stop() {
-    local pid="$1" secs="${2:-5}" i
-    kill "$pid" 2>/dev/null || true
-    for i in $(seq 1 $((secs * 10))); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -145,8 +92,7 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
     # Only this binary: the bench's other binaries may be mid-edit.
     cargo build --release -p switchboard-bench --bin xnode
 fi
-[ -x "$GATEWAY" ] || die "$GATEWAY missing"
-[ -x "$XNODE" ] || die "$XNODE missing"
+bench_need switchboard xnode
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || die "redis-server not found"
 NATS_SERVER="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [ -x "$NATS_SERVER" ] || [[ " $BACKPLANES " != *" nats "* ]] || die "nats-server not found"
@@ -163,13 +109,13 @@ start_engine() {
     dir="$SCRATCH/$kind"
     mkdir -p "$dir"
     for attempt in 1 2 3 4 5; do
-        port=$(free_port)
+        port=$(bench_free_port)
         if [ "$kind" = redis ]; then
             redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
                 --dir "$dir" --maxclients 1000 >"$OUT/$kind.log" 2>&1 &
             ENGINE_URL="redis://127.0.0.1:$port"
         else
-            NATS_MON=$(free_port)
+            NATS_MON=$(bench_free_port)
             "$NATS_SERVER" -a 127.0.0.1 -p "$port" -m "$NATS_MON" -js -sd "$dir/js" \
                 >"$OUT/$kind.log" 2>&1 &
             ENGINE_URL="nats://127.0.0.1:$port"
@@ -185,34 +131,21 @@ start_engine() {
             fi
             sleep 0.1
         done
-        stop "$ENGINE_PID" 2
+        bench_stop "$ENGINE_PID" 2
         log "warning: $kind did not start on port $port (attempt $attempt)"
     done
     die "$kind did not start (see $OUT/$kind.log)"
 }
 
 declare -A WS MGMT NPID
-# start_node BACKPLANE NAME: config, process, address from its stdout, /readyz.
+# start_node BACKPLANE NAME: config, process, /readyz.
 start_node() {
-    local bp="$1" name="$2" conf="$OUT/$1-$2.toml" i line
-    cat >"$conf" <<EOF
-# Generated by bench/cluster.sh.
-[server]
-node_id = "$name"
-shutdown_grace_secs = 2
-log_level = "warn"
-
+    local bp="$1" name="$2"
+    bench_gateway_toml "$OUT/$bp-$name.toml" "node_id = \"$name\"
+log_level = \"warn\"" <<EOF
 [cluster]
 backplane = "$bp"
 urls = ["$ENGINE_URL"]
-
-[limits]
-max_connections = 20000
-idle_timeout_secs = 3600
-max_connection_secs = 0
-
-[keepalive]
-ping_interval_secs = 0
 
 [management]
 auth = "none"
@@ -226,24 +159,10 @@ groups = ["bench", "bench-b"]
 function = "join"
 two_way = true
 EOF
-    "$GATEWAY" serve --config "$conf" --listen 127.0.0.1:0 --management-listen 127.0.0.1:0 \
-        >"$OUT/$bp-$name.out" 2>"$OUT/$bp-$name.log" &
-    NPID[$name]=$!
-    PIDS+=("${NPID[$name]}")
-    for i in $(seq 1 300); do
-        line=$(grep -m1 'listening on ws://' "$OUT/$bp-$name.out" 2>/dev/null || true)
-        [ -n "$line" ] && break
-        kill -0 "${NPID[$name]}" 2>/dev/null || die "$name exited at start (see $OUT/$bp-$name.log)"
-        sleep 0.1
-    done
-    [ -n "$line" ] || die "$name did not print its address in 30 s"
-    WS[$name]=$(sed -n 's|.*listening on \(ws://[^ ]*\) .*|\1|p' <<<"$line")
-    MGMT[$name]=$(sed -n 's|.*(management \(http://[^/]*\)/).*|\1|p' <<<"$line")
-    for i in $(seq 1 100); do
-        curl -fsS -o /dev/null --max-time 1 "${MGMT[$name]}/readyz" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "$name not ready (see $OUT/$bp-$name.log)"
+    bench_start_gateway "$bp-$name" "$OUT/$bp-$name.toml"
+    NPID[$name]=$GW_PID
+    WS[$name]=$GW_URL
+    MGMT[$name]="http://127.0.0.1:$GW_MPORT"
 }
 
 # after_disconnect BACKPLANE: samples every node's /readyz every 0.25 s until all have been
@@ -334,6 +253,21 @@ print(json.dumps(res))
 EOF
 }
 
+# run_xnode BACKPLANE PHASE LIMIT_SECS ARGS...: `xnode PHASE ARGS` with every process's pid,
+# bounded by LIMIT_SECS; its JSON lines in BACKPLANE-PHASE.jsonl, its log copied to stderr.
+run_xnode() {
+    local bp="$1" phase="$2" limit="$3" pid
+    shift 3
+    : >"$OUT/$bp-$phase.log"
+    timeout -k 5 "$limit" "$XNODE" "$phase" "$@" --pids "$PIDSPEC" \
+        >"$OUT/$bp-$phase.jsonl" 2>"$OUT/$bp-$phase.log" &
+    pid=$!
+    PIDS+=("$pid")
+    follow "$pid" "$OUT/$bp-$phase.log"
+    wait "$pid" || log "warning: xnode $phase ($bp) failed: $(tail -n 2 "$OUT/$bp-$phase.log" | tr '\n' ' ')"
+    bench_forget "$pid"
+}
+
 # ---------------------------------------------------------------------------------------
 # runs
 
@@ -347,44 +281,28 @@ for bp in $BACKPLANES; do
 
     # direct: 100 connections on node-b; same = node-b's API, cross = node-a's.
     pacings=$(tr ',' '\n' <<<"$DIRECT_PACINGS" | grep -c .)
-    limit=$((30 + DIRECT_RUNS * pacings * 2 * (DIRECT_SECS + 25)))
     log "direct: $DIRECT_CONNS connections on node-b, $DIRECT_RUNS runs x {$DIRECT_PACINGS} x {same, cross}, ${DIRECT_SECS}s each"
-    : >"$OUT/$bp-direct.log"
-    timeout -k 5 "$limit" "$XNODE" direct --ws-url "${WS[node-b]}" \
-        --same-url "${MGMT[node-b]}" --cross-url "${MGMT[node-a]}" \
+    run_xnode "$bp" direct $((30 + DIRECT_RUNS * pacings * 2 * (DIRECT_SECS + 25))) \
+        --ws-url "${WS[node-b]}" --same-url "${MGMT[node-b]}" --cross-url "${MGMT[node-a]}" \
         --connections "$DIRECT_CONNS" --group bench-b --size "$DIRECT_SIZE" \
         --concurrency "$DIRECT_CONCURRENCY" --secs "$DIRECT_SECS" --runs "$DIRECT_RUNS" \
-        --pacings "$DIRECT_PACINGS" --pids "$PIDSPEC" \
-        >"$OUT/$bp-direct.jsonl" 2>"$OUT/$bp-direct.log" &
-    XPID=$!
-    PIDS+=("$XPID")
-    follow "$XPID" "$OUT/$bp-direct.log"
-    wait "$XPID" || log "warning: xnode direct ($bp) failed: $(tail -n 2 "$OUT/$bp-direct.log" | tr '\n' ' ')"
-    forget "$XPID"
+        --pacings "$DIRECT_PACINGS"
     sleep 1
 
     # fan-out: PER_NODE on each node, published through node-a.
-    limit=$((210 + PER_NODE * 3 / 250 + SHOTS * 20 + FAN_RUNS * (FAN_SECS + 45)))
     log "fanout: $PER_NODE members on each of ${NODES[*]}, published on node-a; $SHOTS shots, $FAN_RUNS x ${FAN_SECS}s sustained"
-    : >"$OUT/$bp-fanout.log"
-    timeout -k 5 "$limit" "$XNODE" fanout \
+    run_xnode "$bp" fanout $((210 + PER_NODE * 3 / 250 + SHOTS * 20 + FAN_RUNS * (FAN_SECS + 45))) \
         --ws-urls "${WS[node-a]},${WS[node-b]},${WS[node-c]}" --names "node-a,node-b,node-c" \
         --publish-url "${MGMT[node-a]}" --per-node "$PER_NODE" --group bench --size "$FAN_SIZE" \
         --shots "$SHOTS" --runs "$FAN_RUNS" --secs "$FAN_SECS" --inflight "$INFLIGHT" \
-        --window "$WINDOW" --pids "$PIDSPEC" \
-        >"$OUT/$bp-fanout.jsonl" 2>"$OUT/$bp-fanout.log" &
-    XPID=$!
-    PIDS+=("$XPID")
-    follow "$XPID" "$OUT/$bp-fanout.log"
-    wait "$XPID" || log "warning: xnode fanout ($bp) failed: $(tail -n 2 "$OUT/$bp-fanout.log" | tr '\n' ' ')"
-    forget "$XPID"
+        --window "$WINDOW"
 
     # The client's exit closed every member at once: watch the nodes' /readyz (false while
     # a node considers its backplane down) for a few seconds.
     after_disconnect "$bp" >>"$OUT/$bp-fanout.jsonl"
     node_summary "$bp" >"$OUT/$bp-nodes.jsonl"
-    for n in "${NODES[@]}"; do stop "${NPID[$n]}" 8; done
-    stop "$ENGINE_PID" 5
+    for n in "${NODES[@]}"; do bench_stop "${NPID[$n]}" 8; done
+    bench_stop "$ENGINE_PID" 5
 done
 
 LOAD_AT_END="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -582,6 +500,4 @@ o.append("")
 o.append("</details>")
 print("\n".join(o))
 EOF
-log "done; raw results in ${OUT#"$ROOT"/}"
-echo
-cat "$OUT/summary.md"
+bench_done

@@ -30,20 +30,10 @@
 # Raw results: target/compression-bench/<timestamp>/{results.jsonl,summary.md,*.log,*.toml}
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-COMMAND="bench/compression.sh"
-for v in RUNS SECS WARMUP CONNS GATEWAY_LEVELS PEERS NO_BUILD; do
-    if [ -n "${!v+x}" ]; then
-        case "${!v}" in *" "*) COMMAND="$v=\"${!v}\" $COMMAND" ;; *) COMMAND="$v=${!v} $COMMAND" ;; esac
-    fi
-done
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) sed -n '2,/^set -euo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "compression.sh: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_command "$*" RUNS SECS WARMUP CONNS GATEWAY_LEVELS PEERS NO_BUILD
+bench_args "$@"
 
 RUNS="${RUNS:-3}"
 SECS="${SECS:-5}"
@@ -52,27 +42,12 @@ CONNS="${CONNS:-100}"
 GATEWAY_LEVELS="${GATEWAY_LEVELS:-2 1}"
 PEERS="${PEERS:-ws websockets}"
 
-OUT="$ROOT/target/compression-bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-T0=$(date +%s)
-
-log() { printf '[compression %3ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
+bench_init
 trap 'bench_cleanup 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building release: switchboard, switchboard-bench"
-    cargo build --release -p switchboard -p switchboard-bench
-fi
-for b in switchboard loadgen; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b missing"
-done
+bench_build
+bench_need switchboard loadgen
 bench_ensure_peers
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -114,9 +89,7 @@ done
 
 limit=$(python3 -c "import math; print(math.ceil($SECS + $WARMUP) + 40)")
 for run in $(seq 1 "$RUNS"); do
-    n=${#CELLS[@]}
-    for k in $(seq 0 $((n - 1))); do
-        cell=${CELLS[$(((k + (run - 1) * 3) % n))]}
+    for cell in $(bench_rotate $(((run - 1) * 3)) "${CELLS[@]}"); do
         sys=${cell%%:*}
         mode=${cell#*:}
         flag=()
@@ -128,7 +101,7 @@ for run in $(seq 1 "$RUNS"); do
         [ -n "$LINE" ] || die "loadgen failed against $sys ($mode; see $OUT/echo-$sys-$mode-$run.log): $(tail -n 3 "$OUT/echo-$sys-$mode-$run.log")"
         bench_record "$RESULTS" "$LINE" phase=compression system="$sys" label="${LABEL[$sys]}" \
             level="${LEVEL[$sys]}" deflate="$([ "$mode" = on ] && echo true || echo false)" run="$run" \
-            server_cpu_s="$(python3 -c "print(($c1 - $c0) / $CLK_TCK)")" \
+            server_cpu_s="$(bench_cpu_secs $((c1 - c0)))" \
             load1="$(cut -d' ' -f1 /proc/loadavg)"
         python3 -c '
 import json, sys
@@ -182,6 +155,4 @@ out.append("Payload: %.0f B per message (mean). Errors in all runs: %d." % (
     med([r["payload_bytes_per_msg"] for r in rows]), sum(r["errors"] for r in rows)))
 print("\n".join(out))
 EOF
-log "done; raw results in ${OUT#"$ROOT"/}"
-echo
-cat "$OUT/summary.md"
+bench_done

@@ -24,22 +24,16 @@
 # Raw results: target/edge-bench/<timestamp>/{results.jsonl,summary.md,*.log}
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-COMMAND="bench/edge.sh${*:+ $*}"
-for v in IDLE_COUNTS IDLE_RUNS SETTLE ECHO_RUNS ECHO_SECS ECHO_WARMUP ECHO_CONNS ECHO_SIZE \
-    CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY NO_BUILD; do
-    if [ -n "${!v+x}" ]; then
-        case "${!v}" in *" "*) COMMAND="$v=\"${!v}\" $COMMAND" ;; *) COMMAND="$v=${!v} $COMMAND" ;; esac
-    fi
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_command "$*" IDLE_COUNTS IDLE_RUNS SETTLE ECHO_RUNS ECHO_SECS ECHO_WARMUP ECHO_CONNS ECHO_SIZE \
+    CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY NO_BUILD
 
 CEILING_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --ceiling-only) CEILING_ONLY=1 ;;
-        -h|--help) sed -n '2,/^set -euo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "edge.sh: unknown argument: $arg" >&2; exit 2 ;;
+        *) bench_arg "$arg" ;;
     esac
 done
 
@@ -56,65 +50,30 @@ CONNECT_SECS="${CONNECT_SECS:-5}"
 CONNECT_CONCURRENCY="${CONNECT_CONCURRENCY:-50}"
 CONFIG="${CONFIG:-examples/echo/switchboard.toml}"
 
-OUT="$ROOT/target/edge-bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-BIN="$ROOT/target/release"
-LOADGEN="$BIN/loadgen"
-GATEWAY_BIN="${GATEWAY_BIN:-$BIN/switchboard}"
-T0=$(date +%s)
+bench_init
+GATEWAY="${GATEWAY_BIN:-$GATEWAY}"
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-
-log() { printf '[edge %3ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # Both servers and the load generator inherit this; idle needs ~15,000 fds on each side.
 ulimit -n "$(ulimit -Hn)"
-
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+trap 'bench_cleanup 2>/dev/null' EXIT
 
 # ---------------------------------------------------------------------------------------
 # build
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    if [ "$CEILING_ONLY" = 1 ]; then
-        log "building release: switchboard-bench"
-        cargo build --release -p switchboard-bench
-    else
-        log "building release: switchboard, switchboard-bench"
-        cargo build --release -p switchboard -p switchboard-bench
-    fi
+if [ "$CEILING_ONLY" = 1 ]; then
+    bench_build switchboard-bench
+else
+    bench_build
 fi
 [ -x "$LOADGEN" ] && [ -x "$BIN/ceiling-echo" ] || die "bench binaries missing in $BIN"
 if [ "$CEILING_ONLY" = 0 ]; then
-    [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN missing"
+    [ -x "$GATEWAY" ] || die "$GATEWAY missing"
     [ -f "$CONFIG" ] || die "gateway config $CONFIG missing"
 fi
 
 # ---------------------------------------------------------------------------------------
 # servers
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
-# cpu_ticks PID: user + system CPU time of the process (all threads), in clock ticks.
-# (Field 2, the command name, has no spaces for our servers.)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-CLK_TCK="$(getconf CLK_TCK)"
 
 # The gateway-connect config: the builtin echo answers `$connect` (200: accept) and every
 # message (no static files, so it does not depend on CONFIG's directory).
@@ -142,56 +101,20 @@ EOF
 # and SERVER_URL.
 SERVER_N=0
 start_server() {
-    local kind="$1" i config="$CONFIG"
+    local kind="$1" config="$CONFIG"
     SERVER_N=$((SERVER_N + 1))
-    local logf="$OUT/$kind-$SERVER_N.log"
-    [ "$kind" = gateway-connect ] && config="$OUT/connect.toml"
-    if [ "$kind" != ceiling ]; then
-        local port mport
-        port=$(free_port)
-        mport=$(free_port)
-        SWITCHBOARD_LIMITS__MAX_CONNECTIONS=20000 "$GATEWAY_BIN" serve --config "$config" \
-            --listen "127.0.0.1:$port" --management-listen "127.0.0.1:$mport" >"$logf" 2>&1 &
-        SERVER_PID=$!
-        PIDS+=("$SERVER_PID")
-        for i in $(seq 1 300); do
-            kill -0 "$SERVER_PID" 2>/dev/null || die "gateway exited at start (see $logf)"
-            if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$mport/readyz" 2>/dev/null; then
-                SERVER_URL="ws://127.0.0.1:$port/"
-                return 0
-            fi
-            sleep 0.1
-        done
-        die "gateway not ready after 30 s (see $logf)"
-    else
-        "$BIN/ceiling-echo" --listen 127.0.0.1:0 >"$logf" 2>&1 &
-        SERVER_PID=$!
-        PIDS+=("$SERVER_PID")
-        for i in $(seq 1 100); do
-            local addr
-            addr=$(sed -n 's/^listening on //p' "$logf")
-            if [ -n "$addr" ]; then
-                SERVER_URL="ws://$addr/"
-                return 0
-            fi
-            kill -0 "$SERVER_PID" 2>/dev/null || die "ceiling-echo exited at start (see $logf)"
-            sleep 0.1
-        done
-        die "ceiling-echo did not report its address (see $logf)"
+    if [ "$kind" = ceiling ]; then
+        bench_start_peer ceiling "$kind-$SERVER_N"
+        SERVER_PID=$PEER_PID
+        SERVER_URL=$PEER_URL
+        return 0
     fi
-}
-
-# forget PID: drops PID from the cleanup list once it has been waited for.
-forget() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-stop_server() {
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    forget "$1"
+    [ "$kind" != gateway-connect ] || config="$OUT/connect.toml"
+    GW_PORT=$(bench_free_port)
+    GW_MPORT=$(bench_free_port)
+    bench_start_gateway "$kind-$SERVER_N" "$config" SWITCHBOARD_LIMITS__MAX_CONNECTIONS=20000
+    SERVER_PID=$GW_PID
+    SERVER_URL=$GW_URL
 }
 
 # record PHASE TARGET RUN JSON [KEY=NUMBER...]: appends one labelled result line.
@@ -230,12 +153,12 @@ IDLE_SORTED=$(echo "$IDLE_COUNTS" | tr ' ' '\n' | sort -n | tr '\n' ' ')
 IDLE_MAX=$(echo "$IDLE_SORTED" | tr ' ' '\n' | grep . | tail -n 1)
 IDLE_STEPS=$(echo "$IDLE_SORTED" | tr ' ' '\n' | grep . | head -n -1 | paste -sd, -)
 idle_round() {
-    local kind="$1" run="$2" name="idle-$1-$2" i
+    local kind="$1" run="$2" name="idle-$1-$2"
     start_server "$kind"
     local pid="$SERVER_PID" url="$SERVER_URL"
     sleep 1
     local before after
-    before=$(rss_kib "$pid")
+    before=$(bench_rss_kib "$pid")
     local fifo="$OUT/$name.fifo"
     mkfifo "$fifo"
     "$LOADGEN" idle --url "$url" --connections "$IDLE_MAX" ${IDLE_STEPS:+--steps "$IDLE_STEPS"} \
@@ -246,7 +169,7 @@ idle_round() {
     local step=0 n opened per line
     for n in $IDLE_SORTED; do
         step=$((step + 1))
-        for i in $(seq 1 1200); do
+        for _ in $(seq 1 1200); do
             [ "$(grep -c '^READY' "$OUT/$name.log")" -ge "$step" ] && break
             kill -0 "$lg" 2>/dev/null || break
             sleep 0.1
@@ -254,7 +177,7 @@ idle_round() {
         opened=$(grep '^READY' "$OUT/$name.log" | sed -n "${step}s/^READY //p")
         [ -n "$opened" ] || { exec 3>&-; die "loadgen idle never got READY at step $step (see $OUT/$name.log)"; }
         sleep "$SETTLE"
-        after=$(rss_kib "$pid")
+        after=$(bench_rss_kib "$pid")
         [ "$opened" = "$n" ] || log "warning: only $opened/$n idle connections opened against $kind"
         per=$(python3 -c 'import sys; b, a, n = map(float, sys.argv[1:]); print(round((a - b) / n, 3))' "$before" "$after" "$opened")
         log "idle $kind run $run: $opened connections, RSS $before -> $after KiB = $per KiB/connection"
@@ -264,17 +187,16 @@ idle_round() {
     done
     exec 3>&-
     wait "$lg" || true
-    forget "$lg"
+    bench_forget "$lg"
     rm -f "$fifo"
     [ -n "$(tail -n 1 "$OUT/$name.json")" ] || die "loadgen idle printed no result (see $OUT/$name.log)"
-    stop_server "$pid"
+    bench_stop "$pid"
 }
 
 IDLE_KINDS=(gateway ceiling)
 [ "$CEILING_ONLY" = 1 ] && IDLE_KINDS=(ceiling)
 for run in $(seq 1 "$IDLE_RUNS"); do
-    if [ $((run % 2)) = 1 ]; then order=("${IDLE_KINDS[@]}"); else order=(); for ((i = ${#IDLE_KINDS[@]} - 1; i >= 0; i--)); do order+=("${IDLE_KINDS[$i]}"); done; fi
-    for kind in "${order[@]}"; do idle_round "$kind" "$run"; done
+    for kind in $(bench_rotate $((run - 1)) "${IDLE_KINDS[@]}"); do idle_round "$kind" "$run"; done
 done
 
 # ---------------------------------------------------------------------------------------
@@ -299,24 +221,22 @@ fi
 
 for run in $(seq 1 "$ECHO_RUNS"); do
     for kind in "${TARGETS[@]}"; do
-        c0=$(cpu_ticks "${SPID[$kind]}")
+        c0=$(bench_cpu_ticks "${SPID[$kind]}")
         line=$(run_loadgen "echo-$kind-$run" echo --url "${URL[$kind]}" --connections "$ECHO_CONNS" \
             --size "$ECHO_SIZE" --duration "$ECHO_SECS" --warmup "$ECHO_WARMUP")
-        c1=$(cpu_ticks "${SPID[$kind]}")
-        record echo "$kind" "$run" "$line" server_cpu_s="$(python3 -c "print(($c1 - $c0) / $CLK_TCK)")"
+        c1=$(bench_cpu_ticks "${SPID[$kind]}")
+        record echo "$kind" "$run" "$line" server_cpu_s="$(bench_cpu_secs $((c1 - c0)))"
         log "echo $kind run $run: $(brief "$line" '%(msgs_per_s).0f msgs/s, p50 %(p50_us)d us, p99 %(p99_us)d us, %(errors)d errors')"
     done
 done
 
 for run in $(seq 1 "$CONNECT_RUNS"); do
-    n=${#CONNECT_TARGETS[@]}
-    for k in $(seq 0 $((n - 1))); do
-        kind=${CONNECT_TARGETS[$(((k + run - 1) % n))]}
-        c0=$(cpu_ticks "${SPID[$kind]}")
+    for kind in $(bench_rotate $((run - 1)) "${CONNECT_TARGETS[@]}"); do
+        c0=$(bench_cpu_ticks "${SPID[$kind]}")
         line=$(run_loadgen "connect-$kind-$run" connect-rate --url "${URL[$kind]}" \
             --concurrency "$CONNECT_CONCURRENCY" --duration "$CONNECT_SECS")
-        c1=$(cpu_ticks "${SPID[$kind]}")
-        record connect "$kind" "$run" "$line" server_cpu_s="$(python3 -c "print(($c1 - $c0) / $CLK_TCK)")"
+        c1=$(bench_cpu_ticks "${SPID[$kind]}")
+        record connect "$kind" "$run" "$line" server_cpu_s="$(bench_cpu_secs $((c1 - c0)))"
         log "connect-rate $kind run $run: $(brief "$line" '%(conns_per_s).0f conn/s, handshake p50 %(handshake_p50_us)d us, p99 %(handshake_p99_us)d us, %(errors)d errors')"
     done
 done
@@ -406,6 +326,4 @@ out.append(f"| handshake p99, µs | {mmm(g, 'handshake_p99_us')} | {mmm(c, 'hand
 out.append(f"| connect errors (all runs) | {sum(r['errors'] for r in g + gc) if g else '–'} | {sum(r['errors'] for r in c) if c else '–'} | |")
 print("\n".join(out))
 EOF
-log "done; raw results in ${OUT#"$ROOT"/}"
-echo
-cat "$OUT/summary.md"
+bench_done

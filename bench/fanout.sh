@@ -35,15 +35,9 @@
 # Raw results: target/fanout-bench/<timestamp>/{results.jsonl,summary.md,*.log,switchboard.toml}
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) sed -n '2,/^set -euo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "fanout.sh: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
 
 COUNTS="${COUNTS:-5000 15000}"
 SHOTS="${SHOTS:-5}"
@@ -58,65 +52,19 @@ PEERS_ROOT="${PEERS_ROOT:-$ROOT/target/peers}"
 SOCKUDO="$PEERS_ROOT/bin/sockudo"
 TOKEN="bench-token-0123456789"
 
-OUT="$ROOT/target/fanout-bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-BIN="$ROOT/target/release"
-LOADGEN="$BIN/loadgen"
-T0=$(date +%s)
-CLK_TCK="$(getconf CLK_TCK)"
-
-log() { printf '[fanout %3ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
+bench_init
 # Servers and load generators hold ~15,000 sockets each.
 ulimit -n "$(ulimit -Hn)"
 
-PIDS=()
-FIFOS=()
-cleanup() {
-    local pid i alive
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    # sockudo takes seconds to shut down (grace period set to 2 s below); the gateway
-    # drains for up to shutdown_grace_secs (2 s).
-    for i in $(seq 1 150); do
-        alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    for f in "${FIFOS[@]}"; do rm -f "$f"; done
-}
-trap cleanup EXIT
+# sockudo takes seconds to shut down (grace period set to 2 s below); the gateway drains
+# for up to shutdown_grace_secs (2 s).
+trap 'bench_cleanup 15 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
-
-forget() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
 
 # ---------------------------------------------------------------------------------------
 # install and build
 
-if ! command -v protoc >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "protoc missing; install it with: sudo apt-get install -y protobuf-compiler"
-    log "installing protobuf-compiler"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y protobuf-compiler >"$OUT/apt.log" 2>&1; then
-        apt-get update >>"$OUT/apt.log" 2>&1
-        apt-get install -y protobuf-compiler >>"$OUT/apt.log" 2>&1 || die "could not install protobuf-compiler (see $OUT/apt.log)"
-    fi
-fi
+command -v protoc >/dev/null || bench_apt_install protoc protobuf-compiler
 
 if [ ! -x "$SOCKUDO" ]; then
     log "installing sockudo into $PEERS_ROOT (cargo install --locked; a long build, done once)"
@@ -129,13 +77,8 @@ fi
 SOCKUDO_VERSION="$("$SOCKUDO" --version 2>/dev/null | head -n 1 || true)"
 [ -n "$SOCKUDO_VERSION" ] || SOCKUDO_VERSION="sockudo $(sed -n 's/.*"sockudo \([0-9.]*\) .*/\1/p' "$PEERS_ROOT/.crates.toml" 2>/dev/null | head -n 1)"
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building release: switchboard, switchboard-bench"
-    cargo build --release -p switchboard -p switchboard-bench
-fi
-for b in switchboard loadgen; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b missing"
-done
+bench_build
+bench_need switchboard loadgen
 
 T1=$(date +%s)
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -143,35 +86,11 @@ LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------------------------------
 # helpers
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 port_free() {
     python3 -c 'import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try: s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError: sys.exit(1)' "$1"
-}
-
-# cpu_ticks PID...: user + system CPU of the processes (all threads), in clock ticks.
-cpu_ticks() {
-    local sum=0 pid line
-    local -a f
-    for pid in "$@"; do
-        if read -r line 2>/dev/null <"/proc/$pid/stat"; then
-            read -r -a f <<<"${line##*) }"
-            sum=$((sum + f[11] + f[12]))
-        fi
-    done
-    echo "$sum"
-}
-
-# busy_ticks: CPU ticks the whole machine spent busy (all cores), from /proc/stat.
-busy_ticks() {
-    local cpu u n s i w q sq st rest
-    read -r cpu u n s i w q sq st rest </proc/stat
-    echo $((u + n + s + q + sq + st))
 }
 
 remaining() { echo $((BUDGET - ($(date +%s) - T1))); }
@@ -182,23 +101,7 @@ remaining() { echo $((BUDGET - ($(date +%s) - T1))); }
 port_free 6001 || die "port 6001 is busy (another sockudo?)"
 port_free 9601 || die "port 9601 is busy (another sockudo?)"
 
-GW_PORT=$(free_port)
-GW_MPORT=$(free_port)
-cat >"$OUT/switchboard.toml" <<EOF
-# Generated by bench/fanout.sh.
-[server]
-listen = "127.0.0.1:$GW_PORT"
-management_listen = "127.0.0.1:$GW_MPORT"
-shutdown_grace_secs = 2
-
-[limits]
-max_connections = 20000
-idle_timeout_secs = 3600
-max_connection_secs = 0
-
-[keepalive]
-ping_interval_secs = 0
-
+bench_gateway_toml "$OUT/switchboard.toml" <<EOF
 [management]
 bearer_tokens = ["$TOKEN"]
 
@@ -211,9 +114,7 @@ groups = ["bench"]
 function = "join"
 two_way = true
 EOF
-"$BIN/switchboard" serve --config "$OUT/switchboard.toml" >"$OUT/switchboard.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
+bench_start_gateway switchboard "$OUT/switchboard.toml"
 
 HOST=127.0.0.1 METRICS_HOST=127.0.0.1 SHUTDOWN_GRACE_PERIOD=2 \
 SOCKUDO_DEFAULT_APP_ENABLED=true SOCKUDO_DEFAULT_APP_ID=app \
@@ -224,18 +125,7 @@ SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=1000000 \
 SK_PID=$!
 PIDS+=("$SK_PID")
 
-for i in $(seq 1 300); do
-    kill -0 "$GW_PID" 2>/dev/null || die "switchboard exited at start (see $OUT/switchboard.log)"
-    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$GW_MPORT/readyz" 2>/dev/null && break
-    sleep 0.1
-done
-curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$GW_MPORT/readyz" || die "switchboard not ready (see $OUT/switchboard.log)"
-for i in $(seq 1 300); do
-    kill -0 "$SK_PID" 2>/dev/null || die "sockudo exited at start (see $OUT/sockudo.log)"
-    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:6001/up" 2>/dev/null && break
-    sleep 0.1
-done
-curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:6001/up" || die "sockudo not ready (see $OUT/sockudo.log)"
+bench_wait_ready "$SK_PID" "http://127.0.0.1:6001/up" sockudo "$OUT/sockudo.log"
 log "switchboard on 127.0.0.1:$GW_PORT (management $GW_MPORT), $SOCKUDO_VERSION on 127.0.0.1:6001"
 
 declare -A SPID=([switchboard]="$GW_PID" [sockudo]="$SK_PID")
@@ -247,7 +137,7 @@ declare -A LGPID LGFD LGOUT
 start_loadgen() {
     local sys="$1" n="$2" fifo="$OUT/$1-$2.fifo" fd i
     mkfifo "$fifo"
-    FIFOS+=("$fifo")
+    TEMPS+=("$fifo")
     LGOUT[$sys]="$OUT/$sys-$n.jsonl"
     "$LOADGEN" fanout --system "$sys" --url "${WSURL[$sys]}" --publish-url "${PUBURL[$sys]}" \
         --connections "$n" --size "$SIZE" --inflight "$INFLIGHT" --window "$WINDOW" \
@@ -278,7 +168,7 @@ stop_loadgen() {
     done
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    forget "$pid"
+    bench_forget "$pid"
 }
 
 # record SYS N KIND JSON SERVER_TICKS LOADGEN_TICKS BUSY_TICKS WALL_S: one labelled line.
@@ -299,9 +189,9 @@ ask() {
     local sys="$1" n="$2" kind="$3" cmd="$4" before i line
     before=$(wc -l <"${LGOUT[$sys]}")
     local s0 l0 b0 w0
-    s0=$(cpu_ticks "${SPID[$sys]}")
-    l0=$(cpu_ticks "${LGPID[$sys]}")
-    b0=$(busy_ticks)
+    s0=$(bench_cpu_ticks "${SPID[$sys]}")
+    l0=$(bench_cpu_ticks "${LGPID[$sys]}")
+    b0=$(bench_busy_ticks)
     w0=$(date +%s.%N)
     echo "$cmd" >&"${LGFD[$sys]}"
     line=""
@@ -315,12 +205,13 @@ ask() {
     done
     [ -n "$line" ] || die "loadgen ($sys) did not answer '$cmd' within 180 s"
     local s1 l1 b1 w1 others
-    s1=$(cpu_ticks "${SPID[$sys]}")
-    l1=$(cpu_ticks "${LGPID[$sys]}")
-    b1=$(busy_ticks)
+    s1=$(bench_cpu_ticks "${SPID[$sys]}")
+    l1=$(bench_cpu_ticks "${LGPID[$sys]}")
+    b1=$(bench_busy_ticks)
     w1=$(date +%s.%N)
     record "$sys" "$n" "$kind" "$line" $((s1 - s0)) $((l1 - l0)) $((b1 - b0)) "$(python3 -c "print($w1 - $w0)")"
-    others=$(pgrep -x 'cargo|rustc|cc1|ld' | wc -l || true)
+    # One name per pgrep: a pattern over 15 characters matches nothing.
+    others=$(for p in cargo rustc cc1 ld; do pgrep -x "$p" || true; done | wc -l)
     python3 - "$line" "$sys" "$kind" "$others" <<'EOF' >&2
 import json, sys
 r = json.loads(sys.argv[1]); s, kind, others = sys.argv[2:]
@@ -473,6 +364,4 @@ out.append("")
 out.append("</details>")
 print("\n".join(out))
 EOF
-log "done; raw results in ${OUT#"$ROOT"/}"
-echo
-cat "$OUT/summary.md"
+bench_done

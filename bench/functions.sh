@@ -56,19 +56,10 @@
 # errors > 0 and continue with fewer connections; the summary flags them.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-COMMAND="bench/functions.sh"
-for v in RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY BUDGET NO_BUILD; do
-    [ -n "${!v+x}" ] && COMMAND="$v=${!v} $COMMAND"
-done
-
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) sed -n '2,/^set -euo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "functions.sh: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY BUDGET NO_BUILD
+bench_args "$@"
 
 RUNS="${RUNS:-3}"
 SECS="${SECS:-10}"
@@ -83,64 +74,20 @@ PUSHPIN_LOG_LEVEL="${PUSHPIN_LOG_LEVEL:-2}"
 ZURL_LOG_LEVEL="${ZURL_LOG_LEVEL:-1}"
 BUDGET="${BUDGET:-300}"
 
-OUT="$ROOT/target/functions-bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-BIN="$ROOT/target/release"
-LOADGEN="$BIN/loadgen"
-T0=$(date +%s)
-CLK_TCK="$(getconf CLK_TCK)"
-
-log() { printf '[functions %3ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-PIDS=()
-SCRATCH=""
-cleanup() {
-    local pid i
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    # Bounded: the gateway drains for up to shutdown_grace_secs (2 s here); Pushpin's
-    # runner stops its children on SIGTERM.
-    for i in $(seq 1 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    [ -n "$SCRATCH" ] && rm -rf "$SCRATCH"
-}
-trap 'cleanup 2>/dev/null' EXIT
+bench_init
+# bench_cleanup's 5 s suffice: the gateway drains for up to shutdown_grace_secs (2 s here);
+# Pushpin's runner stops its children on SIGTERM.
+trap 'bench_cleanup 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------
 # build and install
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building release: switchboard, switchboard-bench"
-    cargo build --release -p switchboard -p switchboard-bench
-fi
-for b in switchboard loadgen fn-backend; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b missing"
-done
+bench_build
+bench_need switchboard loadgen fn-backend
 
 if ! command -v pushpin >/dev/null || ! command -v zurl >/dev/null || ! command -v condure >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "pushpin missing; install it with: sudo apt-get install -y pushpin"
-    log "installing pushpin (brings condure and zurl)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y pushpin >"$OUT/apt.log" 2>&1; then
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update >>"$OUT/apt.log" 2>&1
-        apt-get install -y pushpin >>"$OUT/apt.log" 2>&1 || die "could not install pushpin (see $OUT/apt.log)"
-    fi
+    bench_apt_install pushpin pushpin "brings condure and zurl"
 fi
 PUSHPIN_VERSION="$(dpkg-query -W -f='${Version}' pushpin 2>/dev/null || pushpin --version 2>/dev/null | head -n 1 || echo '?')"
 
@@ -148,75 +95,16 @@ PUSHPIN_VERSION="$(dpkg-query -W -f='${Version}' pushpin 2>/dev/null || pushpin 
 T1=$(date +%s)
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-# ---------------------------------------------------------------------------------------
-# helpers
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# cpu_ticks PID...: user + system CPU of the processes (all their threads), in clock ticks.
-# Parsed after the last ')' so a command name with spaces cannot shift the fields.
-cpu_ticks() {
-    local sum=0 pid line
-    local -a f
-    for pid in "$@"; do
-        if read -r line 2>/dev/null <"/proc/$pid/stat"; then
-            read -r -a f <<<"${line##*) }"
-            sum=$((sum + f[11] + f[12]))
-        fi
-    done
-    echo "$sum"
-}
-
-# busy_ticks: CPU ticks the whole machine spent busy (all cores), from /proc/stat.
-busy_ticks() {
-    local cpu u n s i w q sq st rest
-    read -r cpu u n s i w q sq st rest </proc/stat
-    echo $((u + n + s + q + sq + st))
-}
-
 now() { date +%s.%N; }
-
-# wait_listening FILE PID WHAT: waits (10 s at most) for "listening on ADDR" in FILE; sets ADDR.
-wait_listening() {
-    local file="$1" pid="$2" what="$3" i
-    for i in $(seq 1 100); do
-        # The file may not exist yet: the background child opens it after the fork.
-        ADDR=$(sed -n 's/^listening on //p' "$file" 2>/dev/null || true)
-        [ -n "$ADDR" ] && return 0
-        kill -0 "$pid" 2>/dev/null || die "$what exited at start (see $file)"
-        sleep 0.1
-    done
-    die "$what did not report its address (see $file)"
-}
 
 # ---------------------------------------------------------------------------------------
 # switchboard + its backend
 
-"$BIN/fn-backend" --mode lambda --listen 127.0.0.1:0 >"$OUT/fn-backend-lambda.log" 2>&1 &
-LAMBDA_PID=$!
-PIDS+=("$LAMBDA_PID")
-wait_listening "$OUT/fn-backend-lambda.log" "$LAMBDA_PID" "fn-backend (lambda)"
+bench_start_listener fn-backend-lambda "fn-backend (lambda)" "$BIN/fn-backend" --mode lambda --listen 127.0.0.1:0
+LAMBDA_PID=$LISTENER_PID
 LAMBDA_ADDR="$ADDR"
 
-GW_PORT=$(free_port)
-GW_MPORT=$(free_port)
-cat >"$OUT/switchboard.toml" <<EOF
-# Generated by bench/functions.sh.
-[server]
-listen = "127.0.0.1:$GW_PORT"
-management_listen = "127.0.0.1:$GW_MPORT"
-shutdown_grace_secs = 2
-
-[limits]
-max_connections = 20000
-idle_timeout_secs = 3600
-max_connection_secs = 0
-
-[keepalive]
-ping_interval_secs = 0
-
+bench_gateway_toml "$OUT/switchboard.toml" <<EOF
 [management]
 auth = "none"
 
@@ -235,41 +123,31 @@ function = "echo"
 [routes."\$disconnect"]
 function = "echo"
 EOF
-"$BIN/switchboard" serve --config "$OUT/switchboard.toml" \
-    --listen "127.0.0.1:$GW_PORT" --management-listen "127.0.0.1:$GW_MPORT" >"$OUT/switchboard.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-for i in $(seq 1 100); do
-    kill -0 "$GW_PID" 2>/dev/null || die "switchboard exited at start (see $OUT/switchboard.log)"
-    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$GW_MPORT/readyz" 2>/dev/null && break
-    sleep 0.1
-done
-curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$GW_MPORT/readyz" || die "switchboard not ready after 10 s"
+bench_start_gateway switchboard "$OUT/switchboard.toml"
 log "switchboard ready on 127.0.0.1:$GW_PORT (function at $LAMBDA_ADDR)"
 
 # ---------------------------------------------------------------------------------------
 # Pushpin + zurl + its backend
 
-"$BIN/fn-backend" --mode pushpin --listen 127.0.0.1:0 >"$OUT/fn-backend-pushpin.log" 2>&1 &
-PPBE_PID=$!
-PIDS+=("$PPBE_PID")
-wait_listening "$OUT/fn-backend-pushpin.log" "$PPBE_PID" "fn-backend (pushpin)"
+bench_start_listener fn-backend-pushpin "fn-backend (pushpin)" "$BIN/fn-backend" --mode pushpin --listen 127.0.0.1:0
+PPBE_PID=$LISTENER_PID
 PPBE_ADDR="$ADDR"
 
 SCRATCH="$(mktemp -d /tmp/sb-fnbench.XXXXXX)"
+TEMPS+=("$SCRATCH")
 RUNDIR="$SCRATCH/run"
 PPLOGS="$OUT/pushpin-logs"
 mkdir -p "$RUNDIR" "$PPLOGS"
-PP_PORT=$(free_port)
+PP_PORT=$(bench_free_port)
 echo "* $PPBE_ADDR,over_http" >"$OUT/pushpin-routes"
 sed -e "s|^rundir=.*|rundir=$RUNDIR|" \
     -e "s|^logdir=.*|logdir=$PPLOGS|" \
     -e "s|^routesfile=.*|routesfile=$OUT/pushpin-routes|" \
     -e "s|^http_port=.*|http_port=127.0.0.1:$PP_PORT|" \
-    -e "s|^push_in_spec=.*|push_in_spec=tcp://127.0.0.1:$(free_port)|" \
-    -e "s|^push_in_sub_specs=.*|push_in_sub_specs=tcp://127.0.0.1:$(free_port)|" \
-    -e "s|^push_in_http_port=.*|push_in_http_port=$(free_port)|" \
-    -e "s|^command_spec=tcp:.*|command_spec=tcp://127.0.0.1:$(free_port)|" \
+    -e "s|^push_in_spec=.*|push_in_spec=tcp://127.0.0.1:$(bench_free_port)|" \
+    -e "s|^push_in_sub_specs=.*|push_in_sub_specs=tcp://127.0.0.1:$(bench_free_port)|" \
+    -e "s|^push_in_http_port=.*|push_in_http_port=$(bench_free_port)|" \
+    -e "s|^command_spec=tcp:.*|command_spec=tcp://127.0.0.1:$(bench_free_port)|" \
     -e "s|^log_level=.*|log_level=$PUSHPIN_LOG_LEVEL|" \
     -e "s|^message_rate=.*|message_rate=1000000|" \
     -e "s|^message_hwm=.*|message_hwm=1000000|" \
@@ -313,25 +191,33 @@ log "pushpin $PUSHPIN_VERSION ready on 127.0.0.1:$PP_PORT (backend at $PPBE_ADDR
 
 declare -A URL=([switchboard]="ws://127.0.0.1:$GW_PORT/" [pushpin]="ws://127.0.0.1:$PP_PORT/")
 
+# sides SYSTEM: the processes whose CPU counts as the gateway's (FRONT; for Pushpin one per
+# part, named in PARTS) and the backend's (BACKEND).
+sides() {
+    local part
+    FRONT=()
+    PARTS=()
+    if [ "$1" = switchboard ]; then
+        FRONT=("$GW_PID")
+        BACKEND="$LAMBDA_PID"
+    else
+        for part in "${!PP_PART[@]}"; do
+            FRONT+=("${PP_PART[$part]}")
+            PARTS+=("$part")
+        done
+        BACKEND="$PPBE_PID"
+    fi
+}
+
 # measure SYSTEM CONNS RUN SECS WARMUP: one loadgen echo run; appends a result line.
 measure() {
     local sys="$1" conns="$2" run="$3" secs="$4" warmup="$5"
-    local name="echo-$sys-$conns-$run" limit
+    local name="echo-$sys-$conns-$run" limit part
     limit=$(python3 -c "import math; print(math.ceil($secs + $warmup) + 40)")
-    local front_pids=() parts=() part
-    if [ "$sys" = switchboard ]; then
-        front_pids=("$GW_PID")
-        local be="$LAMBDA_PID"
-    else
-        for part in "${!PP_PART[@]}"; do
-            front_pids+=("${PP_PART[$part]}")
-            parts+=("$part")
-        done
-        local be="$PPBE_PID"
-    fi
+    sides "$sys"
     local f0 b0 m0 w0 f1 b1 m1 w1 p0=() p1=()
-    for part in "${parts[@]}"; do p0+=("$(cpu_ticks "${PP_PART[$part]}")"); done
-    f0=$(cpu_ticks "${front_pids[@]}"); b0=$(cpu_ticks "$be"); m0=$(busy_ticks); w0=$(now)
+    for part in "${PARTS[@]}"; do p0+=("$(bench_cpu_ticks "${PP_PART[$part]}")"); done
+    f0=$(bench_cpu_ticks "${FRONT[@]}"); b0=$(bench_cpu_ticks "$BACKEND"); m0=$(bench_busy_ticks); w0=$(now)
     # The wrapper bash reaps timeout, which reaps loadgen: its cutime+cstime afterwards is
     # the load generator's CPU.
     bash -c 'timeout -k 5 "$1" "${@:3}" >"$2.json"; rc=$?
@@ -339,14 +225,14 @@ measure() {
         exit $rc' _ "$limit" "$OUT/$name" "$LOADGEN" echo --url "${URL[$sys]}" \
         --connections "$conns" --size "$SIZE" --duration "$secs" --warmup "$warmup" \
         2>"$OUT/$name.log" || true
-    f1=$(cpu_ticks "${front_pids[@]}"); b1=$(cpu_ticks "$be"); m1=$(busy_ticks); w1=$(now)
-    for part in "${parts[@]}"; do p1+=("$(cpu_ticks "${PP_PART[$part]}")"); done
+    f1=$(bench_cpu_ticks "${FRONT[@]}"); b1=$(bench_cpu_ticks "$BACKEND"); m1=$(bench_busy_ticks); w1=$(now)
+    for part in "${PARTS[@]}"; do p1+=("$(bench_cpu_ticks "${PP_PART[$part]}")"); done
     local line
     line=$(tail -n 1 "$OUT/$name.json" 2>/dev/null || true)
     [ -n "$line" ] || die "loadgen failed against $sys (see $OUT/$name.log): $(tail -n 3 "$OUT/$name.log")"
     local partjson="{" i
-    for i in "${!parts[@]}"; do
-        partjson+="\"${parts[$i]}\": $(((p1[i] - p0[i]))),"
+    for i in "${!PARTS[@]}"; do
+        partjson+="\"${PARTS[$i]}\": $((p1[i] - p0[i])),"
     done
     partjson="${partjson%,}}"
     python3 - "$sys" "$run" "$line" "$((f1 - f0))" "$((b1 - b0))" "$(cat "$OUT/$name.cpu" 2>/dev/null || echo 0)" \
@@ -411,32 +297,16 @@ fi
 
 # measure_connect SYSTEM RUN: one loadgen connect-rate run; appends a result line.
 measure_connect() {
-    local sys="$1" run="$2" name="connect-$1-$2" limit
+    local sys="$1" run="$2" name="connect-$1-$2" limit f0 b0 f1 b1
     limit=$(python3 -c "import math; print(math.ceil($CONNECT_SECS) + 40)")
-    local front_pids=() part be
-    if [ "$sys" = switchboard ]; then
-        front_pids=("$GW_PID"); be="$LAMBDA_PID"
-    else
-        for part in "${!PP_PART[@]}"; do front_pids+=("${PP_PART[$part]}"); done
-        be="$PPBE_PID"
-    fi
-    local f0 b0 f1 b1
-    f0=$(cpu_ticks "${front_pids[@]}"); b0=$(cpu_ticks "$be")
-    timeout -k 5 "$limit" "$LOADGEN" connect-rate --url "${URL[$sys]}" \
-        --concurrency "$CONNECT_CONCURRENCY" --duration "$CONNECT_SECS" \
-        >"$OUT/$name.json" 2>"$OUT/$name.log" || true
-    f1=$(cpu_ticks "${front_pids[@]}"); b1=$(cpu_ticks "$be")
-    local line
-    line=$(tail -n 1 "$OUT/$name.json" 2>/dev/null || true)
-    [ -n "$line" ] || die "loadgen connect-rate failed against $sys (see $OUT/$name.log): $(tail -n 3 "$OUT/$name.log")"
-    python3 - "$sys" "$run" "$line" "$((f1 - f0))" "$((b1 - b0))" "$CLK_TCK" >>"$RESULTS" <<'EOF'
-import json, sys
-sys_, run, line, front, be, tck = sys.argv[1:]
-r = json.loads(line)
-r.update(mode="connect", system=sys_, run=int(run), front_cpu_s=int(front) / float(tck),
-         backend_cpu_s=int(be) / float(tck))
-print(json.dumps(r))
-EOF
+    sides "$sys"
+    f0=$(bench_cpu_ticks "${FRONT[@]}"); b0=$(bench_cpu_ticks "$BACKEND")
+    bench_loadgen "$name" "$limit" connect-rate --url "${URL[$sys]}" \
+        --concurrency "$CONNECT_CONCURRENCY" --duration "$CONNECT_SECS"
+    f1=$(bench_cpu_ticks "${FRONT[@]}"); b1=$(bench_cpu_ticks "$BACKEND")
+    [ -n "$LINE" ] || die "loadgen connect-rate failed against $sys (see $OUT/$name.log): $(tail -n 3 "$OUT/$name.log")"
+    bench_record "$RESULTS" "$LINE" mode=connect system="$sys" run="$run" \
+        front_cpu_s="$(bench_cpu_secs $((f1 - f0)))" backend_cpu_s="$(bench_cpu_secs $((b1 - b0)))"
     log "$(python3 -c '
 import json, sys
 r = json.loads(sys.argv[1]); n = max(r["connections"], 1)
@@ -602,6 +472,4 @@ out.append("")
 out.append("</details>")
 print("\n".join(out))
 EOF
-log "done; raw results in ${OUT#"$ROOT"/}"
-echo
-cat "$OUT/summary.md"
+bench_done

@@ -48,27 +48,21 @@
 # each scenario script's own under target/<scenario>-bench/<ts>/.
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PLAN_ONLY=0
 INSTALL_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --plan) PLAN_ONLY=1 ;;
         --install) INSTALL_ONLY=1 ;;
-        -h|--help) sed -n '2,/^set -uo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "report.sh: unknown argument: $arg" >&2; exit 2 ;;
+        *) bench_arg "$arg" ;;
     esac
 done
 
 # The command as run, with the knobs set in the environment.
-COMMAND="bench/report.sh"
-for v in MATRIX_CONNS MATRIX_SIZES MATRIX_SECS MATRIX_WARMUP MATRIX_RUNS MATRIX_PEERS SCENARIOS \
-    DEADLINE_SECS NO_BUILD; do
-    if [ -n "${!v+x}" ]; then
-        case "${!v}" in *" "*) COMMAND="$v=\"${!v}\" $COMMAND" ;; *) COMMAND="$v=${!v} $COMMAND" ;; esac
-    fi
-done
+bench_command "" MATRIX_CONNS MATRIX_SIZES MATRIX_SECS MATRIX_WARMUP MATRIX_RUNS MATRIX_PEERS SCENARIOS \
+    DEADLINE_SECS NO_BUILD
 
 MATRIX_CONNS="${MATRIX_CONNS:-1 100 1000}"
 MATRIX_SIZES="${MATRIX_SIZES:-64 16384}"
@@ -141,20 +135,13 @@ PLAN_TOTAL=$((PLAN_TOTAL + 15)) # report.py and the gaps between scripts
 echo "report.sh plan: $PLAN, report ~15s; total ~${PLAN_TOTAL}s (~$((PLAN_TOTAL / 60)) min) plus the build; budget ${DEADLINE_SECS}s" >&2
 [ "$PLAN_ONLY" = 1 ] && exit 0
 
-OUT="$ROOT/target/report-bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
+bench_init
 SCEN="$OUT/scenarios.jsonl"
-: >"$RESULTS"
 : >"$SCEN"
-T0=$(date +%s)
 
+# Four digits: the report runs for up to DEADLINE_SECS.
 log() { printf '[report %4ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 ulimit -n "$(ulimit -Hn)"
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 trap 'bench_cleanup 2>/dev/null' EXIT
 
 # ---------------------------------------------------------------------------------------
@@ -259,17 +246,8 @@ echo_matrix() {
     local kind targets=(gateway)
     GW_PORT=$(bench_free_port)
     GW_MPORT=$(bench_free_port)
-    "$BIN/switchboard" serve --config "$CONFIG" --listen "127.0.0.1:$GW_PORT" \
-        --management-listen "127.0.0.1:$GW_MPORT" >"$OUT/gateway.log" 2>&1 &
-    GW_PID=$!
-    PIDS+=("$GW_PID")
-    local i
-    for i in $(seq 1 300); do
-        kill -0 "$GW_PID" 2>/dev/null || { log "gateway exited at start (see $OUT/gateway.log)"; return 1; }
-        curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$GW_MPORT/readyz" 2>/dev/null && break
-        sleep 0.1
-    done
-    url[gateway]="ws://127.0.0.1:$GW_PORT/"; spid[gateway]=$GW_PID
+    bench_start_gateway gateway "$CONFIG"
+    url[gateway]=$GW_URL; spid[gateway]=$GW_PID
     label[gateway]="switchboard ($CONFIG)"
     case " $MATRIX_PEERS " in *" ws "*|*" websockets "*) bench_ensure_peers ;; esac
     for kind in $MATRIX_PEERS; do

@@ -21,20 +21,10 @@
 # Raw results: target/session-bench/<timestamp>/{results.jsonl,summary.md,*.log,*.toml}
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-COMMAND="bench/session.sh"
-for v in RUNS SECS WARMUP CONNS SIZE IDLE_RUNS IDLE_CONNS SETTLE NO_BUILD; do
-    if [ -n "${!v+x}" ]; then
-        case "${!v}" in *" "*) COMMAND="$v=\"${!v}\" $COMMAND" ;; *) COMMAND="$v=${!v} $COMMAND" ;; esac
-    fi
-done
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) sed -n '2,/^set -euo/s/^#\( \|$\)//p' "$0"; exit 0 ;;
-        *) echo "session.sh: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_command "$*" RUNS SECS WARMUP CONNS SIZE IDLE_RUNS IDLE_CONNS SETTLE NO_BUILD
+bench_args "$@"
 
 RUNS="${RUNS:-3}"
 SECS="${SECS:-5}"
@@ -45,29 +35,14 @@ IDLE_RUNS="${IDLE_RUNS:-3}"
 IDLE_CONNS="${IDLE_CONNS:-5000}"
 SETTLE="${SETTLE:-2}"
 
-OUT="$ROOT/target/session-bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-T0=$(date +%s)
-
-log() { printf '[session %3ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
+bench_init
 trap 'bench_cleanup 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 # The idle runs hold thousands of sockets in loadgen and in the gateway.
 ulimit -n "$(ulimit -Hn)"
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building release: switchboard, switchboard-bench"
-    cargo build --release -p switchboard -p switchboard-bench
-fi
-for b in switchboard loadgen; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b missing"
-done
+bench_build
+bench_need switchboard loadgen
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 RESUME_TOML='[resume]
 enabled = true'
@@ -93,7 +68,7 @@ for run in $(seq 1 "$RUNS"); do
         c1=$(bench_cpu_ticks "$ECHO_PID")
         [ -n "$LINE" ] || die "loadgen echo ($mode) failed (see $OUT/echo-$mode-$run.log): $(tail -n 3 "$OUT/echo-$mode-$run.log")"
         bench_record "$RESULTS" "$LINE" phase=echo session="$mode" run="$run" \
-            server_cpu_s="$(python3 -c "print(($c1 - $c0) / $CLK_TCK)")"
+            server_cpu_s="$(bench_cpu_secs $((c1 - c0)))"
         log "echo $mode run $run: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.0f msgs/s, p50 %d us, p99 %d us, %d sessions, %d server acks, %d errors" % (r["msgs_per_s"], r["p50_us"], r["p99_us"], r["switchboard_v1"], r["v1_acks_received"], r["errors"]))' "$LINE")"
     done
 done
@@ -195,6 +170,4 @@ if p or v:
                 f"**{'met' if abs(med(diffs)) <= 1024 else 'not met'}**"]
 print("\n".join(out))
 EOF
-log "done; raw results in ${OUT#"$ROOT"/}"
-echo
-cat "$OUT/summary.md"
+bench_done
