@@ -45,6 +45,20 @@ pub fn parse_base(url: &str) -> Result<(SocketAddr, String, String)> {
     ))
 }
 
+/// `s` percent-encoded for a path segment or query value: ASCII letters, digits and
+/// `-_.~:` stay as they are.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// One keep-alive connection to one server.
 pub struct Client {
     addr: SocketAddr,
@@ -249,5 +263,11 @@ mod tests {
         assert_eq!(p, "/x");
         assert!(parse_base("https://127.0.0.1:1").is_err());
         assert!(parse_base("http://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("bench-b"), "bench-b");
+        assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
     }
 }

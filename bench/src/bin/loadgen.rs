@@ -22,21 +22,20 @@
 //!
 //! Loopback targets only; every loop is bounded in time and count.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Buf, Bytes, BytesMut};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use switchboard_ws::deflate::{DeflateConfig, DeflateParams};
-use switchboard_ws::{close_code, handshake, Decoder, Encoder, Limits, Message, Role};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use switchboard_bench::fanout::{self, Audience, Deliveries, Publish, Published, SustainedOpts};
+use switchboard_bench::stats::{max_ms, median, micros, new_hist, round1, round2};
+use switchboard_bench::ws_client::{self, ClientOptions, End, Endpoint, Opened, Ws, WsUrl};
+use switchboard_bench::{contains, http1, jsonl::emit, parse_decimal};
+use switchboard_ws::{close_code, Limits, Message};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -51,16 +50,8 @@ const CLIENT_LIMITS: Limits = Limits {
     max_frame_bytes: 64 << 20,
     max_message_bytes: 64 << 20,
 };
-
-#[derive(Parser)]
-#[command(about = "WebSocket load generator (loopback targets only)")]
-struct Cli {
-    /// Tokio worker threads (default: one per core).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+/// Free space made in a connection's read buffer before each read, bytes.
+const READ_RESERVE: usize = 4096;
 
 #[derive(Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once
@@ -163,567 +154,91 @@ struct ConnectRateArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let limit = switchboard_bench::raise_nofile_limit().unwrap_or(1024);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = cli.threads {
-        rt.worker_threads(n);
+    let about = "WebSocket load generator (loopback targets only)";
+    switchboard_bench::main(about, |cmd, nofile| async move {
+        match run(cmd, nofile).await {
+            Ok(v) => {
+                println!("{v}");
+                0
+            }
+            Err(e) => {
+                eprintln!("loadgen: error: {e:#}");
+                1
+            }
+        }
+    })
+}
+
+async fn run(cmd: Cmd, nofile: u64) -> Result<Value> {
+    match cmd {
+        Cmd::Idle(a) => idle(a, nofile).await,
+        Cmd::Echo(a) => echo(a, nofile).await,
+        Cmd::ConnectRate(a) => connect_rate(a).await,
+        Cmd::Fanout(a) => fanout(a, nofile).await,
     }
-    let rt = rt.build().expect("tokio runtime");
-    let result = rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Idle(a) => idle(a, limit).await,
-            Cmd::Echo(a) => echo(a, limit).await,
-            Cmd::ConnectRate(a) => connect_rate(a).await,
-            Cmd::Fanout(a) => fanout(a, limit).await,
-        }
-    });
-    let code = match result {
-        Ok(v) => {
-            println!("{v}");
-            0
-        }
-        Err(e) => {
-            eprintln!("loadgen: error: {e:#}");
-            1
-        }
-    };
-    // Don't wait for the blocking stdin reader or lingering tasks.
-    rt.shutdown_timeout(Duration::from_millis(200));
-    std::process::exit(code);
 }
 
 // ---------------------------------------------------------------------------------------
 // Target and connection
 
-struct Endpoint {
-    addr: SocketAddr,
-    host: String,
-    path: String,
-    sources: Vec<IpAddr>,
-    next_source: AtomicUsize,
-    /// Offer permessage-deflate.
-    deflate: bool,
-    /// Offer `switchboard.v1`, require it, and read the hello.
-    v1: bool,
-}
-
-impl Endpoint {
-    fn parse(t: &Target) -> Result<Arc<Self>> {
-        let rest = t
-            .url
-            .strip_prefix("ws://")
-            .ok_or_else(|| anyhow!("only ws:// URLs are supported: {}", t.url))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6
-                .find(']')
-                .ok_or_else(|| anyhow!("bad IPv6 host in {}", t.url))?;
-            let port = v6[end + 1..].strip_prefix(':').unwrap_or("80");
-            (&v6[..end], port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, p),
-                None => (authority, "80"),
-            }
-        };
-        let port: u16 = port
-            .parse()
-            .with_context(|| format!("bad port in {}", t.url))?;
-        let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            host.parse()
-                .with_context(|| format!("host must be a loopback IP or localhost: {host}"))?
-        };
-        if !ip.is_loopback() {
-            bail!("refusing non-loopback target {ip}: this tool only loads this machine");
-        }
-        let sources = match ip {
-            IpAddr::V4(_) => (1..=t.sources.clamp(1, 254))
-                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-                .collect(),
-            IpAddr::V6(v6) => vec![IpAddr::V6(v6)],
-        };
-        Ok(Arc::new(Self {
-            addr: SocketAddr::new(ip, port),
-            host: authority.to_string(),
-            path: path.to_string(),
-            sources,
-            next_source: AtomicUsize::new(0),
-            deflate: t.deflate,
-            v1: t.switchboard_v1,
-        }))
+/// The server of `--url`: a loopback address (IPv4: connections spread over
+/// 127.0.0.1..=127.0.0.K), and what the connections offer.
+fn endpoint(t: &Target) -> Result<Arc<Endpoint>> {
+    let url = WsUrl::split(&t.url)?;
+    let port: u16 = url
+        .port
+        .unwrap_or("80")
+        .parse()
+        .with_context(|| format!("bad port in {}", t.url))?;
+    let ip = url
+        .ip()
+        .with_context(|| format!("host must be a loopback IP or localhost: {}", url.host))?;
+    if !ip.is_loopback() {
+        bail!("refusing non-loopback target {ip}: this tool only loads this machine");
     }
-
-    /// TCP connect from the next source address, then the opening handshake up to the 101
-    /// (and, with `switchboard.v1`, the hello).
-    async fn connect(&self) -> Result<Ws> {
-        self.connect_opts(None).await
-    }
-
-    /// `connect`, with the socket's receive buffer set to `rcvbuf` bytes when given (set
-    /// before connecting, so the advertised window stays that small).
-    async fn connect_opts(&self, rcvbuf: Option<u32>) -> Result<Ws> {
-        let i = self.next_source.fetch_add(1, Ordering::Relaxed);
-        let src = self.sources[i % self.sources.len()];
-        let socket = match src {
-            IpAddr::V4(_) => TcpSocket::new_v4()?,
-            IpAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        if src.is_ipv4() {
-            // Pick the ephemeral port at connect time, per 4-tuple, not at bind time.
-            let one: libc::c_int = 1;
-            // SAFETY: a valid fd and a c_int option of the right size.
-            unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    &one as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
-        if let Some(size) = rcvbuf {
-            socket.set_recv_buffer_size(size)?;
-        }
-        socket.bind(SocketAddr::new(src, 0))?;
-        let mut stream = socket.connect(self.addr).await?;
-        stream.set_nodelay(true)?;
-        let key = handshake::client_key();
-        let mut request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
-            self.path, self.host, key
-        );
-        if self.deflate {
-            request.push_str(
-                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
-            );
-        }
-        if self.v1 {
-            request.push_str("Sec-WebSocket-Protocol: ");
-            request.push_str(V1_PROTOCOL);
-            request.push_str("\r\n");
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let expected = handshake::accept_key(key.as_bytes());
-        let mut buf = BytesMut::with_capacity(1024);
-        loop {
-            if stream.read_buf(&mut buf).await? == 0 {
-                bail!("connection closed during the handshake");
-            }
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&buf)? {
-                httparse::Status::Complete(n) => {
-                    if resp.code != Some(101) {
-                        bail!("handshake answered {:?}, not 101", resp.code);
-                    }
-                    let header = |name: &str| {
-                        resp.headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case(name))
-                            .map(|h| h.value)
-                    };
-                    if header("sec-websocket-accept") != Some(expected.as_bytes()) {
-                        bail!("wrong or missing Sec-WebSocket-Accept");
-                    }
-                    let deflate = match header("sec-websocket-extensions") {
-                        Some(v) if self.deflate => Some(client_deflate_params(v)?),
-                        Some(v) => bail!(
-                            "extension {:?} selected but none offered",
-                            String::from_utf8_lossy(v)
-                        ),
-                        None => None,
-                    };
-                    let protocol = header("sec-websocket-protocol");
-                    let v1 = match protocol {
-                        Some(p) if self.v1 && p == V1_PROTOCOL.as_bytes() => true,
-                        None if self.v1 => {
-                            bail!("the server did not select {V1_PROTOCOL} (is [resume] enabled?)")
-                        }
-                        None => false,
-                        Some(p) => bail!(
-                            "subprotocol {:?} selected, not offered",
-                            String::from_utf8_lossy(p)
-                        ),
-                    };
-                    buf.advance(n);
-                    let mut ws = Ws {
-                        stream,
-                        wire_in: buf.len() as u64,
-                        wire_out: 0,
-                        rbuf: buf,
-                        wbuf: BytesMut::with_capacity(256),
-                        decoder: Decoder::new(Role::Client, CLIENT_LIMITS, deflate),
-                        encoder: Encoder::new(Role::Client, deflate),
-                        deflate: deflate.is_some(),
-                        v1: None,
-                        scratch: Vec::new(),
-                    };
-                    if v1 {
-                        ws.read_hello().await?;
-                    }
-                    return Ok(ws);
-                }
-                httparse::Status::Partial if buf.len() < 16 * 1024 => {}
-                httparse::Status::Partial => bail!("handshake response head too long"),
-            }
-        }
-    }
-
-    async fn connect_timeout(&self) -> Result<Ws> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connect())
-            .await
-            .map_err(|_| anyhow!("handshake timed out"))?
-    }
-}
-
-/// Our side of the permessage-deflate the server answered with. `switchboard-ws` names
-/// the parameters from the server's side (`server_*` is the compressor, the inflater
-/// follows `client_no_context_takeover`), so a client swaps them: it compresses as the
-/// `client_*` parameters say and inflates what the server compressed.
-fn client_deflate_params(value: &[u8]) -> Result<DeflateParams> {
-    let value = std::str::from_utf8(value).context("Sec-WebSocket-Extensions is not UTF-8")?;
-    let mut parts = value.split(';').map(str::trim);
-    if !parts
-        .next()
-        .is_some_and(|p| p.eq_ignore_ascii_case("permessage-deflate"))
-        || value.contains(',')
-    {
-        bail!("unexpected Sec-WebSocket-Extensions: {value}");
-    }
-    let defaults = DeflateConfig::default();
-    let mut params = DeflateParams {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        server_max_window_bits: 15,
-        level: defaults.level,
-        threshold: defaults.threshold,
+    let sources = match ip {
+        IpAddr::V4(_) => Endpoint::loopback_sources(t.sources),
+        IpAddr::V6(v6) => vec![IpAddr::V6(v6)],
     };
-    for part in parts {
-        let (name, arg) = match part.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-            None => (part, None),
-        };
-        match (name, arg) {
-            // The server resets its compressor: our inflater may too (shared per thread).
-            ("server_no_context_takeover", None) => params.client_no_context_takeover = true,
-            // We must reset ours after every message.
-            ("client_no_context_takeover", None) => params.server_no_context_takeover = true,
-            // Our 15-bit inflater reads any smaller window.
-            ("server_max_window_bits", Some(_)) => {}
-            ("client_max_window_bits", Some(bits)) => {
-                params.server_max_window_bits = bits
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|b| (8..=15).contains(b))
-                    .ok_or_else(|| anyhow!("bad client_max_window_bits in {value}"))?;
-            }
-            _ => bail!("unexpected permessage-deflate parameter {part:?} in {value}"),
-        }
-    }
-    Ok(params)
-}
-
-/// The `switchboard.v1` subprotocol name (docs/protocol.md).
-const V1_PROTOCOL: &str = "switchboard.v1";
-/// The client acknowledges the server's messages at least this often (as the server does).
-const V1_ACK_EVERY: u64 = 32;
-/// First byte of a sequenced binary message.
-const V1_BINARY_TAG: u8 = 0x01;
-
-/// A client's `switchboard.v1` numbers.
-struct V1 {
-    /// Sequence number of our last message.
-    sent: u64,
-    /// Sequence number of the server's last message.
-    received: u64,
-    /// What we last acknowledged.
-    acked: u64,
-    /// Ack frames from the server.
-    acks_received: u64,
-}
-
-/// One client connection.
-struct Ws {
-    stream: TcpStream,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    decoder: Decoder,
-    encoder: Encoder,
-    /// Bytes read from and written to the socket after the handshake: frames as on the wire.
-    wire_in: u64,
-    wire_out: u64,
-    /// permessage-deflate agreed.
-    deflate: bool,
-    /// `switchboard.v1` selected (and its hello read).
-    v1: Option<V1>,
-    /// Builds `switchboard.v1` frames without allocating per message.
-    scratch: Vec<u8>,
-}
-
-impl Ws {
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wire_out += self.wbuf.len() as u64;
-            self.wbuf.clear();
-        }
-        Ok(())
-    }
-
-    async fn send(&mut self, text: bool, payload: &[u8]) -> std::io::Result<()> {
-        self.encoder.message(text, payload, &mut self.wbuf);
-        self.flush().await
-    }
-
-    /// Sends one application message: as it is, or on `switchboard.v1` numbered (`m<n>:`
-    /// or the binary tag), after an ack of the server's messages when one is due.
-    async fn send_data(&mut self, text: bool, payload: &[u8]) -> std::io::Result<()> {
-        let Some(v1) = self.v1.as_mut() else {
-            return self.send(text, payload).await;
-        };
-        use std::io::Write;
-        if v1.received >= v1.acked + V1_ACK_EVERY {
-            self.scratch.clear();
-            let _ = write!(self.scratch, "a{}", v1.received);
-            v1.acked = v1.received;
-            self.encoder.message(true, &self.scratch, &mut self.wbuf);
-        }
-        v1.sent += 1;
-        self.scratch.clear();
-        if text {
-            let _ = write!(self.scratch, "m{}:", v1.sent);
-        } else {
-            self.scratch.push(V1_BINARY_TAG);
-            self.scratch.extend_from_slice(&v1.sent.to_be_bytes());
-        }
-        self.scratch.extend_from_slice(payload);
-        self.encoder.message(text, &self.scratch, &mut self.wbuf);
-        self.flush().await
-    }
-
-    /// The next application message's payload (`switchboard.v1`: its frame checked and
-    /// stripped, acks and heartbeats counted and skipped); pongs skipped, pings answered.
-    async fn recv_data(&mut self) -> Result<Bytes> {
-        loop {
-            let (text, data) = match self.recv().await? {
-                Some(Message::Text(b)) => (true, b),
-                Some(Message::Binary(b)) => (false, b),
-                Some(Message::Pong(_)) | Some(Message::Ping(_)) => continue,
-                Some(Message::Close(c)) => bail!("server closed: {c:?}"),
-                None => bail!("server closed the TCP connection"),
-            };
-            let Some(v1) = self.v1.as_mut() else {
-                return Ok(data);
-            };
-            let (seq, payload) = match (text, data.first()) {
-                (true, Some(b'm')) => {
-                    let colon = data
-                        .iter()
-                        .position(|&b| b == b':')
-                        .ok_or_else(|| anyhow!("switchboard.v1: message frame without ':'"))?;
-                    (parse_decimal(&data[1..colon]), data.slice(colon + 1..))
-                }
-                (true, Some(b'a')) => {
-                    parse_decimal(&data[1..])
-                        .ok_or_else(|| anyhow!("switchboard.v1: malformed ack"))?;
-                    v1.acks_received += 1;
-                    continue;
-                }
-                (true, Some(b'h')) if data.len() == 1 => continue,
-                (false, Some(&V1_BINARY_TAG)) if data.len() >= 9 => {
-                    let mut n = [0u8; 8];
-                    n.copy_from_slice(&data[1..9]);
-                    (Some(u64::from_be_bytes(n)), data.slice(9..))
-                }
-                _ => bail!(
-                    "switchboard.v1: unexpected frame {:?}",
-                    String::from_utf8_lossy(&data[..data.len().min(40)])
-                ),
-            };
-            match seq {
-                Some(n) if n == v1.received + 1 => v1.received = n,
-                Some(n) => bail!(
-                    "switchboard.v1: message {n} after {} (gap or repeat)",
-                    v1.received
-                ),
-                None => bail!("switchboard.v1: malformed message number"),
-            }
-            return Ok(payload);
-        }
-    }
-
-    /// Reads the `switchboard.v1` hello (`s{json}` with a session token), the first frame.
-    async fn read_hello(&mut self) -> Result<()> {
-        let b = match self.recv().await? {
-            Some(Message::Text(b)) => b,
-            other => bail!("expected the switchboard.v1 hello, got {other:?}"),
-        };
-        let hello: Value = match b.strip_prefix(b"s") {
-            Some(json) => serde_json::from_slice(json).context("switchboard.v1 hello")?,
-            None => bail!(
-                "expected the switchboard.v1 hello, got {:?}",
-                String::from_utf8_lossy(&b[..b.len().min(40)])
-            ),
-        };
-        if !hello["session"].is_string() {
-            bail!("switchboard.v1 hello without a session: {hello}");
-        }
-        self.v1 = Some(V1 {
-            sent: 0,
-            received: 0,
-            acked: 0,
-            acks_received: 0,
-        });
-        Ok(())
-    }
-
-    /// The next data, pong or close message; pings are answered here. `None`: EOF.
-    async fn recv(&mut self) -> Result<Option<Message>> {
-        loop {
-            match self.decoder.decode(&mut self.rbuf)? {
-                Some(Message::Ping(p)) => {
-                    self.encoder.ping_pong(true, &p, &mut self.wbuf);
-                    self.flush().await?;
-                }
-                Some(m) => return Ok(Some(m)),
-                None => {
-                    self.rbuf.reserve(4096);
-                    let n = self.stream.read_buf(&mut self.rbuf).await?;
-                    if n == 0 {
-                        return Ok(None);
-                    }
-                    self.wire_in += n as u64;
-                }
-            }
-        }
-    }
-
-    /// Close handshake from our side: send 1000, read until the peer's close, then wait
-    /// for the peer to close TCP. `true` when all of that happened in time.
-    async fn close(mut self) -> bool {
-        let fut = async {
-            self.encoder.close(close_code::NORMAL, "", &mut self.wbuf);
-            self.flush().await?;
-            loop {
-                match self.recv().await? {
-                    Some(Message::Close(_)) => break,
-                    Some(_) => {}
-                    None => return Ok::<bool, anyhow::Error>(false),
-                }
-            }
-            let mut scratch = [0u8; 256];
-            while self.stream.read(&mut scratch).await? > 0 {}
-            Ok(true)
-        };
-        matches!(tokio::time::timeout(CLOSE_TIMEOUT, fut).await, Ok(Ok(true)))
-    }
-
-    /// Answers a close the peer started.
-    async fn answer_close(&mut self, code: u16) {
-        self.encoder.close(code, "", &mut self.wbuf);
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.flush()).await;
-    }
-}
-
-/// A non-empty run of ASCII digits as a number (no sign, no overflow).
-fn parse_decimal(d: &[u8]) -> Option<u64> {
-    if d.is_empty() || d.len() > 19 {
-        return None;
-    }
-    d.iter().try_fold(0u64, |v, &c| {
-        c.is_ascii_digit().then(|| v * 10 + u64::from(c - b'0'))
-    })
+    let options = ClientOptions {
+        limits: CLIENT_LIMITS,
+        read_reserve: READ_RESERVE,
+        close_timeout: CLOSE_TIMEOUT,
+        deflate: t.deflate,
+        v1: t.switchboard_v1,
+    };
+    Ok(Arc::new(Endpoint::new(
+        SocketAddr::new(ip, port),
+        url.authority,
+        url.path,
+        sources,
+        options,
+    )))
 }
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.clamp(0.0, MAX_SECS))
 }
 
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
-}
-
-fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, 120_000_000)
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
 /// Opens `n` connections with at most `concurrency` handshakes in flight, handing each to
-/// `on_open`. Stops early when failures pile up. Returns (opened, failed, first error).
-async fn open_many<F>(
-    ep: &Arc<Endpoint>,
-    n: usize,
-    concurrency: usize,
-    on_open: F,
-) -> (usize, usize, Option<String>)
+/// `on_open`. Stops early when failures pile up.
+async fn open_many<F>(ep: &Arc<Endpoint>, n: usize, concurrency: usize, on_open: F) -> Opened
 where
     F: Fn(usize, Ws) + Send + Sync + 'static,
 {
-    let next = Arc::new(AtomicUsize::new(0));
-    let opened = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let first_err = Arc::new(parking_lot::Mutex::new(None::<String>));
-    let on_open = Arc::new(on_open);
-    let max_failures = n / 20 + 50;
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.clamp(1, n.max(1)) {
-        let (ep, next, opened, failed, first_err, on_open) = (
-            ep.clone(),
-            next.clone(),
-            opened.clone(),
-            failed.clone(),
-            first_err.clone(),
-            on_open.clone(),
-        );
-        workers.spawn(async move {
-            loop {
-                if failed.load(Ordering::Relaxed) > max_failures {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                match ep.connect_timeout().await {
-                    Ok(ws) => {
-                        opened.fetch_add(1, Ordering::Relaxed);
-                        on_open(i, ws);
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        first_err.lock().get_or_insert(format!("{e:#}"));
-                    }
-                }
-            }
-        });
-    }
-    while workers.join_next().await.is_some() {}
-    let err = first_err.lock().take();
-    (
-        opened.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        err,
-    )
+    let ep = ep.clone();
+    let connect = move |_| {
+        let ep = ep.clone();
+        async move { ep.connect_timeout(HANDSHAKE_TIMEOUT).await }
+    };
+    ws_client::open_many(n, concurrency, n / 20 + 50, connect, on_open).await
 }
 
 // ---------------------------------------------------------------------------------------
 // idle
 
 async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
-    let ep = Endpoint::parse(&a.target)?;
+    let ep = endpoint(&a.target)?;
     let cap = MAX_CONNECTIONS.min((nofile as usize).saturating_sub(100));
     if a.connections > cap {
         bail!(
@@ -771,7 +286,7 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
     let mut eof = false;
     for (i, &target) in targets.iter().enumerate() {
         let step_started = Instant::now();
-        let (o, f, e) = {
+        let step = {
             let (holders, dropped, rx) = (holders.clone(), dropped.clone(), rx.clone());
             open_many(&ep, target - opened, a.concurrency, move |_, ws| {
                 let h = tokio::spawn(hold(ws, rx.clone(), dropped.clone()));
@@ -779,10 +294,11 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
             })
             .await
         };
+        let o = step.opened;
         opened += o;
-        failed += f;
+        failed += step.failed;
         if err.is_none() {
-            err = e;
+            err = step.first_error;
         }
         let connect_s = step_started.elapsed().as_secs_f64();
         if let Some(e) = &err {
@@ -796,7 +312,7 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
         if opened == 0 {
             bail!("no connection opened: {}", err.unwrap_or_default());
         }
-        steps.push(json!({"requested": target, "opened": opened, "connect_s": (connect_s * 100.0).round() / 100.0}));
+        steps.push(json!({"requested": target, "opened": opened, "connect_s": round2(connect_s)}));
         eprintln!("READY {opened}");
         if i + 1 < targets.len() {
             // Between steps: the next line on stdin, or EOF (close now), or the bound.
@@ -854,11 +370,11 @@ async fn idle(a: IdleArgs, nofile: u64) -> Result<Value> {
         "failed": failed,
         "first_error": err,
         "steps": steps,
-        "connect_s": (connect_s * 100.0).round() / 100.0,
+        "connect_s": round2(connect_s),
         "held_s": round1(held_s),
         "dropped_during_hold": dropped_during_hold,
         "closed_cleanly": clean,
-        "close_s": (close_s * 100.0).round() / 100.0,
+        "close_s": round2(close_s),
     }))
 }
 
@@ -946,7 +462,7 @@ fn chat_messages(n: usize) -> Vec<Arc<[u8]>> {
 }
 
 async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
-    let ep = Endpoint::parse(&a.target)?;
+    let ep = endpoint(&a.target)?;
     let cap = MAX_CONNECTIONS.min((nofile as usize).saturating_sub(100));
     if a.connections == 0 || a.connections > cap {
         bail!("--connections must be in 1..={cap}");
@@ -958,7 +474,11 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
         );
     }
     let conns = Arc::new(parking_lot::Mutex::new(Vec::with_capacity(a.connections)));
-    let (opened, failed, err) = {
+    let Opened {
+        opened,
+        failed,
+        first_error,
+    } = {
         let conns = conns.clone();
         open_many(&ep, a.connections, 50, move |_, ws| conns.lock().push(ws)).await
     };
@@ -966,7 +486,7 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
         bail!(
             "only {opened}/{} connections opened ({failed} failed): {}",
             a.connections,
-            err.unwrap_or_default()
+            first_error.unwrap_or_default()
         );
     }
     let payloads: Arc<[Arc<[u8]>]> = match a.payload {
@@ -1122,7 +642,7 @@ async fn echo(a: EchoArgs, nofile: u64) -> Result<Value> {
 // connect-rate
 
 async fn connect_rate(a: ConnectRateArgs) -> Result<Value> {
-    let ep = Endpoint::parse(&a.target)?;
+    let ep = endpoint(&a.target)?;
     if a.concurrency == 0 || a.concurrency > 5000 {
         bail!("--concurrency must be in 1..=5000");
     }
@@ -1143,7 +663,7 @@ async fn connect_rate(a: ConnectRateArgs) -> Result<Value> {
             let mut first_error = None;
             while Instant::now() < end && started.fetch_add(1, Ordering::Relaxed) < max {
                 let t0 = Instant::now();
-                match ep.connect_timeout().await {
+                match ep.connect_timeout(HANDSHAKE_TIMEOUT).await {
                     Ok(ws) => {
                         let _ = hist.record(micros(t0.elapsed()));
                         ok += 1;
@@ -1230,8 +750,8 @@ const SEQ_CAP: usize = 1 << 20;
 /// Concurrent publishers at most (members keep the last sequence number of each).
 const MAX_PUBLISHERS: usize = 16;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// A wait for deliveries gives up when no delivery at all happened for this long.
-const QUIET_GIVE_UP: Duration = Duration::from_secs(3);
+/// How often a wait for deliveries looks again although no delivery woke it.
+const WAIT_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 enum System {
@@ -1311,58 +831,40 @@ struct FanoutArgs {
 struct Fan {
     system: System,
     group: String,
-    base: Instant,
-    /// Per sequence number: deliveries to counted members, members expected, first and
-    /// last (the one completing `expected`) delivery and publish-call start, in ns since
-    /// `base`.
-    counts: Box<[AtomicU32]>,
-    expected: Box<[AtomicU32]>,
-    first_ns: Box<[AtomicU64]>,
-    last_ns: Box<[AtomicU64]>,
-    pub_ns: Box<[AtomicU64]>,
-    next_seq: AtomicU64,
+    deliveries: Deliveries,
     /// Counted members joined and still connected.
     alive: AtomicUsize,
     joined: AtomicUsize,
     join_failed: AtomicUsize,
     /// Counted members whose connection ended after they joined.
     lost_members: AtomicUsize,
-    delivered: AtomicU64,
     /// Deliveries whose sequence number was not above the previous one the member got
     /// from the same publisher.
     out_of_order: AtomicU64,
     /// Data messages without a sequence number (other than Pusher pings).
     unparsed: AtomicU64,
     first_error: parking_lot::Mutex<Option<String>>,
-    notify: tokio::sync::Notify,
-    sampled: parking_lot::Mutex<Histogram<u64>>,
 }
 
-fn atomics32(n: usize) -> Box<[AtomicU32]> {
-    (0..n).map(|_| AtomicU32::new(0)).collect()
-}
+impl Audience for Fan {
+    fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
+    }
 
-fn atomics64(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
+    fn members(&self) -> usize {
+        self.alive.load(Ordering::Acquire)
+    }
 }
 
 impl Fan {
-    fn now_ns(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
     fn error(&self, e: String) {
         self.first_error.lock().get_or_insert(e);
-    }
-
-    fn complete(&self, seq: usize) -> bool {
-        self.counts[seq].load(Ordering::Acquire) >= self.expected[seq].load(Ordering::Acquire)
     }
 
     /// One delivery of `seq` from publisher `publisher` to a counted member; `last`: the
     /// member's last sequence number from each publisher.
     fn deliver(&self, seq: u64, publisher: usize, last: &mut [u64; MAX_PUBLISHERS], sample: bool) {
-        let now = self.now_ns();
+        let now = self.deliveries.now_ns();
         let i = seq as usize;
         if seq == 0 || i >= SEQ_CAP || publisher >= MAX_PUBLISHERS {
             self.unparsed.fetch_add(1, Ordering::Relaxed);
@@ -1373,91 +875,20 @@ impl Fan {
         } else {
             last[publisher] = seq;
         }
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        let c = self.counts[i].fetch_add(1, Ordering::AcqRel) + 1;
-        if c == 1 {
-            self.first_ns[i].store(now, Ordering::Release);
-        }
-        if c == self.expected[i].load(Ordering::Acquire) {
-            self.last_ns[i].store(now, Ordering::Release);
-            self.notify.notify_waiters();
-        }
-        if sample {
-            let p = self.pub_ns[i].load(Ordering::Acquire);
-            if p > 0 && now > p {
-                let _ = self
-                    .sampled
-                    .lock()
-                    .record(((now - p) / 1000).clamp(1, 120_000_000));
-            }
-        }
-    }
-
-    /// Waits until every expected member has `seq`; gives up at `deadline` or after
-    /// QUIET_GIVE_UP without any delivery. `true`: complete.
-    async fn wait_complete(&self, seq: usize, deadline: Instant) -> bool {
-        let mut seen = self.delivered.load(Ordering::Relaxed);
-        let mut quiet_since = Instant::now();
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.complete(seq) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            let d = self.delivered.load(Ordering::Relaxed);
-            if d != seen {
-                seen = d;
-                quiet_since = now;
-            } else if now >= quiet_since + QUIET_GIVE_UP {
-                return false;
-            }
-            let wake = deadline.min(now + Duration::from_millis(250));
-            let _ = tokio::time::timeout_at(wake, notified).await;
-        }
+        self.deliveries.record(i, now, sample);
     }
 }
 
 /// The sequence number and publisher of a delivered message: `s=` 10 digits `;p=` 2
 /// digits `;`.
 fn parse_seq(b: &[u8]) -> Option<(u64, usize)> {
-    fn num(d: &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for &c in d {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u64::from(c - b'0');
-        }
-        Some(v)
-    }
     let i = b.windows(2).position(|w| w == b"s=")?;
-    let seq = num(b.get(i + 2..i + 12)?)?;
+    let seq = parse_decimal(b.get(i + 2..i + 12)?)?;
     if b.get(i + 12..i + 15)? != b";p=" {
         return None;
     }
-    let publisher = num(b.get(i + 15..i + 17)?)?;
+    let publisher = parse_decimal(b.get(i + 15..i + 17)?)?;
     Some((seq, publisher as usize))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The next text message (pings answered, pongs skipped); an error on close or EOF.
-async fn next_text(ws: &mut Ws) -> Result<bytes::Bytes> {
-    loop {
-        match ws.recv().await? {
-            Some(Message::Text(b)) | Some(Message::Binary(b)) => return Ok(b),
-            Some(Message::Pong(_)) | Some(Message::Ping(_)) => {}
-            Some(Message::Close(c)) => bail!("server closed: {c:?}"),
-            None => bail!("server closed the TCP connection"),
-        }
-    }
 }
 
 /// Joins the group / subscribes to the channel and waits for the confirmation.
@@ -1466,14 +897,14 @@ async fn fan_join(ws: &mut Ws, system: System, group: &str) -> Result<()> {
         System::Switchboard => {
             let msg = json!({"action": "join", "group": group}).to_string();
             ws.send(true, msg.as_bytes()).await?;
-            let b = next_text(ws).await?;
+            let (_, b) = ws.next_message().await?;
             if !contains(&b, b"\"joined\"") {
                 bail!("join answered {}", String::from_utf8_lossy(&b));
             }
         }
         System::Sockudo => {
             loop {
-                let b = next_text(ws).await?;
+                let (_, b) = ws.next_message().await?;
                 if contains(&b, b"pusher:connection_established") {
                     break;
                 }
@@ -1484,7 +915,7 @@ async fn fan_join(ws: &mut Ws, system: System, group: &str) -> Result<()> {
             let msg = json!({"event": "pusher:subscribe", "data": {"channel": group}}).to_string();
             ws.send(true, msg.as_bytes()).await?;
             loop {
-                let b = next_text(ws).await?;
+                let (_, b) = ws.next_message().await?;
                 if contains(&b, b"pusher_internal:subscription_succeeded") {
                     break;
                 }
@@ -1517,8 +948,8 @@ async fn fan_member(mut ws: Ws, fan: Arc<Fan>, sample: bool) {
     }
     let mut last = [0u64; MAX_PUBLISHERS];
     let why = loop {
-        match ws.recv().await {
-            Ok(Some(Message::Text(b))) | Ok(Some(Message::Binary(b))) => match parse_seq(&b) {
+        match ws.next_data().await {
+            Ok(b) => match parse_seq(&b) {
                 Some((seq, publisher)) => fan.deliver(seq, publisher, &mut last, sample),
                 None if fan.system == System::Sockudo && contains(&b, b"pusher:ping") => {
                     let pong = br#"{"event":"pusher:pong","data":{}}"#;
@@ -1530,17 +961,11 @@ async fn fan_member(mut ws: Ws, fan: Arc<Fan>, sample: bool) {
                     fan.unparsed.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            Ok(Some(Message::Pong(_))) | Ok(Some(Message::Ping(_))) => {}
-            Ok(Some(Message::Close(c))) => {
-                let code = c.as_ref().map_or(close_code::NORMAL, |(code, _)| *code);
-                ws.answer_close(code).await;
-                break format!(
-                    "member closed by the server: {:?}",
-                    c.map(|(code, r)| (code, String::from_utf8_lossy(&r).into_owned()))
-                );
+            Err(End::Closed(c)) => {
+                break format!("member closed by the server: {:?}", End::close_text(c))
             }
-            Ok(None) => break "member connection: EOF".into(),
-            Err(e) => break format!("member connection: {e:#}"),
+            Err(End::Eof) => break "member connection: EOF".into(),
+            Err(End::Error(e)) => break format!("member connection: {e:#}"),
         }
     };
     fan.alive.fetch_sub(1, Ordering::AcqRel);
@@ -1553,7 +978,7 @@ struct Publisher {
     /// Named in every message (`p=NN;`), 0..MAX_PUBLISHERS.
     id: usize,
     system: System,
-    client: switchboard_bench::http1::Client,
+    client: http1::Client,
     path: String,
     headers: Vec<String>,
     group: String,
@@ -1563,22 +988,18 @@ struct Publisher {
     size: usize,
 }
 
-/// What one publish call answered.
-struct Published {
-    /// switchboard's `dropped` (recipients whose queue was full or that were closing).
-    dropped: u64,
-    recipients: u64,
-}
-
 impl Publisher {
     fn new(a: &FanoutArgs, id: usize) -> Result<Self> {
-        let (addr, host, prefix) = switchboard_bench::http1::parse_base(&a.publish_url)?;
+        let (addr, host, prefix) = http1::parse_base(&a.publish_url)?;
         if !addr.ip().is_loopback() {
             bail!("refusing non-loopback publish target {addr}");
         }
         let (path, headers) = match a.system {
             System::Switchboard => (
-                format!("{prefix}/v1/groups/{}/messages", percent_encode(&a.group)),
+                format!(
+                    "{prefix}/v1/groups/{}/messages",
+                    http1::percent_encode(&a.group)
+                ),
                 vec![
                     format!("Authorization: Bearer {}", a.token),
                     "Content-Type: text/plain; charset=utf-8".to_string(),
@@ -1592,7 +1013,7 @@ impl Publisher {
         Ok(Self {
             id,
             system: a.system,
-            client: switchboard_bench::http1::Client::new(addr, host, Duration::from_secs(30)),
+            client: http1::Client::new(addr, host, Duration::from_secs(30)),
             path,
             headers,
             group: a.group.clone(),
@@ -1605,34 +1026,27 @@ impl Publisher {
 
     /// The message with sequence number `seq`: `s=SEQ;p=ID;` and `x` up to `size` bytes
     /// (no character that JSON would escape).
-    fn payload(&self, seq: u64) -> String {
+    fn payload(&self, seq: usize) -> String {
         let mut s = format!("s={seq:010};p={:02};", self.id);
         while s.len() < self.size {
             s.push('x');
         }
         s
     }
+}
 
-    async fn publish(&mut self, seq: u64) -> Result<Published> {
+impl Publish for Publisher {
+    async fn publish(&mut self, seq: usize) -> Result<Published> {
         let data = self.payload(seq);
         match self.system {
             System::Switchboard => {
-                let r = self
-                    .client
-                    .post(&self.path, &self.headers, data.as_bytes())
-                    .await?;
-                if r.status != 200 {
-                    bail!(
-                        "publish answered {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    );
-                }
-                let v: Value = serde_json::from_slice(&r.body).context("publish answer")?;
-                Ok(Published {
-                    dropped: v["dropped"].as_u64().unwrap_or(0),
-                    recipients: v["recipients"].as_u64().unwrap_or(0),
-                })
+                fanout::post_group_message(
+                    &mut self.client,
+                    &self.path,
+                    &self.headers,
+                    data.as_bytes(),
+                )
+                .await
             }
             System::Sockudo => {
                 let body =
@@ -1653,53 +1067,23 @@ impl Publisher {
                     .client
                     .post(&target, &self.headers, body.as_bytes())
                     .await?;
-                if r.status != 200 {
-                    bail!(
-                        "publish answered {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    );
-                }
+                fanout::check_published(&r)?;
                 Ok(Published {
-                    dropped: 0,
                     recipients: 0,
+                    dropped: 0,
                 })
             }
         }
     }
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
+/// `ns` in ms, two decimals.
 fn ms(ns: u64) -> f64 {
     (ns as f64 / 1e4).round() / 100.0
 }
 
-fn median_f(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 async fn fanout(a: FanoutArgs, nofile: u64) -> Result<Value> {
-    let ep = Endpoint::parse(&a.target)?;
+    let ep = endpoint(&a.target)?;
     let cap = MAX_CONNECTIONS.min((nofile as usize).saturating_sub(200));
     if a.connections == 0 || a.connections > cap {
         bail!("--connections must be in 1..={cap}");
@@ -1713,30 +1097,25 @@ async fn fanout(a: FanoutArgs, nofile: u64) -> Result<Value> {
     let fan = Arc::new(Fan {
         system: a.system,
         group: a.group.clone(),
-        base: Instant::now(),
-        counts: atomics32(SEQ_CAP),
-        expected: atomics32(SEQ_CAP),
-        first_ns: atomics64(SEQ_CAP),
-        last_ns: atomics64(SEQ_CAP),
-        pub_ns: atomics64(SEQ_CAP),
-        next_seq: AtomicU64::new(1),
+        deliveries: Deliveries::new(SEQ_CAP, WAIT_POLL),
         alive: AtomicUsize::new(0),
         joined: AtomicUsize::new(0),
         join_failed: AtomicUsize::new(0),
         lost_members: AtomicUsize::new(0),
-        delivered: AtomicU64::new(0),
         out_of_order: AtomicU64::new(0),
         unparsed: AtomicU64::new(0),
         first_error: parking_lot::Mutex::new(None),
-        notify: tokio::sync::Notify::new(),
-        sampled: parking_lot::Mutex::new(new_hist()),
     });
     // Publishing works before anyone joins (a clear error beats a long wait later).
     let mut publisher = Publisher::new(&a, 0)?;
 
     let started = Instant::now();
     let sample_every = a.sample_every.max(1);
-    let (opened, failed, err) = {
+    let Opened {
+        opened,
+        failed,
+        first_error: err,
+    } = {
         let fan = fan.clone();
         open_many(&ep, a.connections, a.concurrency, move |i, ws| {
             tokio::spawn(fan_member(ws, fan.clone(), i % sample_every == 0));
@@ -1846,94 +1225,28 @@ async fn fanout(a: FanoutArgs, nofile: u64) -> Result<Value> {
         "system": a.system.name(),
         "commands": commands,
         "members": fan.alive.load(Ordering::Acquire),
-        "delivered_total": fan.delivered.load(Ordering::Relaxed),
+        "delivered_total": fan.deliveries.delivered(),
     }))
 }
 
-/// One JSON line on stdout (line-buffered: the driving script reads it at once).
-fn emit(v: Value) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
-}
-
-fn take_seq(fan: &Fan) -> Result<usize> {
-    let seq = fan.next_seq.fetch_add(1, Ordering::AcqRel) as usize;
-    if seq >= SEQ_CAP {
-        bail!("sequence numbers exhausted ({SEQ_CAP})");
-    }
-    Ok(seq)
-}
-
 async fn cmd_shots(
-    fan: &Arc<Fan>,
+    fan: &Fan,
     a: &FanoutArgs,
     publisher: &mut Publisher,
     k: usize,
 ) -> Result<Value> {
-    let members = fan.alive.load(Ordering::Acquire);
-    let mut last_ms = Vec::new();
-    let mut first_ms = Vec::new();
-    let mut http_ms = Vec::new();
-    let (mut losses, mut incomplete, mut dropped) = (0u64, 0usize, 0u64);
-    let mut recipients = Vec::new();
-    for shot in 0..=k {
-        // Shot 0 warms up (HTTP connection, caches) and is not counted.
-        let seq = take_seq(fan)?;
-        let n = fan.alive.load(Ordering::Acquire) as u32;
-        fan.expected[seq].store(n, Ordering::Release);
-        let t0 = fan.now_ns();
-        fan.pub_ns[seq].store(t0, Ordering::Release);
-        let r = publisher.publish(seq as u64).await;
-        let t1 = fan.now_ns();
-        let p = match r {
-            Ok(p) => p,
-            Err(e) => {
-                fan.expected[seq].store(0, Ordering::Release);
-                return Err(e.context(format!("publish of shot {shot}")));
-            }
-        };
-        let ok = fan
-            .wait_complete(seq, Instant::now() + secs(a.drain_timeout))
-            .await;
-        if shot == 0 {
-            if !ok {
-                eprintln!("fanout: warm-up shot incomplete");
-            }
-        } else {
-            http_ms.push(ms(t1 - t0));
-            dropped += p.dropped;
-            recipients.push(p.recipients);
-            if ok {
-                last_ms.push(ms(fan.last_ns[seq].load(Ordering::Acquire) - t0));
-                first_ms.push(ms(fan.first_ns[seq]
-                    .load(Ordering::Acquire)
-                    .saturating_sub(t0)));
-            } else {
-                incomplete += 1;
-                losses += u64::from(n.saturating_sub(fan.counts[seq].load(Ordering::Acquire)));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let members = fan.members();
+    let shots = fanout::shots(fan, publisher, k, secs(a.drain_timeout)).await?;
+    if !shots.warmup_complete {
+        eprintln!("fanout: warm-up shot incomplete");
     }
-    let shots_ms = last_ms.clone();
-    let med_last = median_f(&mut last_ms);
-    Ok(json!({
-        "cmd": "shots",
-        "shots": k,
-        "members_at_start": members,
-        "size": a.size,
-        "last_delivery_ms": shots_ms,
-        "last_delivery_ms_median": med_last,
-        "first_delivery_ms_median": median_f(&mut first_ms),
-        "http_ms_median": median_f(&mut http_ms),
-        "deliveries_per_s": med_last.map(|m| (members as f64 / (m / 1000.0)).round()),
-        "incomplete_shots": incomplete,
-        "losses": losses,
-        "dropped_reported": dropped,
-        "recipients_reported": recipients,
-    }))
+    let summary = shots.summary(ms, median);
+    let mut v = summary.json(members);
+    v["cmd"] = json!("shots");
+    v["members_at_start"] = json!(members);
+    v["size"] = json!(a.size);
+    v["dropped_reported"] = json!(summary.dropped);
+    Ok(v)
 }
 
 /// Opens the stalled member: joined like the others, receive buffer 4 KiB, never read.
@@ -1956,10 +1269,7 @@ async fn probe_stalled(mut ws: Ws) -> Value {
             Err(_) => break "still open".to_string(),
             Ok(Ok(Some(Message::Text(_)))) | Ok(Ok(Some(Message::Binary(_)))) => messages += 1,
             Ok(Ok(Some(Message::Close(c)))) => {
-                break format!(
-                    "closed by the server: {:?}",
-                    c.map(|(code, r)| (code, String::from_utf8_lossy(&r).into_owned()))
-                )
+                break format!("closed by the server: {:?}", End::close_text(c))
             }
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => break "EOF (closed by the server without a close frame)".into(),
@@ -1981,170 +1291,34 @@ async fn cmd_sustained(
     } else {
         None
     };
-    let members = fan.alive.load(Ordering::Acquire);
     let lost0 = fan.lost_members.load(Ordering::Acquire);
     let ooo0 = fan.out_of_order.load(Ordering::Relaxed);
-    *fan.sampled.lock() = new_hist();
-    let start_seq = fan.next_seq.load(Ordering::Acquire) as usize;
-    let delivered0 = fan.delivered.load(Ordering::Relaxed);
-    let t_start_ns = fan.now_ns();
-    let t_start = Instant::now();
-    let end = t_start + secs(secs_);
-
-    let http_hist = Arc::new(parking_lot::Mutex::new(new_hist()));
-    let publish_errors = Arc::new(AtomicU64::new(0));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for id in 0..a.inflight {
-        let mut p = Publisher::new(a, id)?;
-        let (fan, http_hist, publish_errors, dropped) = (
-            fan.clone(),
-            http_hist.clone(),
-            publish_errors.clone(),
-            dropped.clone(),
-        );
-        let window = a.window;
-        let drain = secs(a.drain_timeout);
-        workers.spawn(async move {
-            let mut first_err = None;
-            while Instant::now() < end {
-                let seq = match take_seq(&fan) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        first_err.get_or_insert(format!("{e:#}"));
-                        break;
-                    }
-                };
-                if window > 0 && seq >= start_seq + window {
-                    fan.wait_complete(seq - window, end + drain).await;
-                }
-                let n = fan.alive.load(Ordering::Acquire) as u32;
-                fan.expected[seq].store(n, Ordering::Release);
-                let t0 = fan.now_ns();
-                fan.pub_ns[seq].store(t0, Ordering::Release);
-                match p.publish(seq as u64).await {
-                    Ok(r) => {
-                        let _ = http_hist
-                            .lock()
-                            .record(micros(Duration::from_nanos(fan.now_ns() - t0)));
-                        dropped.fetch_add(r.dropped, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        // Not sent: not expected anywhere.
-                        fan.expected[seq].store(0, Ordering::Release);
-                        publish_errors.fetch_add(1, Ordering::Relaxed);
-                        first_err.get_or_insert(format!("{e:#}"));
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            first_err
-        });
-    }
-    // Deliveries per second while publishing.
-    let mut timeline = Vec::new();
-    let mut prev = delivered0;
-    let mut tick = t_start;
-    loop {
-        tick += Duration::from_secs(1);
-        if tick > end {
-            break;
-        }
-        tokio::time::sleep_until(tick).await;
-        let d = fan.delivered.load(Ordering::Relaxed);
-        timeline.push(d - prev);
-        prev = d;
-    }
-    let mut publish_error = None;
-    while let Some(r) = workers.join_next().await {
-        if let Ok(Some(e)) = r {
-            publish_error.get_or_insert(e);
-        }
-    }
-    let publish_end_ns = fan.now_ns();
-    let in_window = fan.delivered.load(Ordering::Relaxed) - delivered0;
-    let end_seq = (fan.next_seq.load(Ordering::Acquire) as usize).min(SEQ_CAP);
-
-    // Drain: every message to every member, or give up.
-    let drain_deadline = Instant::now() + secs(a.drain_timeout);
-    let mut complete = true;
-    for seq in start_seq..end_seq {
-        if !fan.wait_complete(seq, drain_deadline).await {
-            complete = false;
-            break;
-        }
-    }
-    let drained_ns = fan.now_ns();
-    let mut last_member = new_hist();
-    let (mut published, mut deliveries, mut losses, mut extra) = (0u64, 0u64, 0u64, 0u64);
-    let mut t_last = t_start_ns;
-    for seq in start_seq..end_seq {
-        let exp = u64::from(fan.expected[seq].load(Ordering::Acquire));
-        if exp == 0 {
-            continue;
-        }
-        published += 1;
-        let c = u64::from(fan.counts[seq].load(Ordering::Acquire));
-        deliveries += c.min(exp);
-        extra += c.saturating_sub(exp);
-        losses += exp.saturating_sub(c);
-        if c >= exp {
-            let l = fan.last_ns[seq].load(Ordering::Acquire);
-            t_last = t_last.max(l);
-            let p = fan.pub_ns[seq].load(Ordering::Acquire);
-            let _ = last_member.record((l.saturating_sub(p) / 1000).clamp(1, 120_000_000));
-        }
-    }
-    if !complete {
-        t_last = drained_ns;
-    }
-    let total_s = (t_last.saturating_sub(t_start_ns)) as f64 / 1e9;
-    let pub_s = (publish_end_ns - t_start_ns) as f64 / 1e9;
-    let sampled = fan.sampled.lock().clone();
-    let http = http_hist.lock().clone();
+    let publishers = (0..a.inflight)
+        .map(|id| Publisher::new(a, id))
+        .collect::<Result<Vec<_>>>()?;
+    let drain = secs(a.drain_timeout);
+    let opts = SustainedOpts {
+        secs: secs_,
+        duration: secs(secs_),
+        window: a.window,
+        window_grace: drain,
+        drain,
+        size: a.size,
+    };
+    let run = fanout::sustained(fan, publishers, &opts, || {}).await;
     let stalled_info = match stalled_ws {
         Some(ws) => probe_stalled(ws).await,
         None => Value::Null,
     };
-    let q = |h: &Histogram<u64>, x: f64| {
-        if h.is_empty() {
-            Value::Null
-        } else {
-            json!(round1(h.value_at_quantile(x) as f64 / 1000.0))
-        }
-    };
-    Ok(json!({
-        "cmd": if stalled { "sustained-stalled" } else { "sustained" },
-        "secs": secs_,
-        "inflight": a.inflight,
-        "window": a.window,
-        "size": a.size,
-        "members_at_start": members,
-        "published": published,
-        "publishes_per_s": round1(published as f64 / pub_s.max(1e-9)),
-        "publish_errors": publish_errors.load(Ordering::Relaxed),
-        "publish_error": publish_error,
-        "deliveries": deliveries,
-        // Every delivery of every message published in the run, over the time from the
-        // first publish call to the last delivery (drain included): the headline figure.
-        "deliveries_per_s": round1(deliveries as f64 / total_s.max(1e-9)),
-        // Deliveries counted while publishing, over the publishing time.
-        "deliveries_per_s_in_window": round1(in_window as f64 / pub_s.max(1e-9)),
-        "timeline_per_s": timeline,
-        "drain_ms": round1((t_last.saturating_sub(publish_end_ns)) as f64 / 1e6),
-        "complete": complete,
-        "losses": losses,
-        "extra_deliveries": extra,
-        "dropped_reported": dropped.load(Ordering::Relaxed),
-        "members_lost": fan.lost_members.load(Ordering::Acquire) - lost0,
-        "out_of_order": fan.out_of_order.load(Ordering::Relaxed) - ooo0,
-        "last_member_ms_p50": q(&last_member, 0.5),
-        "last_member_ms_p99": q(&last_member, 0.99),
-        "last_member_ms_max": if last_member.is_empty() { Value::Null } else { json!(round1(last_member.max() as f64 / 1000.0)) },
-        "member_latency_ms_p50": q(&sampled, 0.5),
-        "member_latency_ms_p99": q(&sampled, 0.99),
-        "http_ms_p50": q(&http, 0.5),
-        "http_ms_p99": q(&http, 0.99),
-        "stalled_member": stalled_info,
-    }))
+    let mut v = run.json();
+    v["cmd"] = json!(if stalled {
+        "sustained-stalled"
+    } else {
+        "sustained"
+    });
+    v["last_member_ms_max"] = max_ms(run.last_member());
+    v["members_lost"] = json!(fan.lost_members.load(Ordering::Acquire) - lost0);
+    v["out_of_order"] = json!(fan.out_of_order.load(Ordering::Relaxed) - ooo0);
+    v["stalled_member"] = stalled_info;
+    Ok(v)
 }

@@ -25,54 +25,59 @@
 //!
 //! With `--pids name=PID,...` each run also reports the CPU seconds those processes spent.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Buf, Bytes, BytesMut};
-use clap::{Args, Parser, Subcommand};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use serde::Serialize;
 use serde_json::{json, Value};
-use switchboard_bench::http1;
-use switchboard_ws::{close_code, handshake, Decoder, Encoder, Limits, Message, Role};
+use switchboard_bench::cpu::{loadavg, Cpu};
+use switchboard_bench::fanout::{
+    self, Audience, Deliveries, Publish, Published, SustainedOpts, QUIET_GIVE_UP,
+};
+use switchboard_bench::stats::{
+    atomics32, atomics64, max_ms, median, new_hist, ns_micros, quantile_ms, round1,
+};
+use switchboard_bench::ws_client::{self, ClientOptions, End, Endpoint, Ws, WsUrl};
+use switchboard_bench::{contains, http1, jsonl::emit, parse_decimal};
+use switchboard_ws::{Limits, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// A drain gives up after this long without any delivery.
-const QUIET_GIVE_UP: Duration = Duration::from_secs(3);
 /// Longest drain after a run.
 const DRAIN_MAX: Duration = Duration::from_secs(20);
 /// Open files this process may use for connections (the hard limit is usually 20,000).
 const MAX_CONNECTIONS: usize = 19_000;
 const MAX_SECS: f64 = 600.0;
-const CLIENT_LIMITS: Limits = Limits {
-    max_frame_bytes: 16 << 20,
-    max_message_bytes: 16 << 20,
-};
 /// Sequence numbers per process (tables are preallocated).
 const DIRECT_SEQ_CAP: usize = 1 << 21;
 const FAN_SEQ_CAP: usize = 1 << 17;
 /// Source addresses 127.0.0.1..=127.0.0.SOURCES.
 const SOURCES: u8 = 16;
-
-#[derive(Parser)]
-#[command(about = "Cluster benchmark client for switchboard (loopback targets only)")]
-struct Cli {
-    /// Tokio worker threads (default: one per core).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+/// How often a wait for fan-out deliveries looks again although no delivery woke it.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+/// How the connections are opened, read and closed.
+const CLIENT_OPTIONS: ClientOptions = ClientOptions {
+    limits: Limits {
+        max_frame_bytes: 16 << 20,
+        max_message_bytes: 16 << 20,
+    },
+    read_reserve: 8192,
+    close_timeout: Duration::from_secs(2),
+    deflate: false,
+    v1: false,
+};
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -159,363 +164,85 @@ struct FanoutArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let nofile = switchboard_bench::raise_nofile_limit().unwrap_or(1024);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = cli.threads {
-        rt.worker_threads(n);
-    }
-    let rt = rt.build().expect("tokio runtime");
-    let result = rt.block_on(async move {
-        match cli.cmd {
+    let about = "Cluster benchmark client for switchboard (loopback targets only)";
+    switchboard_bench::main(about, |cmd: Cmd, nofile| async move {
+        let result = match cmd {
             Cmd::Direct(a) => direct(a, nofile).await,
             Cmd::Fanout(a) => fanout(a, nofile).await,
-        }
-    });
-    let code = match result {
-        Ok(()) => 0,
-        Err(e) => {
+        };
+        if let Err(e) = result {
             eprintln!("xnode: error: {e:#}");
             emit(json!({"kind": "error", "error": format!("{e:#}")}));
-            1
+            return 1;
         }
-    };
-    rt.shutdown_timeout(Duration::from_millis(200));
-    std::process::exit(code);
-}
-
-/// One JSON line on stdout, flushed at once.
-fn emit(v: Value) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
+        0
+    })
 }
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.clamp(0.0, MAX_SECS))
 }
 
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn q_ms(h: &Histogram<u64>, q: f64) -> Value {
-    if h.is_empty() {
-        Value::Null
-    } else {
-        json!(round1(h.value_at_quantile(q) as f64 / 1000.0))
-    }
-}
-
+/// `ns` in ms, one decimal.
 fn ms(ns: u64) -> f64 {
     round1(ns as f64 / 1e6)
 }
 
-// ---------------------------------------------------------------------------------------
-// CPU accounting from /proc
-
-struct Cpu {
-    names: Vec<String>,
-    pids: Vec<u32>,
-    tck: f64,
-}
-
-struct CpuMark {
-    per: Vec<u64>,
-    busy: u64,
-    at: Instant,
-}
-
-impl Cpu {
-    fn parse(spec: &str) -> Result<Self> {
-        let mut names = Vec::new();
-        let mut pids = Vec::new();
-        for item in spec.split(',').filter(|s| !s.is_empty()) {
-            let (n, p) = item
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--pids: expected name=PID, got {item}"))?;
-            names.push(n.to_string());
-            pids.push(p.parse().with_context(|| format!("--pids: bad pid {p}"))?);
-        }
-        // SAFETY: sysconf has no preconditions.
-        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Ok(Self { names, pids, tck })
-    }
-
-    fn ticks(pid: u32) -> u64 {
-        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return 0;
-        };
-        let Some(i) = s.rfind(')') else { return 0 };
-        let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
-        // After ") ": state is field 0, utime 11, stime 12.
-        let g = |k: usize| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        g(11) + g(12)
-    }
-
-    fn busy() -> u64 {
-        let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let line = s.lines().next().unwrap_or("");
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal
-        let g = |k: usize| v.get(k).copied().unwrap_or(0);
-        g(0) + g(1) + g(2) + g(5) + g(6) + g(7)
-    }
-
-    fn mark(&self) -> CpuMark {
-        CpuMark {
-            per: self.pids.iter().map(|&p| Self::ticks(p)).collect(),
-            busy: Self::busy(),
-            at: Instant::now(),
-        }
-    }
-
-    /// Waits until the watched processes together use less than 10 % of one core over
-    /// two consecutive 250 ms windows (work left behind by the setup, such as registry
-    /// writes, has ended), at most `max`. Returns the seconds waited.
-    async fn settle(&self, max: Duration) -> f64 {
-        let t0 = Instant::now();
-        if self.pids.is_empty() {
-            return 0.0;
-        }
-        let sum = || self.pids.iter().map(|&p| Self::ticks(p)).sum::<u64>();
-        let mut prev = sum();
-        let mut quiet = 0;
-        while t0.elapsed() < max {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let now = sum();
-            if ((now - prev) as f64) / self.tck < 0.025 {
-                quiet += 1;
-                if quiet >= 2 {
-                    break;
-                }
-            } else {
-                quiet = 0;
-            }
-            prev = now;
-        }
-        round1(t0.elapsed().as_secs_f64())
-    }
-
-    /// CPU seconds per process, our own, and the machine's busy share since `m`.
-    fn since(&self, m: &CpuMark, own0: u64) -> Value {
-        let now = self.mark();
-        let mut per = serde_json::Map::new();
-        for (i, n) in self.names.iter().enumerate() {
-            per.insert(
-                n.clone(),
-                json!(round2(
-                    (now.per[i].saturating_sub(m.per[i])) as f64 / self.tck
-                )),
-            );
-        }
-        let own = Self::ticks(std::process::id()).saturating_sub(own0);
-        per.insert("xnode".into(), json!(round2(own as f64 / self.tck)));
-        let wall = now.at.duration_since(m.at).as_secs_f64().max(1e-9);
-        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        json!({
-            "cpu_s": per,
-            "wall_s": round2(wall),
-            "machine_busy_pct": round1(100.0 * (now.busy.saturating_sub(m.busy)) as f64 / self.tck / wall / ncpu),
-        })
-    }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `{NAME: value}` for the nodes `names` and their values `v`, in the same order.
+fn per_node<T: Serialize>(names: &[String], v: &[T]) -> Value {
+    names
+        .iter()
+        .cloned()
+        .zip(v.iter().map(|x| json!(x)))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
 // WebSocket client
 
-struct Endpoint {
-    addr: SocketAddr,
-    host: String,
-    path: String,
+/// The node at `url` (`ws://127.x.y.z:PORT/PATH`), connected to from 127.0.0.1..=16.
+fn endpoint(url: &str) -> Result<Arc<Endpoint>> {
+    let parts = WsUrl::split(url)?;
+    let port = parts
+        .port
+        .ok_or_else(|| anyhow!("{url}: a port is required"))?;
+    let ip = parts
+        .ip()
+        .with_context(|| format!("{url}: host must be an IPv4 loopback address"))?;
+    if !ip.is_loopback() || !ip.is_ipv4() {
+        bail!("refusing {ip}: this tool only loads this machine over IPv4 loopback");
+    }
+    let addr = SocketAddr::new(ip, port.parse().context("bad port")?);
+    let sources = Endpoint::loopback_sources(SOURCES);
+    Ok(Arc::new(Endpoint::new(
+        addr,
+        parts.authority,
+        parts.path,
+        sources,
+        CLIENT_OPTIONS,
+    )))
 }
 
-static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
-
-impl Endpoint {
-    fn parse(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| anyhow!("only ws:// URLs are supported: {url}"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = authority
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow!("{url}: a port is required"))?;
-        let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            host.parse()
-                .with_context(|| format!("{url}: host must be an IPv4 loopback address"))?
-        };
-        if !ip.is_loopback() || !ip.is_ipv4() {
-            bail!("refusing {ip}: this tool only loads this machine over IPv4 loopback");
-        }
-        Ok(Self {
-            addr: SocketAddr::new(ip, port.parse().context("bad port")?),
-            host: authority.to_string(),
-            path: path.to_string(),
-        })
-    }
-
-    async fn connect(&self) -> Result<Ws> {
-        let i = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
-        let src = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % SOURCES as usize) as u8));
-        let socket = TcpSocket::new_v4()?;
-        let one: libc::c_int = 1;
-        // SAFETY: a valid fd and a c_int option of the right size.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        socket.bind(SocketAddr::new(src, 0))?;
-        let mut stream = socket.connect(self.addr).await?;
-        stream.set_nodelay(true)?;
-        let key = handshake::client_key();
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            self.path, self.host, key
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let expected = handshake::accept_key(key.as_bytes());
-        let mut buf = BytesMut::with_capacity(1024);
-        loop {
-            if stream.read_buf(&mut buf).await? == 0 {
-                bail!("connection closed during the handshake");
-            }
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&buf)? {
-                httparse::Status::Complete(n) => {
-                    if resp.code != Some(101) {
-                        bail!("handshake answered {:?}, not 101", resp.code);
-                    }
-                    let accept = resp
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
-                        .map(|h| h.value);
-                    if accept != Some(expected.as_bytes()) {
-                        bail!("wrong or missing Sec-WebSocket-Accept");
-                    }
-                    buf.advance(n);
-                    return Ok(Ws {
-                        stream,
-                        rbuf: buf,
-                        wbuf: BytesMut::with_capacity(256),
-                        decoder: Decoder::new(Role::Client, CLIENT_LIMITS, None),
-                        encoder: Encoder::new(Role::Client, None),
-                    });
+/// Sends `{"action":"join","group":G}` and waits for `{"joined":G}`.
+async fn join(ws: &mut Ws, group: &str) -> Result<()> {
+    let msg = json!({"action": "join", "group": group}).to_string();
+    ws.send(true, msg.as_bytes()).await?;
+    loop {
+        match ws.recv().await? {
+            Some(Message::Text(b)) => {
+                if contains(&b, b"\"joined\"") {
+                    return Ok(());
                 }
-                httparse::Status::Partial if buf.len() < 16 * 1024 => {}
-                httparse::Status::Partial => bail!("handshake response head too long"),
+                bail!("join answered {}", String::from_utf8_lossy(&b));
             }
+            Some(Message::Close(c)) => bail!("closed while joining: {c:?}"),
+            Some(_) => {}
+            None => bail!("EOF while joining"),
         }
     }
 }
 
-struct Ws {
-    stream: TcpStream,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    decoder: Decoder,
-    encoder: Encoder,
-}
-
-impl Ws {
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-        }
-        Ok(())
-    }
-
-    async fn send_text(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        self.encoder.message(true, payload, &mut self.wbuf);
-        self.flush().await
-    }
-
-    /// The next data, pong or close message; pings are answered here. `None`: EOF.
-    async fn recv(&mut self) -> Result<Option<Message>> {
-        loop {
-            match self.decoder.decode(&mut self.rbuf)? {
-                Some(Message::Ping(p)) => {
-                    self.encoder.ping_pong(true, &p, &mut self.wbuf);
-                    self.flush().await?;
-                }
-                Some(m) => return Ok(Some(m)),
-                None => {
-                    self.rbuf.reserve(8192);
-                    if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn answer_close(&mut self, code: u16) {
-        self.encoder.close(code, "", &mut self.wbuf);
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
-    }
-
-    /// Sends `{"action":"join","group":G}` and waits for `{"joined":G}`.
-    async fn join(&mut self, group: &str) -> Result<()> {
-        let msg = json!({"action": "join", "group": group}).to_string();
-        self.send_text(msg.as_bytes()).await?;
-        loop {
-            match self.recv().await? {
-                Some(Message::Text(b)) => {
-                    if contains(&b, b"\"joined\"") {
-                        return Ok(());
-                    }
-                    bail!("join answered {}", String::from_utf8_lossy(&b));
-                }
-                Some(Message::Close(c)) => bail!("closed while joining: {c:?}"),
-                Some(_) => {}
-                None => bail!("EOF while joining"),
-            }
-        }
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Opens and joins `per_target[i]` connections to each endpoint, `concurrency` at a time.
+/// Opens and joins `per_target` connections to each endpoint, `concurrency` at a time.
 /// Returns the joined sockets with their endpoint index, and the failures.
 async fn open_and_join(
     eps: &[Arc<Endpoint>],
@@ -523,70 +250,34 @@ async fn open_and_join(
     group: &str,
     concurrency: usize,
 ) -> (Vec<(usize, Ws)>, usize, Option<String>) {
-    let jobs: Vec<usize> = (0..per_target)
-        .flat_map(|_| 0..eps.len())
-        .collect::<Vec<_>>();
-    let jobs = Arc::new(jobs);
-    let next = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let first_err = Arc::new(Mutex::new(None::<String>));
-    let out = Arc::new(Mutex::new(Vec::with_capacity(jobs.len())));
-    let max_failures = jobs.len() / 20 + 20;
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.clamp(1, jobs.len().max(1)) {
-        let (jobs, next, failed, first_err, out, eps) = (
-            jobs.clone(),
-            next.clone(),
-            failed.clone(),
-            first_err.clone(),
-            out.clone(),
-            eps.to_vec(),
-        );
-        let group = group.to_string();
-        workers.spawn(async move {
-            loop {
-                if failed.load(Ordering::Relaxed) > max_failures {
-                    break;
-                }
-                let j = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&k) = jobs.get(j) else { break };
-                let r = async {
-                    let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, eps[k].connect())
-                        .await
-                        .map_err(|_| anyhow!("handshake timed out"))??;
-                    tokio::time::timeout(JOIN_TIMEOUT, ws.join(&group))
-                        .await
-                        .map_err(|_| anyhow!("join timed out"))??;
-                    Ok::<_, anyhow::Error>(ws)
-                }
-                .await;
-                match r {
-                    Ok(ws) => out.lock().push((k, ws)),
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        first_err.lock().get_or_insert(format!("{e:#}"));
-                    }
-                }
-            }
-        });
-    }
-    while workers.join_next().await.is_some() {}
+    let jobs: Vec<usize> = (0..per_target).flat_map(|_| 0..eps.len()).collect();
+    let n = jobs.len();
+    let (eps, group) = (eps.to_vec(), group.to_string());
+    let open = move |j: usize| {
+        let k = jobs[j];
+        let (ep, group) = (eps[k].clone(), group.clone());
+        async move {
+            let mut ws = ep.connect_timeout(HANDSHAKE_TIMEOUT).await?;
+            tokio::time::timeout(JOIN_TIMEOUT, join(&mut ws, &group))
+                .await
+                .map_err(|_| anyhow!("join timed out"))??;
+            Ok((k, ws))
+        }
+    };
+    let out = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let sink = out.clone();
+    let r = ws_client::open_many(n, concurrency, n / 20 + 20, open, move |_, joined| {
+        sink.lock().push(joined)
+    })
+    .await;
     let v = std::mem::take(&mut *out.lock());
-    let e = first_err.lock().take();
-    (v, failed.load(Ordering::Relaxed), e)
+    (v, r.failed, r.first_error)
 }
 
 /// Parses `s=` + 10 digits at the start of a message.
 fn parse_seq(b: &[u8]) -> Option<usize> {
     let d = b.strip_prefix(b"s=")?.get(..10)?;
-    let mut v = 0usize;
-    for &c in d {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + usize::from(c - b'0');
-    }
-    Some(v)
+    parse_decimal(d).map(|v| v as usize)
 }
 
 /// `s=SEQ;` padded with `x` to `size` bytes.
@@ -594,18 +285,6 @@ fn payload(seq: usize, size: usize) -> Vec<u8> {
     let mut s = format!("s={seq:010};").into_bytes();
     s.resize(size.max(s.len()), b'x');
     s
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `GET` with `Connection: close` (the bench's HTTP client only posts).
@@ -644,6 +323,7 @@ async fn http_get(base: &str, path: &str) -> Result<(u16, Bytes)> {
         .map_err(|_| anyhow!("GET {path} timed out"))?
 }
 
+/// The body of a chunked response.
 fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
@@ -698,13 +378,6 @@ struct Direct {
     lat: Vec<Mutex<Histogram<u64>>>,
 }
 
-fn atomics32(n: usize) -> Box<[AtomicU32]> {
-    (0..n).map(|_| AtomicU32::new(0)).collect()
-}
-fn atomics64(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
 impl Direct {
     fn now_ns(&self) -> u64 {
         self.base.elapsed().as_nanos() as u64
@@ -738,7 +411,7 @@ impl Direct {
         if p > 0 && now > p {
             let _ = self.lat[idx % self.lat.len()]
                 .lock()
-                .record(((now - p) / 1000).clamp(1, 120_000_000));
+                .record(ns_micros(now - p));
         }
         let w = self.worker[seq].load(Ordering::Acquire) as usize;
         if let Some(n) = self.wakers.get(w) {
@@ -749,16 +422,10 @@ impl Direct {
 
 async fn direct_reader(mut ws: Ws, idx: usize, st: Arc<Direct>) {
     let why = loop {
-        match ws.recv().await {
-            Ok(Some(Message::Text(b))) | Ok(Some(Message::Binary(b))) => st.on_message(idx, &b),
-            Ok(Some(Message::Close(c))) => {
-                let code = c.as_ref().map_or(close_code::NORMAL, |(code, _)| *code);
-                ws.answer_close(code).await;
-                break format!("closed by the server: {c:?}");
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => break "EOF".to_string(),
-            Err(e) => break format!("{e:#}"),
+        match ws.next_data().await {
+            Ok(b) => st.on_message(idx, &b),
+            Err(End::Closed(c)) => break format!("closed by the server: {c:?}"),
+            Err(end) => break end.to_string(),
         }
     };
     st.conns_lost.fetch_add(1, Ordering::AcqRel);
@@ -780,11 +447,14 @@ async fn list_members_timed(base: &str, group: &str) -> Result<(Vec<String>, Vec
     for _ in 0..100 {
         let t0 = Instant::now();
         let path = match &after {
-            None => format!("/v1/groups/{}/members?limit=1000", percent_encode(group)),
+            None => format!(
+                "/v1/groups/{}/members?limit=1000",
+                http1::percent_encode(group)
+            ),
             Some(a) => format!(
                 "/v1/groups/{}/members?limit=1000&after={}",
-                percent_encode(group),
-                percent_encode(a)
+                http1::percent_encode(group),
+                http1::percent_encode(a)
             ),
         };
         let (status, body) = http_get(base, &path).await?;
@@ -838,8 +508,8 @@ async fn direct(a: DirectArgs, nofile: u64) -> Result<()> {
             bail!("--pacings: unknown pacing {p}");
         }
     }
-    let cpu = Cpu::parse(&a.pids)?;
-    let ep = Arc::new(Endpoint::parse(&a.ws_url)?);
+    let cpu = Cpu::parse(&a.pids, "xnode")?;
+    let ep = endpoint(&a.ws_url)?;
     let started = Instant::now();
     let (socks, failed, err) = open_and_join(&[ep], a.connections, &a.group, 50).await;
     if socks.len() < a.connections {
@@ -894,7 +564,7 @@ async fn direct(a: DirectArgs, nofile: u64) -> Result<()> {
     for id in &members {
         let r = same
             .post(
-                &format!("{prefix}/prod/@connections/{}", percent_encode(id)),
+                &format!("{prefix}/prod/@connections/{}", http1::percent_encode(id)),
                 &[],
                 format!("probe:{id}").as_bytes(),
             )
@@ -930,7 +600,7 @@ async fn direct(a: DirectArgs, nofile: u64) -> Result<()> {
         loop {
             let r = cross
                 .post(
-                    &format!("{xprefix}/prod/@connections/{}", percent_encode(id)),
+                    &format!("{xprefix}/prod/@connections/{}", http1::percent_encode(id)),
                     &[],
                     b"xprobe:1",
                 )
@@ -1010,7 +680,6 @@ async fn direct_run(
     for h in &st.lat {
         *h.lock() = new_hist();
     }
-    let own0 = Cpu::ticks(std::process::id());
     let mark = cpu.mark();
     let load = loadavg();
     // Every run starts from sequence number 1 (the previous run was drained): clear what
@@ -1067,12 +736,15 @@ async fn direct_run(
                 st.target[seq].store(idx as u32, Ordering::Release);
                 st.worker[seq].store(w as u32, Ordering::Release);
                 let body = payload(seq, size);
-                let path = format!("{prefix}/prod/@connections/{}", percent_encode(&ids[idx]));
+                let path = format!(
+                    "{prefix}/prod/@connections/{}",
+                    http1::percent_encode(&ids[idx])
+                );
                 let t0 = st.now_ns();
                 st.pub_ns[seq].store(t0, Ordering::Release);
                 match client.post(&path, &[], &body).await {
                     Ok(r) => {
-                        let _ = local.record(((st.now_ns() - t0) / 1000).clamp(1, 120_000_000));
+                        let _ = local.record(ns_micros(st.now_ns() - t0));
                         if r.status == 200 {
                             st.ok[seq].store(true, Ordering::Release);
                         } else {
@@ -1202,12 +874,12 @@ async fn direct_run(
         "http_statuses": statuses,
         "first_http_error": first_http_error.lock().clone(),
         "first_error": st.first_error.lock().clone(),
-        "http_ms_p50": q_ms(&http, 0.5),
-        "http_ms_p99": q_ms(&http, 0.99),
-        "delivery_ms_p50": q_ms(&lat, 0.5),
-        "delivery_ms_p99": q_ms(&lat, 0.99),
-        "delivery_ms_max": if lat.is_empty() { Value::Null } else { json!(round1(lat.max() as f64 / 1000.0)) },
-        "cpu": cpu.since(&mark, own0),
+        "http_ms_p50": quantile_ms(&http, 0.5),
+        "http_ms_p99": quantile_ms(&http, 0.99),
+        "delivery_ms_p50": quantile_ms(&lat, 0.5),
+        "delivery_ms_p99": quantile_ms(&lat, 0.99),
+        "delivery_ms_max": max_ms(&lat),
+        "cpu": cpu.since(&mark),
     }))
 }
 
@@ -1215,154 +887,77 @@ async fn direct_run(
 // fanout: one group over several nodes
 
 struct Fan {
-    base: Instant,
+    deliveries: Deliveries,
     nodes: usize,
     /// Per node, members joined and still connected.
     alive: Vec<AtomicUsize>,
     lost: Vec<AtomicUsize>,
-    /// Per sequence number: deliveries in all, expected in all, last delivery (when the
-    /// count reached `expected`), first delivery, publish start.
-    counts: Box<[AtomicU32]>,
-    expected: Box<[AtomicU32]>,
-    first_ns: Box<[AtomicU64]>,
-    last_ns: Box<[AtomicU64]>,
-    pub_ns: Box<[AtomicU64]>,
-    /// The same per node: index `node * FAN_SEQ_CAP + seq`.
+    /// Per node and sequence number, as the totals in `deliveries`: deliveries, members
+    /// expected, last delivery (when the count reached `expected`). Index
+    /// `node * FAN_SEQ_CAP + seq`.
     node_counts: Box<[AtomicU32]>,
     node_expected: Box<[AtomicU32]>,
     node_last_ns: Box<[AtomicU64]>,
-    next_seq: AtomicUsize,
-    delivered: AtomicU64,
     node_delivered: Vec<AtomicU64>,
     unparsed: AtomicU64,
     first_error: Mutex<Option<String>>,
-    notify: Notify,
-    /// Sampled delivery latency (every 50th member).
-    sampled: Mutex<Histogram<u64>>,
 }
 
-impl Fan {
-    fn now_ns(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
+impl Audience for Fan {
+    fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
     }
 
-    fn alive_total(&self) -> u32 {
-        self.alive
-            .iter()
-            .map(|a| a.load(Ordering::Acquire))
-            .sum::<usize>() as u32
+    fn members(&self) -> usize {
+        self.alive.iter().map(|a| a.load(Ordering::Acquire)).sum()
     }
 
-    fn deliver(&self, node: usize, b: &[u8], sample: bool) {
-        let now = self.now_ns();
-        let Some(seq) = parse_seq(b).filter(|&s| s > 0 && s < FAN_SEQ_CAP) else {
-            self.unparsed.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        self.node_delivered[node].fetch_add(1, Ordering::Relaxed);
-        let k = node * FAN_SEQ_CAP + seq;
-        let nc = self.node_counts[k].fetch_add(1, Ordering::AcqRel) + 1;
-        if nc == self.node_expected[k].load(Ordering::Acquire) {
-            self.node_last_ns[k].store(now, Ordering::Release);
-        }
-        let c = self.counts[seq].fetch_add(1, Ordering::AcqRel) + 1;
-        if c == 1 {
-            self.first_ns[seq].store(now, Ordering::Release);
-        }
-        if c == self.expected[seq].load(Ordering::Acquire) {
-            self.last_ns[seq].store(now, Ordering::Release);
-            self.notify.notify_waiters();
-        }
-        if sample {
-            let p = self.pub_ns[seq].load(Ordering::Acquire);
-            if p > 0 && now > p {
-                let _ = self
-                    .sampled
-                    .lock()
-                    .record(((now - p) / 1000).clamp(1, 120_000_000));
-            }
-        }
-    }
-
-    fn complete(&self, seq: usize) -> bool {
-        self.counts[seq].load(Ordering::Acquire) >= self.expected[seq].load(Ordering::Acquire)
-    }
-
-    /// Waits until every expected member has `seq`; gives up at `deadline` or after
-    /// QUIET_GIVE_UP without any delivery.
-    async fn wait_complete(&self, seq: usize, deadline: Instant) -> bool {
-        let mut seen = self.delivered.load(Ordering::Relaxed);
-        let mut quiet_since = Instant::now();
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.complete(seq) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            let d = self.delivered.load(Ordering::Relaxed);
-            if d != seen {
-                seen = d;
-                quiet_since = now;
-            } else if now >= quiet_since + QUIET_GIVE_UP {
-                return false;
-            }
-            let _ =
-                tokio::time::timeout_at(deadline.min(now + Duration::from_millis(100)), notified)
-                    .await;
-        }
-    }
-
-    /// Marks `seq` as expected at every member alive now.
-    fn expect(&self, seq: usize) {
+    fn expect(&self, seq: usize) -> u64 {
         let mut total = 0;
         for k in 0..self.nodes {
             let n = self.alive[k].load(Ordering::Acquire) as u32;
             self.node_expected[k * FAN_SEQ_CAP + seq].store(n, Ordering::Release);
             total += n;
         }
-        self.expected[seq].store(total, Ordering::Release);
-        self.pub_ns[seq].store(self.now_ns(), Ordering::Release);
+        self.deliveries.expect(seq, total)
     }
 
     fn unexpect(&self, seq: usize) {
-        self.expected[seq].store(0, Ordering::Release);
+        self.deliveries.unexpect(seq);
         for k in 0..self.nodes {
             self.node_expected[k * FAN_SEQ_CAP + seq].store(0, Ordering::Release);
         }
     }
+}
 
-    fn take_seq(&self) -> Result<usize> {
-        let s = self.next_seq.fetch_add(1, Ordering::AcqRel);
-        if s >= FAN_SEQ_CAP {
-            bail!("sequence numbers exhausted ({FAN_SEQ_CAP})");
+impl Fan {
+    /// One message `b` delivered to a member on `node`.
+    fn deliver(&self, node: usize, b: &[u8], sample: bool) {
+        let now = self.deliveries.now_ns();
+        let Some(seq) = parse_seq(b).filter(|&s| s > 0 && s < FAN_SEQ_CAP) else {
+            self.unparsed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.node_delivered[node].fetch_add(1, Ordering::Relaxed);
+        let k = node * FAN_SEQ_CAP + seq;
+        let nc = self.node_counts[k].fetch_add(1, Ordering::AcqRel) + 1;
+        if nc == self.node_expected[k].load(Ordering::Acquire) {
+            self.node_last_ns[k].store(now, Ordering::Release);
         }
-        Ok(s)
+        self.deliveries.record(seq, now, sample);
+    }
+
+    /// When the last member on `node` got `seq`, ns.
+    fn node_last_ns(&self, node: usize, seq: usize) -> u64 {
+        self.node_last_ns[node * FAN_SEQ_CAP + seq].load(Ordering::Acquire)
     }
 }
 
 async fn fan_member(mut ws: Ws, node: usize, fan: Arc<Fan>, sample: bool) {
     let why = loop {
-        match ws.recv().await {
-            Ok(Some(Message::Text(b))) | Ok(Some(Message::Binary(b))) => {
-                fan.deliver(node, &b, sample)
-            }
-            Ok(Some(Message::Close(c))) => {
-                let code = c.as_ref().map_or(close_code::NORMAL, |(code, _)| *code);
-                ws.answer_close(code).await;
-                break format!(
-                    "closed by the server: {:?}",
-                    c.map(|(code, r)| (code, String::from_utf8_lossy(&r).into_owned()))
-                );
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => break "EOF".into(),
-            Err(e) => break format!("{e:#}"),
+        match ws.next_data().await {
+            Ok(b) => fan.deliver(node, &b, sample),
+            Err(end) => break end.to_string(),
         }
     };
     fan.alive[node].fetch_sub(1, Ordering::AcqRel);
@@ -1375,6 +970,7 @@ async fn fan_member(mut ws: Ws, node: usize, fan: Arc<Fan>, sample: bool) {
 struct GroupPublisher {
     client: http1::Client,
     path: String,
+    headers: Vec<String>,
     size: usize,
 }
 
@@ -1383,33 +979,20 @@ impl GroupPublisher {
         let (client, prefix) = new_client(&a.publish_url)?;
         Ok(Self {
             client,
-            path: format!("{prefix}/v1/groups/{}/messages", percent_encode(&a.group)),
+            path: format!(
+                "{prefix}/v1/groups/{}/messages",
+                http1::percent_encode(&a.group)
+            ),
+            headers: vec!["Content-Type: text/plain; charset=utf-8".to_string()],
             size: a.size,
         })
     }
+}
 
-    /// One publish; the answer's `recipients` and `dropped`.
-    async fn publish(&mut self, seq: usize) -> Result<(u64, u64)> {
-        let r = self
-            .client
-            .post(
-                &self.path,
-                &["Content-Type: text/plain; charset=utf-8".to_string()],
-                &payload(seq, self.size),
-            )
-            .await?;
-        if r.status != 200 {
-            bail!(
-                "publish answered {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-        }
-        let v: Value = serde_json::from_slice(&r.body).context("publish answer")?;
-        Ok((
-            v["recipients"].as_u64().unwrap_or(0),
-            v["dropped"].as_u64().unwrap_or(0),
-        ))
+impl Publish for GroupPublisher {
+    async fn publish(&mut self, seq: usize) -> Result<Published> {
+        let body = payload(seq, self.size);
+        fanout::post_group_message(&mut self.client, &self.path, &self.headers, &body).await
     }
 }
 
@@ -1427,56 +1010,43 @@ async fn fanout(a: FanoutArgs, nofile: u64) -> Result<()> {
     if a.inflight == 0 || a.inflight > 16 {
         bail!("--inflight must be in 1..=16");
     }
-    let cpu = Cpu::parse(&a.pids)?;
-    let eps: Vec<Arc<Endpoint>> = urls
-        .iter()
-        .map(|u| Endpoint::parse(u).map(Arc::new))
-        .collect::<Result<_>>()?;
+    let cpu = Cpu::parse(&a.pids, "xnode")?;
+    let eps: Vec<Arc<Endpoint>> = urls.iter().map(|u| endpoint(u)).collect::<Result<_>>()?;
     let nodes = eps.len();
     let fan = Arc::new(Fan {
-        base: Instant::now(),
+        deliveries: Deliveries::new(FAN_SEQ_CAP, WAIT_POLL),
         nodes,
         alive: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
         lost: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
-        counts: atomics32(FAN_SEQ_CAP),
-        expected: atomics32(FAN_SEQ_CAP),
-        first_ns: atomics64(FAN_SEQ_CAP),
-        last_ns: atomics64(FAN_SEQ_CAP),
-        pub_ns: atomics64(FAN_SEQ_CAP),
         node_counts: atomics32(FAN_SEQ_CAP * nodes),
         node_expected: atomics32(FAN_SEQ_CAP * nodes),
         node_last_ns: atomics64(FAN_SEQ_CAP * nodes),
-        next_seq: AtomicUsize::new(1),
-        delivered: AtomicU64::new(0),
         node_delivered: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
         unparsed: AtomicU64::new(0),
         first_error: Mutex::new(None),
-        notify: Notify::new(),
-        sampled: Mutex::new(new_hist()),
     });
     let started = Instant::now();
-    let own0 = Cpu::ticks(std::process::id());
     let mark = cpu.mark();
     let (socks, failed, err) = open_and_join(&eps, a.per_node, &a.group, a.concurrency).await;
-    let setup = cpu.since(&mark, own0);
-    let mut per_node = vec![0usize; nodes];
+    let setup = cpu.since(&mark);
+    let mut joined_per_node = vec![0usize; nodes];
     for (i, (k, ws)) in socks.into_iter().enumerate() {
-        per_node[k] += 1;
+        joined_per_node[k] += 1;
         fan.alive[k].fetch_add(1, Ordering::AcqRel);
         tokio::spawn(fan_member(ws, k, fan.clone(), i % 50 == 0));
     }
-    let joined: usize = per_node.iter().sum();
+    let joined: usize = joined_per_node.iter().sum();
     eprintln!(
         "fanout: {joined}/{total} members joined {} ({:?} per node) in {:.1}s; {failed} failed",
         a.group,
-        per_node,
+        joined_per_node,
         started.elapsed().as_secs_f64()
     );
     emit(json!({
         "kind": "fanout-ready",
         "requested": total,
         "joined": joined,
-        "joined_per_node": names.iter().cloned().zip(per_node.iter().map(|c| json!(c))).collect::<serde_json::Map<String, Value>>(),
+        "joined_per_node": per_node(&names, &joined_per_node),
         "failed": failed,
         "first_error": err,
         "setup_s": round1(started.elapsed().as_secs_f64()),
@@ -1486,85 +1056,42 @@ async fn fanout(a: FanoutArgs, nofile: u64) -> Result<()> {
         bail!("no member joined");
     }
     // Let the work the joins left behind (registry writes) end before measuring.
-    let own0 = Cpu::ticks(std::process::id());
     let mark = cpu.mark();
     let settle_s = cpu.settle(Duration::from_secs(20)).await;
-    let settle = json!({"kind": "settle", "settle_s": settle_s, "cpu": cpu.since(&mark, own0)});
+    let settle = json!({"kind": "settle", "settle_s": settle_s, "cpu": cpu.since(&mark)});
     eprintln!("fanout: nodes quiet {settle_s}s after the joins");
     emit(settle);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Single shots.
     let mut publisher = GroupPublisher::new(&a)?;
-    let mut last_ms = Vec::new();
-    let mut node_last_ms: Vec<Vec<f64>> = vec![Vec::new(); nodes];
-    let mut first_ms = Vec::new();
-    let mut http_ms = Vec::new();
-    let (mut losses, mut incomplete) = (0u64, 0usize);
-    let mut recipients = Vec::new();
-    let own0 = Cpu::ticks(std::process::id());
     let mark = cpu.mark();
-    for shot in 0..=a.shots {
-        let seq = fan.take_seq()?;
-        fan.expect(seq);
-        let t0 = fan.pub_ns[seq].load(Ordering::Acquire);
-        let r = publisher.publish(seq).await;
-        let t1 = fan.now_ns();
-        let (rec, _dropped) = match r {
-            Ok(p) => p,
-            Err(e) => {
-                fan.unexpect(seq);
-                return Err(e.context(format!("publish of shot {shot}")));
-            }
-        };
-        let ok = fan
-            .wait_complete(seq, Instant::now() + Duration::from_secs(15))
-            .await;
-        if shot > 0 {
-            http_ms.push(ms(t1 - t0));
-            recipients.push(rec);
-            if ok {
-                last_ms.push(ms(fan.last_ns[seq].load(Ordering::Acquire) - t0));
-                first_ms.push(ms(fan.first_ns[seq]
-                    .load(Ordering::Acquire)
-                    .saturating_sub(t0)));
-                for (k, v) in node_last_ms.iter_mut().enumerate() {
-                    let l = fan.node_last_ns[k * FAN_SEQ_CAP + seq].load(Ordering::Acquire);
-                    v.push(ms(l.saturating_sub(t0)));
-                }
-            } else {
-                incomplete += 1;
-                losses += u64::from(
-                    fan.expected[seq]
-                        .load(Ordering::Acquire)
-                        .saturating_sub(fan.counts[seq].load(Ordering::Acquire)),
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let members = fan.alive_total();
-    let med_last = median(&last_ms);
-    let shot_line = json!({
-        "kind": "shots",
-        "shots": a.shots,
-        "members": members,
-        "size": a.size,
-        "last_delivery_ms": last_ms,
-        "last_delivery_ms_median": med_last,
-        "first_delivery_ms_median": median(&first_ms),
-        "last_delivery_ms_median_per_node": names.iter().cloned().zip(node_last_ms.iter().map(|v| json!(median(v)))).collect::<serde_json::Map<String, Value>>(),
-        "http_ms_median": median(&http_ms),
-        "deliveries_per_s": med_last.map(|m| (f64::from(members) / (m / 1000.0)).round()),
-        "incomplete_shots": incomplete,
-        "losses": losses,
-        "recipients_reported": recipients,
-        "load_at_end": loadavg(),
-        "cpu": cpu.since(&mark, own0),
-    });
+    let shots = fanout::shots(&*fan, &mut publisher, a.shots, Duration::from_secs(15)).await?;
+    let members = fan.members();
+    let median1 = |v: &[f64]| median(v).map(round1);
+    let summary = shots.summary(ms, median1);
+    let node_medians: Vec<Option<f64>> = (0..nodes)
+        .map(|k| {
+            let last: Vec<f64> = (shots.shots.iter())
+                .filter(|s| s.last_ns().is_some())
+                .map(|s| ms(fan.node_last_ns(k, s.seq).saturating_sub(s.t0)))
+                .collect();
+            median1(&last)
+        })
+        .collect();
+    let mut shot_line = summary.json(members);
+    shot_line["kind"] = json!("shots");
+    shot_line["members"] = json!(members);
+    shot_line["size"] = json!(a.size);
+    shot_line["last_delivery_ms_median_per_node"] = per_node(&names, &node_medians);
+    shot_line["load_at_end"] = json!(loadavg());
+    shot_line["cpu"] = cpu.since(&mark);
     eprintln!(
-        "fanout shots: last delivery {:?} ms (median {:?}; per node {}), losses {losses}",
-        shot_line["last_delivery_ms"], med_last, shot_line["last_delivery_ms_median_per_node"]
+        "fanout shots: last delivery {:?} ms (median {:?}; per node {}), losses {}",
+        shot_line["last_delivery_ms"],
+        summary.last_median,
+        shot_line["last_delivery_ms_median_per_node"],
+        summary.losses
     );
     emit(shot_line);
 
@@ -1591,7 +1118,7 @@ async fn fanout(a: FanoutArgs, nofile: u64) -> Result<()> {
         Ok(Ok((ids, pages))) => {
             let unique = ids.iter().collect::<std::collections::HashSet<_>>().len();
             json!({"kind": "listing", "members": ids.len(), "unique": unique,
-                   "expected": fan.alive_total(), "pages": pages.len(), "page_ms": pages,
+                   "expected": fan.members(), "pages": pages.len(), "page_ms": pages,
                    "total_ms": round1(t0.elapsed().as_secs_f64() * 1000.0)})
         }
         Ok(Err(e)) => json!({"kind": "listing", "error": format!("{e:#}"),
@@ -1613,129 +1140,39 @@ async fn fanout(a: FanoutArgs, nofile: u64) -> Result<()> {
     Ok(())
 }
 
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let m = s.len() / 2;
-    Some(if s.len() % 2 == 1 {
-        s[m]
-    } else {
-        round1((s[m - 1] + s[m]) / 2.0)
-    })
-}
-
 async fn sustained(fan: &Arc<Fan>, a: &FanoutArgs, cpu: &Cpu, names: &[String]) -> Result<Value> {
-    let members = fan.alive_total();
     let lost0: Vec<usize> = fan.lost.iter().map(|l| l.load(Ordering::Acquire)).collect();
-    *fan.sampled.lock() = new_hist();
-    let own0 = Cpu::ticks(std::process::id());
     let mark = cpu.mark();
     let load = loadavg();
-    let start_seq = fan.next_seq.load(Ordering::Acquire);
-    let delivered0 = fan.delivered.load(Ordering::Relaxed);
-    let t_start_ns = fan.now_ns();
-    let t_start = Instant::now();
-    let end = t_start + secs(a.secs);
-    let http_hist = Arc::new(Mutex::new(new_hist()));
-    let publish_errors = Arc::new(AtomicU64::new(0));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..a.inflight {
-        let mut p = GroupPublisher::new(a)?;
-        let (fan, http_hist, publish_errors, dropped) = (
-            fan.clone(),
-            http_hist.clone(),
-            publish_errors.clone(),
-            dropped.clone(),
-        );
-        let window = a.window;
-        workers.spawn(async move {
-            let mut first_err = None;
-            while Instant::now() < end {
-                let seq = match fan.take_seq() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        first_err.get_or_insert(format!("{e:#}"));
-                        break;
-                    }
-                };
-                if window > 0 && seq >= start_seq + window {
-                    fan.wait_complete(seq - window, end + DRAIN_MAX).await;
-                }
-                fan.expect(seq);
-                let t0 = fan.pub_ns[seq].load(Ordering::Acquire);
-                match p.publish(seq).await {
-                    Ok((_, d)) => {
-                        let _ = http_hist
-                            .lock()
-                            .record(((fan.now_ns() - t0) / 1000).clamp(1, 120_000_000));
-                        dropped.fetch_add(d, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        fan.unexpect(seq);
-                        publish_errors.fetch_add(1, Ordering::Relaxed);
-                        first_err.get_or_insert(format!("{e:#}"));
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            first_err
-        });
-    }
-    let mut timeline = Vec::new();
+    let publishers = (0..a.inflight)
+        .map(|_| GroupPublisher::new(a))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = SustainedOpts {
+        secs: a.secs,
+        duration: secs(a.secs),
+        window: a.window,
+        window_grace: DRAIN_MAX,
+        drain: DRAIN_MAX,
+        size: a.size,
+    };
+    // Deliveries per node and second while publishing.
     let mut node_timeline: Vec<Vec<u64>> = vec![Vec::new(); fan.nodes];
-    let mut prev = delivered0;
-    let mut node_prev: Vec<u64> = fan
-        .node_delivered
-        .iter()
+    let mut node_prev: Vec<u64> = (fan.node_delivered.iter())
         .map(|d| d.load(Ordering::Relaxed))
         .collect();
-    let mut tick = t_start;
-    loop {
-        tick += Duration::from_secs(1);
-        if tick > end {
-            break;
-        }
-        tokio::time::sleep_until(tick).await;
-        let d = fan.delivered.load(Ordering::Relaxed);
-        timeline.push(d - prev);
-        prev = d;
+    let run = fanout::sustained(fan, publishers, &opts, || {
         for k in 0..fan.nodes {
             let d = fan.node_delivered[k].load(Ordering::Relaxed);
             node_timeline[k].push(d - node_prev[k]);
             node_prev[k] = d;
         }
-    }
-    let mut publish_error = None;
-    while let Some(r) = workers.join_next().await {
-        if let Ok(Some(e)) = r {
-            publish_error.get_or_insert(e);
-        }
-    }
-    let publish_end_ns = fan.now_ns();
-    let in_window = fan.delivered.load(Ordering::Relaxed) - delivered0;
-    let end_seq = fan.next_seq.load(Ordering::Acquire).min(FAN_SEQ_CAP);
-    let drain_deadline = Instant::now() + DRAIN_MAX;
-    let mut complete = true;
-    for seq in start_seq..end_seq {
-        if !fan.wait_complete(seq, drain_deadline).await {
-            complete = false;
-            break;
-        }
-    }
-    let drained_ns = fan.now_ns();
-    let mut last_member = new_hist();
-    let (mut published, mut deliveries, mut losses, mut extra) = (0u64, 0u64, 0u64, 0u64);
+    })
+    .await;
     let mut node_losses = vec![0u64; fan.nodes];
     let mut node_deliveries = vec![0u64; fan.nodes];
     let mut partial = vec![0u64; fan.nodes];
-    let mut t_last = t_start_ns;
-    for seq in start_seq..end_seq {
-        let exp = u64::from(fan.expected[seq].load(Ordering::Acquire));
-        if exp == 0 {
+    for seq in run.seqs.clone() {
+        if fan.deliveries.expected(seq) == 0 {
             // Not published (the call failed), yet perhaps delivered somewhere: a 503
             // "done on this node only" reaches the publishing node's members alone.
             for (k, p) in partial.iter_mut().enumerate() {
@@ -1743,11 +1180,6 @@ async fn sustained(fan: &Arc<Fan>, a: &FanoutArgs, cpu: &Cpu, names: &[String]) 
             }
             continue;
         }
-        published += 1;
-        let c = u64::from(fan.counts[seq].load(Ordering::Acquire));
-        deliveries += c.min(exp);
-        extra += c.saturating_sub(exp);
-        losses += exp.saturating_sub(c);
         for k in 0..fan.nodes {
             let i = k * FAN_SEQ_CAP + seq;
             let e = u64::from(fan.node_expected[i].load(Ordering::Acquire));
@@ -1755,68 +1187,24 @@ async fn sustained(fan: &Arc<Fan>, a: &FanoutArgs, cpu: &Cpu, names: &[String]) 
             node_losses[k] += e.saturating_sub(c);
             node_deliveries[k] += c.min(e);
         }
-        if c >= exp {
-            let l = fan.last_ns[seq].load(Ordering::Acquire);
-            t_last = t_last.max(l);
-            let p = fan.pub_ns[seq].load(Ordering::Acquire);
-            let _ = last_member.record((l.saturating_sub(p) / 1000).clamp(1, 120_000_000));
-        }
     }
-    if !complete {
-        t_last = drained_ns;
-    }
-    let total_s = (t_last.saturating_sub(t_start_ns)) as f64 / 1e9;
-    let pub_s = (publish_end_ns - t_start_ns) as f64 / 1e9;
-    let sampled = fan.sampled.lock().clone();
-    let http = http_hist.lock().clone();
-    let per_node = |v: &[u64]| -> serde_json::Map<String, Value> {
-        names
-            .iter()
-            .cloned()
-            .zip(v.iter().map(|x| json!(x)))
-            .collect()
-    };
     let members_lost: Vec<u64> = fan
         .lost
         .iter()
         .zip(&lost0)
         .map(|(l, &l0)| (l.load(Ordering::Acquire) - l0) as u64)
         .collect();
-    Ok(json!({
-        "secs": a.secs,
-        "inflight": a.inflight,
-        "window": a.window,
-        "size": a.size,
-        "members_at_start": members,
-        "load_at_start": load,
-        "published": published,
-        "publishes_per_s": round1(published as f64 / pub_s.max(1e-9)),
-        "publish_errors": publish_errors.load(Ordering::Relaxed),
-        "publish_error": publish_error,
-        "deliveries": deliveries,
-        "deliveries_per_s": round1(deliveries as f64 / total_s.max(1e-9)),
-        "deliveries_per_s_in_window": round1(in_window as f64 / pub_s.max(1e-9)),
-        "deliveries_per_node": per_node(&node_deliveries),
-        "losses_per_node": per_node(&node_losses),
-        "timeline_per_s": timeline,
-        "timeline_per_s_per_node": names.iter().cloned().zip(node_timeline.iter().map(|v| json!(v))).collect::<serde_json::Map<String, Value>>(),
-        "drain_ms": ms(t_last.saturating_sub(publish_end_ns)),
-        "complete": complete,
-        "losses": losses,
-        "extra_deliveries": extra,
-        "dropped_reported": dropped.load(Ordering::Relaxed),
-        // Deliveries of messages whose publish call failed, per node.
-        "failed_publish_deliveries_per_node": per_node(&partial),
-        "members_lost": members_lost.iter().sum::<u64>(),
-        "members_lost_per_node": per_node(&members_lost),
-        "unparsed_total": fan.unparsed.load(Ordering::Relaxed),
-        "first_error": fan.first_error.lock().clone(),
-        "last_member_ms_p50": q_ms(&last_member, 0.5),
-        "last_member_ms_p99": q_ms(&last_member, 0.99),
-        "member_latency_ms_p50": q_ms(&sampled, 0.5),
-        "member_latency_ms_p99": q_ms(&sampled, 0.99),
-        "http_ms_p50": q_ms(&http, 0.5),
-        "http_ms_p99": q_ms(&http, 0.99),
-        "cpu": cpu.since(&mark, own0),
-    }))
+    let mut v = run.json();
+    v["load_at_start"] = json!(load);
+    v["deliveries_per_node"] = per_node(names, &node_deliveries);
+    v["losses_per_node"] = per_node(names, &node_losses);
+    v["timeline_per_s_per_node"] = per_node(names, &node_timeline);
+    // Deliveries of messages whose publish call failed, per node.
+    v["failed_publish_deliveries_per_node"] = per_node(names, &partial);
+    v["members_lost"] = json!(members_lost.iter().sum::<u64>());
+    v["members_lost_per_node"] = per_node(names, &members_lost);
+    v["unparsed_total"] = json!(fan.unparsed.load(Ordering::Relaxed));
+    v["first_error"] = json!(fan.first_error.lock().clone());
+    v["cpu"] = cpu.since(&mark);
+    Ok(v)
 }
