@@ -280,7 +280,10 @@ impl Backplane for Local {
     }
 }
 
-mod bytes_b64 {
+/// Serde for `Bytes` as standard base64 (`#[serde(with = "switchboard_cluster::bytes_b64")]`):
+/// how payloads travel in commands and handovers.
+#[allow(missing_docs)]
+pub mod bytes_b64 {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
     use bytes::Bytes;

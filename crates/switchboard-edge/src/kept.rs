@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::server::EdgeInner;
-use crate::session::{Handover, Parked};
+use crate::session::Parked;
 use crate::table::ConnHandle;
 
 /// What became of an attempt to refresh a session's copy.
@@ -96,24 +96,10 @@ impl EdgeInner {
             if p.frame_queued(handle, &mut cx).is_none() {
                 return Kept::Overflow;
             }
-            let extension = self.table.extension_of(handle);
-            let connection = snapshot::to_json(&handle.info, extension.as_ref());
-            let (next_seq, replay, overflowed, last_client_seq) = p.session.export();
-            let handover = Handover {
-                connection: connection.clone(),
-                token: p.session.token.clone(),
-                next_seq,
-                replay,
-                overflowed,
-                last_client_seq,
-                queued: Vec::new(),
-                age_ms: p.started.elapsed().as_millis() as u64,
-                last_active_ms: handle.last_active_ms(),
-                expires_at_ms: handle.expires_at_ms(),
-            };
-            let copy = json!({ "keptUntil": kept_until, "handover": handover }).to_string();
-            let mut entry = connection;
+            let handover = self.handover_of(handle, &p.session, p.started);
+            let mut entry = handover.connection.clone();
             entry["keptUntil"] = kept_until.into();
+            let copy = json!({ "keptUntil": kept_until, "handover": handover }).to_string();
             (copy, entry)
         };
         let ttl = kept_until.saturating_sub(self.epoch_ms()) / 1000 + TTL_SLACK_SECS;

@@ -138,11 +138,12 @@ impl EdgeInner {
 
     /// A command for a connection opened here whose session is on another node is
     /// forwarded there, or held while the session moves (`Ok`); any other command is
-    /// given back.
+    /// given back. (A connection in this node's table is never away: moves take it out
+    /// of the table and put it back under the same lock as `away`.)
     pub(crate) fn forward_if_moved(self: &Arc<Self>, command: Command) -> Result<(), Command> {
         let Some(id) = addressed(&command)
             .and_then(ConnectionId::parse)
-            .filter(|id| self.is_home_of(id) && self.table.get(id).is_none())
+            .filter(|id| self.is_home_of(id))
         else {
             return Err(command);
         };
@@ -367,18 +368,10 @@ impl EdgeInner {
             // sends start being held) until the answer is queued: a send that finds it
             // gone queues its forward after.
             let mut moves = self.moves.lock();
-            let outcome = self.answer_take(&token, after, from, &mut moves);
-            match outcome {
-                Some(outcome) => self.answer(from, request, outcome).err(),
-                None => {
-                    // Relayed: parked on a third node.
-                    let id = session::connection_of(&token).expect("relayed tokens parse");
-                    let Some(Away::At(holder)) = moves.away.get(&id).map(|a| match a {
-                        Away::At(t) => Away::At(*t),
-                        Away::Moving { holder, .. } => Away::At(*holder),
-                    }) else {
-                        unreachable!("answer_take relays only sessions that are away")
-                    };
+            match self.answer_take(&token, after, from, &mut moves) {
+                Ok(outcome) => self.answer(from, request, outcome).err(),
+                Err((id, holder)) => {
+                    // Parked on a third node: relay the request there.
                     let relay = moves.request_number();
                     moves.relays.insert(relay, id);
                     moves.away.insert(
@@ -415,20 +408,20 @@ impl EdgeInner {
         }
     }
 
-    /// What to answer a request for a session; `None` when it must be relayed to the node
-    /// holding it.
+    /// What to answer a request for a session, or (`Err`) the connection and the node
+    /// holding it, to relay the request to.
     fn answer_take(
         &self,
         token: &str,
         after: u64,
         from: u32,
         moves: &mut Moves,
-    ) -> Option<SessionOutcome> {
+    ) -> Result<SessionOutcome, (ConnectionId, u32)> {
         let Some(id) = session::connection_of(token) else {
-            return Some(SessionOutcome::Unknown);
+            return Ok(SessionOutcome::Unknown);
         };
         if self.has_session(token) {
-            return Some(match self.take_parked(token, after) {
+            return Ok(match self.take_parked(token, after) {
                 Err(()) => SessionOutcome::InUse,
                 Ok(None) => SessionOutcome::Unknown,
                 Ok(Some((handle, parked))) => SessionOutcome::Moved {
@@ -437,13 +430,13 @@ impl EdgeInner {
             });
         }
         if !self.is_home_of(&id) {
-            return Some(SessionOutcome::Unknown);
+            return Ok(SessionOutcome::Unknown);
         }
         match moves.away.get(&id) {
-            Some(Away::At(holder)) if *holder != from => None,
+            Some(Away::At(holder)) if *holder != from => Err((id, *holder)),
             // Already on its way somewhere: the client is racing itself.
-            Some(Away::Moving { .. }) => Some(SessionOutcome::InUse),
-            _ => Some(SessionOutcome::Unknown),
+            Some(Away::Moving { .. }) => Ok(SessionOutcome::InUse),
+            _ => Ok(SessionOutcome::Unknown),
         }
     }
 
@@ -463,15 +456,13 @@ impl EdgeInner {
             started,
             ..
         } = parked;
-        let extension = self.table.extension_of(&handle);
-        let connection = snapshot::to_json(&handle.info, extension.as_ref());
+        let mut handover = self.handover_of(&handle, &session, started);
         self.table.remove(&id);
         // From here a send to the old handle fails and goes the way of a moved
         // connection; what was queued before travels with the handover.
         rx.close();
-        let mut queued = Vec::new();
         while let Ok(o) = rx.try_recv() {
-            queued.push(Kept {
+            handover.queued.push(Kept {
                 seq: 0,
                 data: o.data,
                 binary: o.binary,
@@ -483,7 +474,7 @@ impl EdgeInner {
             moves.away.insert(id, Away::At(to));
             // Sends by id come here first: keep the registry entry, saying where it went
             // (a survivor cleaning up after this node must not `$disconnect` it).
-            let mut entry = connection.clone();
+            let mut entry = handover.connection.clone();
             entry["movedTo"] = to.into();
             self.registry_write(id, Some(entry));
         } else {
@@ -491,21 +482,26 @@ impl EdgeInner {
         }
         drop(slot);
         handle.wake();
-        let (next_seq, replay, overflowed, last_client_seq) = session.export();
         info!(conn = %id, node_tag = to, "session moved to another node");
-        let handover = Handover {
-            connection,
-            token: session.token.clone(),
-            next_seq,
-            replay,
-            overflowed,
-            last_client_seq,
-            queued,
+        serde_json::to_value(&handover).unwrap_or_default()
+    }
+
+    /// The handover of a parked session as it stands (nothing queued in it yet): what a
+    /// move carries and what a kept copy holds.
+    pub(crate) fn handover_of(
+        &self,
+        handle: &ConnHandle,
+        session: &Session,
+        started: Instant,
+    ) -> Handover {
+        let extension = self.table.extension_of(handle);
+        let connection = snapshot::to_json(&handle.info, extension.as_ref());
+        Handover {
             age_ms: started.elapsed().as_millis() as u64,
             last_active_ms: handle.last_active_ms(),
             expires_at_ms: handle.expires_at_ms(),
-        };
-        serde_json::to_value(&handover).unwrap_or_default()
+            ..session.handover(connection, Vec::new())
+        }
     }
 
     /// The answer to a request for a session (`Command::SessionTaken`): this node's own,

@@ -410,18 +410,20 @@ impl EdgeInner {
     /// Applies a command another node sent to this one.
     pub fn apply(self: &Arc<Self>, command: switchboard_cluster::Command) {
         use switchboard_cluster::Command as C;
-        let Err(command) = self.forward_if_moved(command) else {
-            return;
-        };
+        // A connection this node does not hold may have been opened here and moved on:
+        // a command for it is forwarded to where it is (`forward_if_moved`).
         let handle_of = |id: &str| {
             switchboard_core::ConnectionId::parse(id).and_then(|cid| self.table.get(&cid))
         };
         match command {
-            C::Send { id, data, binary } => {
-                if let Some(h) = handle_of(&id) {
+            C::Send { id, data, binary } => match handle_of(&id) {
+                Some(h) => {
                     let _ = h.send(data, binary);
                 }
-            }
+                None => {
+                    let _ = self.forward_if_moved(C::Send { id, data, binary });
+                }
+            },
             C::SendGroup {
                 group,
                 exclude,
@@ -440,11 +442,12 @@ impl EdgeInner {
             C::Broadcast { data, binary } => {
                 ConnectionTable::fanout(&self.table.all_handles(), &data, binary);
             }
-            C::Close { id } => {
-                if let Some(h) = handle_of(&id) {
-                    h.request_close(CloseRequest::Deleted);
+            C::Close { id } => match handle_of(&id) {
+                Some(h) => h.request_close(CloseRequest::Deleted),
+                None => {
+                    let _ = self.forward_if_moved(C::Close { id });
                 }
-            }
+            },
             C::CloseMany { group, user } => {
                 let handles = match (group, user) {
                     (Some(g), _) => self.table.group_handles(&g, &[]),
@@ -455,8 +458,8 @@ impl EdgeInner {
                     h.request_close(CloseRequest::Deleted);
                 }
             }
-            C::Membership { id, group, join } => {
-                if let Some(h) = handle_of(&id) {
+            C::Membership { id, group, join } => match handle_of(&id) {
+                Some(h) => {
                     if join {
                         let _ = self.table.join(h.info.id, &group);
                     } else {
@@ -464,7 +467,10 @@ impl EdgeInner {
                     }
                     self.record(&h, true);
                 }
-            }
+                None => {
+                    let _ = self.forward_if_moved(C::Membership { id, group, join });
+                }
+            },
             C::TakeSession {
                 token,
                 after,

@@ -197,7 +197,7 @@ pub(crate) struct Kept {
     /// Its sequence number (0: not numbered yet, still queued).
     pub seq: u64,
     /// The payload, base64.
-    #[serde(with = "b64")]
+    #[serde(with = "switchboard_cluster::bytes_b64")]
     pub data: Bytes,
     /// Binary frame.
     pub binary: bool,
@@ -231,9 +231,9 @@ pub(crate) struct Handover {
 }
 
 impl Session {
-    /// What a handover carries of this session: next sequence, kept messages, overflow,
-    /// last client sequence.
-    pub fn export(&self) -> (u64, Vec<Kept>, bool, u64) {
+    /// A handover of this session for `connection` (snapshot JSON) with `queued` (not
+    /// yet numbered); the connection's timings are left for the caller to fill in.
+    pub fn handover(&self, connection: serde_json::Value, queued: Vec<Kept>) -> Handover {
         let replay = self
             .replay
             .iter()
@@ -243,7 +243,18 @@ impl Session {
                 binary: *binary,
             })
             .collect();
-        (self.next_seq, replay, self.overflowed, self.last_client_seq)
+        Handover {
+            connection,
+            token: self.token.clone(),
+            next_seq: self.next_seq,
+            replay,
+            overflowed: self.overflowed,
+            last_client_seq: self.last_client_seq,
+            queued,
+            age_ms: 0,
+            last_active_ms: 0,
+            expires_at_ms: None,
+        }
     }
 
     /// The session a handover describes, under this node's buffer bounds.
@@ -257,25 +268,6 @@ impl Session {
             s.replay.push_back((k.seq, k.data.clone(), k.binary));
         }
         s
-    }
-}
-
-mod b64 {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(b))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let s = String::deserialize(d)?;
-        STANDARD
-            .decode(s)
-            .map(Bytes::from)
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -361,19 +353,7 @@ mod tests {
         }
         s.ack(2);
         s.last_client_seq = 7;
-        let (next_seq, replay, overflowed, last_client_seq) = s.export();
-        let h = Handover {
-            connection: serde_json::Value::Null,
-            token: "t".into(),
-            next_seq,
-            replay,
-            overflowed,
-            last_client_seq,
-            queued: Vec::new(),
-            age_ms: 0,
-            last_active_ms: 0,
-            expires_at_ms: None,
-        };
+        let h = s.handover(serde_json::Value::Null, Vec::new());
         let h: Handover = serde_json::from_value(serde_json::to_value(&h).unwrap()).unwrap();
         let mut back = Session::restore(&h, 8, 1000);
         assert_eq!(back.replay_after(2), s.replay_after(2));
