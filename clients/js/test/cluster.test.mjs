@@ -8,7 +8,7 @@ import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runChaos } from "./support/chaos.mjs";
-import { startFunction } from "./support/function-server.mjs";
+import { startFunction, gatewayConfig } from "./support/function-server.mjs";
 import { startGateway, tempConfig, gatewaySupportsResume } from "../../../tests/browser/gateway.mjs";
 
 const skip = gatewaySupportsResume() ? false : "the gateway binary has no [resume] (build it: cargo build)";
@@ -43,47 +43,18 @@ async function startRedis() {
 }
 
 function nodeConfig(i, redisUrl, fnPort) {
-  return `
-[server]
-node_id = "js-node-${i}"
-listen = "127.0.0.1:0"
-management_listen = "127.0.0.1:0"
-
+  return gatewayConfig(fnPort, {
+    windowSecs: 60,
+    server: `node_id = "js-node-${i}"`,
+    extra: `
 [cluster]
 backplane = "redis"
 urls = ["${redisUrl}"]
 heartbeat_secs = 1
 node_ttl_secs = 3
 op_timeout_ms = 1000
-
-[resume]
-enabled = true
-window_secs = 60
-buffer_messages = 50000
-buffer_bytes = 67108864
-
-[limits]
-outbound_queue_messages = 50000
-outbound_queue_bytes = 67108864
-
-[management]
-auth = "none"
-
-[functions.record]
-kind = "http"
-url = "http://127.0.0.1:${fnPort}/"
-timeout_ms = 10000
-
-[routes."$connect"]
-function = "record"
-
-[routes."$disconnect"]
-function = "record"
-
-[routes."$default"]
-function = "record"
-two_way = true
-`;
+`,
+  });
 }
 
 let redis, fn, nodes, configs;

@@ -9,51 +9,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { SwitchboardClient } from "../switchboard.js";
 import { startChaosProxy } from "./support/chaos-proxy.mjs";
 import { runChaos } from "./support/chaos.mjs";
-import { startFunction } from "./support/function-server.mjs";
+import { startFunction, gatewayConfig } from "./support/function-server.mjs";
 import { startGateway, tempConfig, gatewaySupportsResume } from "../../../tests/browser/gateway.mjs";
 
 const supported = gatewaySupportsResume();
 const skip = supported ? false : "the gateway binary has no [resume] (build it: cargo build)";
 
-function config(fnPort, { windowSecs = 30 } = {}) {
-  return `
-[server]
-listen = "127.0.0.1:0"
-management_listen = "127.0.0.1:0"
-
-[resume]
-enabled = true
-window_secs = ${windowSecs}
-buffer_messages = 50000
-buffer_bytes = 67108864
-
-[limits]
-outbound_queue_messages = 50000
-outbound_queue_bytes = 67108864
-
-[management]
-auth = "none"
-
-[functions.record]
-kind = "http"
-url = "http://127.0.0.1:${fnPort}/"
-timeout_ms = 10000
-
-[routes."$connect"]
-function = "record"
-
-[routes."$disconnect"]
-function = "record"
-
-[routes."$default"]
-function = "record"
-two_way = true
-`;
-}
-
 async function startStack(opts) {
   const fn = await startFunction();
-  const cfg = tempConfig(config(fn.port, opts));
+  const cfg = tempConfig(gatewayConfig(fn.port, opts));
   const gw = await startGateway(["serve", "--config", cfg.file]);
   const wsUrl = new URL(gw.ws);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

@@ -16,7 +16,7 @@ use support::gateway::Gateway;
 use support::http::{HttpClient, RecordingFunction};
 use support::proxy::ChaosProxy;
 use support::*;
-use switchboard_client::{Client, Event, Options, ReconnectPolicy};
+use switchboard_client::{Client, Event};
 use tokio::time::Instant;
 
 /// Three nodes over `engine`, each with `[resume]` on and `$default` going to `function`.
@@ -248,15 +248,7 @@ async fn a_session_on_a_lost_node_ends_and_the_client_starts_afresh() {
     let mut nodes = cluster(&redis, &function).await;
     let proxy = ChaosProxy::start_many(vec![nodes[0].ws, nodes[1].ws]).await;
     proxy.pin(Some(0));
-    let opts = Options {
-        reconnect: ReconnectPolicy {
-            base: Duration::from_millis(50),
-            cap: Duration::from_millis(100),
-            max_attempts: Some(400),
-            ..Default::default()
-        },
-        ..options()
-    };
+    let opts = patient_options(400);
     let client = Client::connect(&proxy.url(), opts).await.unwrap();
     let first = open_id(&event_within(&client, 5).await);
     proxy.refuse(true);

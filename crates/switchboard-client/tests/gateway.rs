@@ -11,7 +11,7 @@ use support::gateway::Gateway;
 use support::http::{HttpClient, RecordingFunction};
 use support::proxy::ChaosProxy;
 use support::*;
-use switchboard_client::{Client, Event, Options, Payload, ReconnectPolicy};
+use switchboard_client::{Client, Event, Options, Payload};
 use tokio::time::Instant;
 
 const ECHO: &str = r#"
@@ -169,15 +169,7 @@ async fn a_session_survives_repeated_drops() {
 async fn an_expired_window_gives_a_fresh_connection() {
     let gw = gateway(&config(1, ECHO)).await;
     let proxy = ChaosProxy::start(gw.ws).await;
-    let opts = Options {
-        reconnect: ReconnectPolicy {
-            base: Duration::from_millis(50),
-            cap: Duration::from_millis(100),
-            max_attempts: Some(200),
-            ..Default::default()
-        },
-        ..options()
-    };
+    let opts = patient_options(200);
     let client = Client::connect(&proxy.url(), opts).await.unwrap();
     let first = open_id(&event_within(&client, 5).await);
     client.send_text("before").unwrap();

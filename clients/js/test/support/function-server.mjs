@@ -31,3 +31,44 @@ export function startFunction() {
   })));
 }
 
+/**
+ * A gateway config whose routes all go to the recording function on `fnPort`, with
+ * `[resume]` on and queues large enough for the chaos runs. `server` adds lines to the
+ * `[server]` section, `extra` whole sections (e.g. `[cluster]`).
+ */
+export function gatewayConfig(fnPort, { windowSecs = 30, server = "", extra = "" } = {}) {
+  return `
+[server]
+${server}
+listen = "127.0.0.1:0"
+management_listen = "127.0.0.1:0"
+${extra}
+[resume]
+enabled = true
+window_secs = ${windowSecs}
+buffer_messages = 50000
+buffer_bytes = 67108864
+
+[limits]
+outbound_queue_messages = 50000
+outbound_queue_bytes = 67108864
+
+[management]
+auth = "none"
+
+[functions.record]
+kind = "http"
+url = "http://127.0.0.1:${fnPort}/"
+timeout_ms = 10000
+
+[routes."$connect"]
+function = "record"
+
+[routes."$disconnect"]
+function = "record"
+
+[routes."$default"]
+function = "record"
+two_way = true
+`;
+}

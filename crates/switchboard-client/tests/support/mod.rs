@@ -28,6 +28,20 @@ pub fn options() -> Options {
     }
 }
 
+/// [`options`] retrying every 50–100 ms up to `attempts` times: for a client that must
+/// outlast a gateway down for seconds.
+pub fn patient_options(attempts: u32) -> Options {
+    Options {
+        reconnect: ReconnectPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(100),
+            max_attempts: Some(attempts),
+            ..Default::default()
+        },
+        ..options()
+    }
+}
+
 /// The next event, or a panic naming what was expected after `secs`.
 pub async fn event_within(client: &Client, secs: u64) -> Event {
     tokio::time::timeout(Duration::from_secs(secs), client.next_event())
