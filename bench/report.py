@@ -246,6 +246,14 @@ def results_dir(name):
     return dirs[-1], why
 
 
+def scenario_records(doc, name):
+    """A section's opening: where a scenario's results come from (said in the document), and
+    its results.jsonl records. (None, []) when it has none."""
+    d, why = results_dir(name)
+    provenance(doc, name, d, why)
+    return d, read_jsonl(os.path.join(d, "results.jsonl")) if d else []
+
+
 def provenance(doc, name, d, why, command=None):
     st = SCEN.get(name, {})
     if d is None:
@@ -286,11 +294,10 @@ def embed_summary(doc, d, title="the script's own summary"):
 # ----------------------------------------------------------------------------- 1. idle
 def sec_idle(doc):
     doc.add("## 1. Idle connections: RSS per connection", "")
-    d, why = results_dir("edge")
-    provenance(doc, "edge", d, why)
+    d, recs = scenario_records(doc, "edge")
     if not d:
         return
-    idle = [r for r in read_jsonl(os.path.join(d, "results.jsonl")) if r.get("phase") == "idle"]
+    idle = [r for r in recs if r.get("phase") == "idle"]
     if not idle:
         doc.add("No idle results.", "")
         return
@@ -323,9 +330,8 @@ def sec_idle(doc):
 # ----------------------------------------------------------------------------- 2. connect rate
 def sec_connect(doc):
     doc.add("## 2. Connection rate", "")
-    d, why = results_dir("edge")
-    provenance(doc, "edge", d, why)
-    conn = [r for r in read_jsonl(os.path.join(d, "results.jsonl")) if r.get("phase") == "connect"] if d else []
+    d, recs = scenario_records(doc, "edge")
+    conn = [r for r in recs if r.get("phase") == "connect"]
     if conn:
         doc.add("`loadgen connect-rate`: workers open a connection (TCP + handshake until the 101), close it cleanly "
                 "and repeat. `gateway` has no `$connect` route; `gateway, $connect → builtin echo` invokes the builtin echo "
@@ -475,11 +481,9 @@ def sec_functions(doc):
         doc.chart("functions.png", "HTTP function round trip msgs/s (median)", labels, [("switchboard", sv), ("Pushpin", pv)], "msgs/s")
         embed_summary(doc, d)
     doc.add("### Through a managed Python (and Node) function: switchboard vs serverless-offline", "")
-    d, why = results_dir("lambda")
-    provenance(doc, "lambda", d, why)
+    d, recs = scenario_records(doc, "lambda")
     if not d:
         return
-    recs = read_jsonl(os.path.join(d, "results.jsonl"))
     doc.add("switchboard runs the handler in its own worker processes (`kind = \"lambda\"`, the Lambda Runtime API, bundled "
             "bootstraps); serverless-offline runs the same Node handler. The Python handler is `bench/lambda/python/app.py`.", "")
     lat = [r for r in recs if r.get("phase") == "latency"]
@@ -603,11 +607,8 @@ DEFAULT_DEFLATE_LEVEL = "2"
 
 def sec_compression(doc):
     doc.add("## 6. Compression: permessage-deflate on and off, JSON chat messages", "")
-    d, why = results_dir("compression")
-    provenance(doc, "compression", d, why)
-    if not d:
-        return
-    recs = [r for r in read_jsonl(os.path.join(d, "results.jsonl")) if r.get("phase") == "compression"]
+    d, recs = scenario_records(doc, "compression")
+    recs = [r for r in recs if r.get("phase") == "compression"]
     if not recs:
         return
     payload = med([r.get("payload_bytes_per_msg") for r in recs])
@@ -692,11 +693,9 @@ def sec_compression(doc):
 # ----------------------------------------------------------------------------- 7. sessions
 def sec_session(doc):
     doc.add("## 7. Resumable sessions (`switchboard.v1`) vs plain WebSocket", "")
-    d, why = results_dir("session")
-    provenance(doc, "session", d, why)
+    d, recs = scenario_records(doc, "session")
     if not d:
         return
-    recs = read_jsonl(os.path.join(d, "results.jsonl"))
     echo = [r for r in recs if r.get("phase") == "echo"]
     if echo:
         p = by_run([r for r in echo if r["session"] == "plain"])
