@@ -111,13 +111,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         }
         next = e.source();
     }
-    if out.len() > MAX {
-        let mut cut = MAX;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
+    switchboard_core::text::truncate_on_char(&mut out, MAX);
     out
 }
 

@@ -224,103 +224,94 @@ pub fn iso8601(epoch_ms: u64) -> String {
 }
 
 impl Invocation {
-    /// The API Gateway WebSocket event (Lambda proxy integration) for this invocation:
+    /// The API Gateway WebSocket event (Lambda proxy integration) for this invocation, as JSON:
     /// exactly the fields AWS sends for its event type (see docs/functions.md).
-    pub fn to_aws_event(&self, api: &ApiIdentity) -> serde_json::Value {
-        use serde_json::{json, Map, Value};
+    pub fn to_aws_event(&self, api: &ApiIdentity) -> Vec<u8> {
+        use serde_json::{json, Map};
         let c = &self.connection;
         let id = c.id.encode();
-        let mut ctx = Map::new();
-        ctx.insert("routeKey".into(), json!(&*self.route_key));
-        if self.kind == EventKind::Message {
-            ctx.insert("messageId".into(), json!(self.message_id()));
-        }
-        ctx.insert("eventType".into(), json!(self.kind.as_aws()));
-        ctx.insert("extendedRequestId".into(), json!(self.request_id));
-        ctx.insert(
-            "requestTime".into(),
-            json!(aws_request_time(self.request_time_ms)),
-        );
-        ctx.insert("messageDirection".into(), json!("IN"));
-        ctx.insert("stage".into(), json!(api.stage));
-        ctx.insert("connectedAt".into(), json!(c.connected_at_ms));
-        ctx.insert("requestTimeEpoch".into(), json!(self.request_time_ms));
-        let mut identity = Map::new();
-        identity.insert("sourceIp".into(), json!(c.source_ip.to_string()));
-        if let Some(ua) = &c.user_agent {
-            identity.insert("userAgent".into(), json!(ua));
-        }
-        ctx.insert("identity".into(), Value::Object(identity));
-        ctx.insert("requestId".into(), json!(self.request_id));
-        ctx.insert("domainName".into(), json!(api.domain_name));
-        ctx.insert("connectionId".into(), json!(id.as_str()));
-        ctx.insert("apiId".into(), json!(api.api_id));
-        if let Some((code, reason)) = &self.disconnect {
-            ctx.insert("disconnectStatusCode".into(), json!(code));
-            ctx.insert("disconnectReason".into(), json!(reason));
-        }
-        if let Some(auth) = &c.authorizer {
-            ctx.insert("authorizer".into(), Value::Object(auth.clone()));
-        }
-        if let Some(ext) = &self.extension {
-            ctx.insert("switchboard".into(), Value::Object(ext.clone()));
-        }
-        let mut event = Map::new();
-        if self.kind == EventKind::Authorize {
+        let authorize = self.kind == EventKind::Authorize;
+        let context = RequestContext {
+            route_key: &self.route_key,
+            message_id: (self.kind == EventKind::Message).then(|| self.message_id()),
+            event_type: self.kind.as_aws(),
+            extended_request_id: &self.request_id,
+            request_time: aws_request_time(self.request_time_ms),
+            message_direction: "IN",
+            stage: &api.stage,
+            connected_at: c.connected_at_ms,
+            request_time_epoch: self.request_time_ms,
+            identity: Identity {
+                source_ip: c.source_ip,
+                user_agent: c.user_agent.as_deref(),
+            },
+            request_id: &self.request_id,
+            domain_name: &api.domain_name,
+            connection_id: id.as_str(),
+            api_id: &api.api_id,
+            disconnect_status_code: self.disconnect.as_ref().map(|d| d.0),
+            disconnect_reason: self.disconnect.as_ref().map(|d| d.1.as_str()),
+            authorizer: c.authorizer.as_ref(),
+            switchboard: self.extension.as_ref(),
+        };
+        let mut event = AwsEvent {
+            kind: authorize.then_some("REQUEST"),
             // AWS's REQUEST authorizer input for WebSocket APIs.
-            event.insert("type".into(), json!("REQUEST"));
-            event.insert(
-                "methodArn".into(),
-                json!(format!(
+            method_arn: authorize.then(|| {
+                format!(
                     "arn:aws:execute-api:local:000000000000:{}/{}/$connect",
                     api.api_id, api.stage
-                )),
-            );
-            event.insert("stageVariables".into(), json!({}));
-        }
+                )
+            }),
+            stage_variables: authorize.then(Map::new),
+            headers: None,
+            multi_value_headers: None,
+            query_string_parameters: None,
+            multi_value_query_string_parameters: None,
+            request_context: context,
+            body: None,
+            is_base64_encoded: (!authorize).then_some(false),
+        };
         if matches!(self.kind, EventKind::Connect | EventKind::Authorize) {
             let (single, multi) = connect_headers(c);
-            event.insert("headers".into(), Value::Object(single));
-            event.insert("multiValueHeaders".into(), Value::Object(multi));
+            event.headers = Some(single);
+            event.multi_value_headers = Some(multi);
             // A REQUEST authorizer may read `event.queryStringParameters.x` without a
             // guard, so it always gets the (possibly empty) objects.
-            if !c.query.is_empty() || self.kind == EventKind::Authorize {
+            if !c.query.is_empty() || authorize {
                 let mut single = Map::new();
-                let mut multi: Map<String, Value> = Map::new();
+                let mut multi: Map<String, serde_json::Value> = Map::new();
                 for (k, v) in &c.query {
                     single.insert(k.clone(), json!(v));
                     match multi.get_mut(k) {
-                        Some(Value::Array(a)) => a.push(json!(v)),
+                        Some(serde_json::Value::Array(a)) => a.push(json!(v)),
                         _ => {
                             multi.insert(k.clone(), json!([v]));
                         }
                     }
                 }
-                event.insert("queryStringParameters".into(), Value::Object(single));
-                event.insert(
-                    "multiValueQueryStringParameters".into(),
-                    Value::Object(multi),
-                );
+                event.query_string_parameters = Some(single);
+                event.multi_value_query_string_parameters = Some(multi);
             }
         }
-        event.insert("requestContext".into(), Value::Object(ctx));
-        if self.kind == EventKind::Authorize {
-            return Value::Object(event);
-        }
-        if let Some(body) = &self.body {
+        if let (false, Some(body)) = (authorize, &self.body) {
             if body.binary {
                 use base64::Engine;
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&body.data);
-                event.insert("body".into(), json!(b64));
-                event.insert("isBase64Encoded".into(), json!(true));
+                event.body = Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&body.data)
+                        .into(),
+                );
+                event.is_base64_encoded = Some(true);
             } else {
-                event.insert("body".into(), json!(String::from_utf8_lossy(&body.data)));
-                event.insert("isBase64Encoded".into(), json!(false));
+                event.body = Some(String::from_utf8_lossy(&body.data));
             }
-        } else {
-            event.insert("isBase64Encoded".into(), json!(false));
         }
-        Value::Object(event)
+        let body_len = self.body.as_ref().map_or(0, |b| b.data.len());
+        let mut out = Vec::with_capacity(EVENT_JSON_BASE + body_len + body_len / 3);
+        // Writing these types to memory cannot fail: every map key is a string.
+        let _ = serde_json::to_writer(&mut out, &event);
+        out
     }
 
     /// AWS gives every message its own id; ours is derived from the request id.
@@ -332,6 +323,71 @@ impl Invocation {
         }
         s
     }
+}
+
+/// Room for an event's JSON without its body: a MESSAGE event is about 700 bytes.
+const EVENT_JSON_BASE: usize = 1024;
+
+/// The event JSON, written straight from the invocation's fields (no intermediate
+/// `serde_json::Value`): fields that an event type does not have are `None` and left out.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AwsEvent<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage_variables: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multi_value_headers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_string_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multi_value_query_string_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    request_context: RequestContext<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_base64_encoded: Option<bool>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestContext<'a> {
+    route_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+    event_type: &'static str,
+    extended_request_id: &'a str,
+    request_time: String,
+    message_direction: &'static str,
+    stage: &'a str,
+    connected_at: u64,
+    request_time_epoch: u64,
+    identity: Identity<'a>,
+    request_id: &'a str,
+    domain_name: &'a str,
+    connection_id: &'a str,
+    api_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disconnect_status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disconnect_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizer: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    switchboard: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity<'a> {
+    source_ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
 }
 
 /// The handshake's headers as AWS presents them, with the `X-Forwarded-*` headers its
@@ -412,6 +468,13 @@ mod tests {
         }
     }
 
+    impl Invocation {
+        /// The event as a JSON value, to check its fields.
+        fn event(&self, api: &ApiIdentity) -> serde_json::Value {
+            serde_json::from_slice(&self.to_aws_event(api)).expect("the event is JSON")
+        }
+    }
+
     fn keys(v: &serde_json::Value) -> Vec<String> {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
@@ -439,7 +502,7 @@ mod tests {
     #[test]
     fn connect_event_matches_aws() {
         let c = info(vec![("room".into(), "lobby".into())]);
-        let e = invocation(EventKind::Connect, c.clone()).to_aws_event(&api());
+        let e = invocation(EventKind::Connect, c.clone()).event(&api());
         assert_eq!(
             keys(&e),
             [
@@ -497,7 +560,7 @@ mod tests {
         );
         assert_eq!(e["isBase64Encoded"], false);
         // No query string: no query fields at all.
-        let e = invocation(EventKind::Connect, info(vec![])).to_aws_event(&api());
+        let e = invocation(EventKind::Connect, info(vec![])).event(&api());
         assert!(e.get("queryStringParameters").is_none());
         assert!(e.get("multiValueQueryStringParameters").is_none());
     }
@@ -509,7 +572,7 @@ mod tests {
             data: Bytes::from_static(b"{\"action\":\"x\"}"),
             binary: false,
         });
-        let e = inv.to_aws_event(&api());
+        let e = inv.event(&api());
         assert_eq!(keys(&e), ["body", "isBase64Encoded", "requestContext"]);
         assert_eq!(e["body"], "{\"action\":\"x\"}");
         assert_eq!(e["isBase64Encoded"], false);
@@ -523,7 +586,7 @@ mod tests {
             data: Bytes::from_static(&[0, 159, 146, 150]),
             binary: true,
         });
-        let e = inv.to_aws_event(&api());
+        let e = inv.event(&api());
         assert_eq!(e["body"], "AJ+Slg==");
         assert_eq!(e["isBase64Encoded"], true);
     }
@@ -532,7 +595,7 @@ mod tests {
     fn disconnect_event_matches_aws() {
         let mut inv = invocation(EventKind::Disconnect, info(vec![]));
         inv.disconnect = Some((1005, "Client-side close frame status not set".into()));
-        let e = inv.to_aws_event(&api());
+        let e = inv.event(&api());
         assert_eq!(keys(&e), ["isBase64Encoded", "requestContext"]);
         let rc = &e["requestContext"];
         assert_eq!(rc["eventType"], "DISCONNECT");
@@ -550,7 +613,7 @@ mod tests {
         let mut auth = serde_json::Map::new();
         auth.insert("principalId".into(), "user-1".into());
         c.authorizer = Some(auth);
-        let e = invocation(EventKind::Message, Arc::new(c)).to_aws_event(&api());
+        let e = invocation(EventKind::Message, Arc::new(c)).event(&api());
         assert_eq!(e["requestContext"]["authorizer"]["principalId"], "user-1");
     }
 
@@ -561,7 +624,7 @@ mod tests {
             info(vec![("token".into(), "t".into())]),
         );
         inv.route_key = Arc::from("$connect");
-        let e = inv.to_aws_event(&api());
+        let e = inv.event(&api());
         assert_eq!(
             keys(&e),
             [

@@ -18,6 +18,17 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+pub fn truncate_on_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +41,17 @@ mod tests {
         for bad in ["%", "%4", "%zz", "%ff", "a%2"] {
             assert_eq!(percent_decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn truncates_on_a_character_boundary() {
+        let mut s = "ab€cd".to_owned();
+        truncate_on_char(&mut s, 3);
+        assert_eq!(s, "ab");
+        let mut s = "ab€cd".to_owned();
+        truncate_on_char(&mut s, 5);
+        assert_eq!(s, "ab€");
+        truncate_on_char(&mut s, 99);
+        assert_eq!(s, "ab€");
     }
 }

@@ -379,8 +379,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Poll::Pending => break,
                 }
             } else {
-                let mut chunk = [0u8; READ_CHUNK];
-                let mut rb = ReadBuf::new(&mut chunk);
+                // Not zeroed: this runs for every read, including the last one that
+                // finds the socket empty.
+                let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                let mut rb = ReadBuf::uninit(&mut chunk);
                 match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) => {
                         self.read_buf.extend_from_slice(rb.filled());

@@ -3,9 +3,9 @@
 //!
 //! # Request
 //!
-//! `POST <url>` over HTTP/1.1 with keep-alive (one pooled client per function), the body
-//! being the event JSON exactly as AWS sends it to a Lambda proxy integration
-//! ([`Invocation::to_aws_event`]). Headers:
+//! `POST <url>` over HTTP/1.1 with keep-alive (a pool of connections per function, see
+//! `h1.rs`), the body being the event JSON exactly as AWS sends it to a Lambda proxy
+//! integration ([`Invocation::to_aws_event`]). Headers:
 //!
 //! | header | value |
 //! | --- | --- |
@@ -87,15 +87,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
-use hyper::{Method, Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::Uri;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -103,6 +98,7 @@ use switchboard_core::config::HttpFunctionConfig;
 use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation, Payload};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::h1::{Pool, Target};
 use crate::{InvokeError, InvokeFuture, Invoker};
 
 /// How long an idle keep-alive connection stays in the pool. Shorter than the 5 s
@@ -112,12 +108,6 @@ use crate::{InvokeError, InvokeFuture, Invoker};
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 const USER_AGENT_VALUE: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-switchboard-request-id");
-const CONNECTION_ID: HeaderName = HeaderName::from_static("x-switchboard-connection-id");
-const ROUTE_KEY: HeaderName = HeaderName::from_static("x-switchboard-route-key");
-const EVENT_TYPE: HeaderName = HeaderName::from_static("x-switchboard-event-type");
-const SIGNATURE: HeaderName = HeaderName::from_static("x-switchboard-signature");
 
 /// Headers a configuration may not set: they frame the request or the connection
 /// (hyper owns those), or belong to the gateway.
@@ -147,10 +137,10 @@ pub struct HttpInvoker {
 struct Inner {
     name: String,
     uri: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Pool,
     api: ApiIdentity,
-    /// The headers every request carries, built once.
-    headers: HeaderMap,
+    /// The request line and the headers every request carries, rendered once.
+    head: Vec<u8>,
     /// Keyed once; cloned per request so the key is not rehashed each time.
     signer: Option<Hmac<Sha256>>,
     timeout: Duration,
@@ -187,9 +177,11 @@ impl HttpInvoker {
             ));
         }
 
-        let mut headers = HeaderMap::with_capacity(2 + cfg.headers.len());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let mut headers: Vec<(HeaderName, HeaderValue)> = vec![
+            (HOST, host_header(&uri)?),
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE)),
+        ];
         for (key, value) in &cfg.headers {
             let header = HeaderName::from_bytes(key.as_bytes())
                 .map_err(|_| format!("headers.{key}: not a valid header name"))?;
@@ -200,7 +192,13 @@ impl HttpInvoker {
             }
             let value = HeaderValue::from_str(value)
                 .map_err(|_| format!("headers.{key}: not a valid header value"))?;
-            headers.insert(header, value);
+            headers.retain(|(name, _)| *name != header);
+            headers.push((header, value));
+        }
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = format!("POST {target} HTTP/1.1\r\n").into_bytes();
+        for (name, value) in &headers {
+            push_header(&mut head, name.as_str(), value.as_bytes());
         }
 
         let signer = match &cfg.secret {
@@ -212,23 +210,24 @@ impl HttpInvoker {
             None => None,
         };
 
-        let mut connector = HttpConnector::new();
-        // Events are small single writes; Nagle would only add latency.
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(cfg.max_concurrency)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let host = uri.host().unwrap_or_default();
+        let target = Target {
+            host: host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host)
+                .to_owned(),
+            port: uri.port_u16().unwrap_or(80),
+        };
+        let pool = Pool::new(target, cfg.max_concurrency, POOL_IDLE_TIMEOUT);
 
         Ok(Self {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 uri,
-                client,
+                pool,
                 api,
-                headers,
+                head,
                 signer,
                 timeout: Duration::from_millis(cfg.timeout_ms),
                 max_response_bytes: cfg.max_response_bytes,
@@ -321,51 +320,84 @@ impl Inner {
         // Built only once a slot is held, so a queued invocation does not hold its JSON
         // and its signature timestamp is the time it is sent.
         let request = self.request(&invocation);
-        let response = self.client.request(request).await.map_err(request_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(InvokeError::Failed(format!(
-                "function answered HTTP {}",
-                status.as_u16()
-            )));
-        }
-        let body = read_bounded(response.into_body(), self.max_response_bytes).await?;
+        let body = self.pool.send(&request, self.max_response_bytes).await?;
+        drop(request);
         parse_proxy_response(body)
     }
 
-    fn request(&self, invocation: &Invocation) -> Request<Full<Bytes>> {
-        let event = invocation.to_aws_event(&self.api);
-        // Serializing a `Value` to memory cannot fail (its map keys are strings).
-        let body = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
-
-        let mut headers = self.headers.clone();
-        headers.reserve(5);
-        if let Ok(v) = HeaderValue::from_str(&invocation.request_id) {
-            headers.insert(REQUEST_ID, v);
-        }
+    /// The whole request: the rendered head, the per-invocation headers, the event.
+    fn request(&self, invocation: &Invocation) -> Vec<u8> {
+        let body = invocation.to_aws_event(&self.api);
+        let mut request = Vec::with_capacity(self.head.len() + 320 + body.len());
+        request.extend_from_slice(&self.head);
+        push_header(
+            &mut request,
+            "x-switchboard-request-id",
+            invocation.request_id.as_bytes(),
+        );
         let connection_id = invocation.connection.id.encode();
-        if let Ok(v) = HeaderValue::from_str(connection_id.as_str()) {
-            headers.insert(CONNECTION_ID, v);
-        }
+        push_header(
+            &mut request,
+            "x-switchboard-connection-id",
+            connection_id.as_str().as_bytes(),
+        );
         // A route key comes from the client's message and may hold bytes a header cannot;
         // the event body carries it in any case.
-        if let Ok(v) = HeaderValue::from_bytes(invocation.route_key.as_bytes()) {
-            headers.insert(ROUTE_KEY, v);
-        }
-        headers.insert(
-            EVENT_TYPE,
-            HeaderValue::from_static(invocation.kind.as_aws()),
+        push_header(
+            &mut request,
+            "x-switchboard-route-key",
+            invocation.route_key.as_bytes(),
+        );
+        push_header(
+            &mut request,
+            "x-switchboard-event-type",
+            invocation.kind.as_aws().as_bytes(),
         );
         if let Some(signer) = &self.signer {
-            headers.insert(SIGNATURE, signature(signer.clone(), unix_seconds(), &body));
+            let value = signature(signer.clone(), unix_seconds(), &body);
+            push_header(&mut request, "x-switchboard-signature", value.as_bytes());
         }
-
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = headers;
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            VecWriter(&mut request),
+            "content-length: {}\r\n\r\n",
+            body.len()
+        );
+        request.extend_from_slice(&body);
         request
     }
+}
+
+/// `name: value\r\n`, left out when the value holds bytes a header value cannot (CR,
+/// LF and other control characters).
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    if HeaderValue::from_bytes(value).is_err() {
+        return;
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `fmt::Write` into a byte vector.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The `host` header for a URL: its host, and its port unless that is 80.
+fn host_header(uri: &Uri) -> Result<HeaderValue, String> {
+    let host = uri.host().unwrap_or_default();
+    let value = match uri.port_u16() {
+        Some(port) if port != 80 => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).map_err(|_| "url: host is not a valid header value".to_owned())
 }
 
 fn parse_url(url: &str) -> Result<Uri, String> {
@@ -399,7 +431,7 @@ fn unix_seconds() -> u64 {
 }
 
 /// `t=<t>,v1=<lowercase hex of HMAC-SHA256(secret, "<t>.<body>")>`.
-fn signature(mut mac: Hmac<Sha256>, t: u64, body: &[u8]) -> HeaderValue {
+fn signature(mut mac: Hmac<Sha256>, t: u64, body: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // "t=" + up to 20 digits + ",v1=" + 64 hex digits.
     let mut value = String::with_capacity(2 + 20 + 4 + 64);
@@ -415,128 +447,7 @@ fn signature(mut mac: Hmac<Sha256>, t: u64, body: &[u8]) -> HeaderValue {
         value.push(char::from(HEX[usize::from(byte >> 4)]));
         value.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    // Only ASCII digits, letters, '=' and ',' were written.
-    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Reads the whole body, keeping at most `limit` bytes: a larger declared length fails
-/// before reading, and an undeclared one at the first chunk past the limit.
-async fn read_bounded(mut body: Incoming, limit: usize) -> Result<Bytes, InvokeError> {
-    let declared = body.size_hint().lower();
-    if declared > limit as u64 {
-        return Err(too_large());
-    }
-    // The common answer arrives in one chunk and is kept without copying.
-    let mut first: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(body_error)?;
-        let Ok(data) = frame.into_data() else {
-            // Trailers carry nothing a function answer uses.
-            continue;
-        };
-        if data.len() > limit - total {
-            return Err(too_large());
-        }
-        total += data.len();
-        match first.take() {
-            None if joined.is_empty() => first = Some(data),
-            None => joined.extend_from_slice(&data),
-            Some(head) => {
-                // `declared` is exact for a content-length body; otherwise grow as hyper
-                // would, never past the limit.
-                let hint = usize::try_from(declared).unwrap_or(limit).max(total);
-                joined.reserve(hint.min(limit));
-                joined.extend_from_slice(&head);
-                joined.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok(match first {
-        Some(only) => only,
-        None => joined.freeze(),
-    })
-}
-
-fn too_large() -> InvokeError {
-    InvokeError::Failed("response body exceeds max_response_bytes".into())
-}
-
-/// Classifies a failure before the response head arrived (see the module docs).
-fn request_error(error: hyper_util::client::legacy::Error) -> InvokeError {
-    use std::error::Error as _;
-    if error.is_connect() {
-        return InvokeError::Unreachable(connect_reason(&error));
-    }
-    let hyper_error = error
-        .source()
-        .and_then(|s| s.downcast_ref::<hyper::Error>());
-    let reason = match hyper_error {
-        Some(e) if e.is_parse_too_large() => "response head too large",
-        Some(e) if e.is_parse() || e.is_parse_status() => "response is not valid HTTP",
-        Some(e) if e.is_incomplete_message() => "connection closed before the response",
-        Some(e) if e.is_timeout() => "timed out reading the response",
-        Some(_) => match io_kind(&error) {
-            Some(std::io::ErrorKind::ConnectionReset) => "connection reset before the response",
-            Some(std::io::ErrorKind::BrokenPipe) => "connection closed while sending",
-            _ => "request failed",
-        },
-        None => "request failed",
-    };
-    InvokeError::Failed(reason.into())
-}
-
-/// Classifies a failure while the body was read: the function had answered, so it
-/// is always `Failed`.
-fn body_error(error: hyper::Error) -> InvokeError {
-    let reason = match io_kind(&error) {
-        Some(std::io::ErrorKind::UnexpectedEof) => "response body truncated",
-        Some(std::io::ErrorKind::ConnectionReset) => "connection reset mid-response",
-        _ if error.is_incomplete_message() => "response body truncated",
-        _ => "error reading the response body",
-    };
-    InvokeError::Failed(reason.into())
-}
-
-/// The innermost I/O error kind in a chain, if any.
-fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut kind = None;
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            kind = Some(io.kind());
-        }
-        next = e.source();
-    }
-    kind
-}
-
-/// `"tcp connect error: Connection refused (os error 111)"`: the connector's causes,
-/// outermost first, capped in length.
-fn connect_reason(error: &hyper_util::client::legacy::Error) -> String {
-    const MAX: usize = 160;
-    use std::error::Error as _;
-    let mut reason = String::new();
-    let mut next = error.source();
-    while let Some(e) = next {
-        if !reason.is_empty() {
-            reason.push_str(": ");
-        }
-        let _ = write!(reason, "{e}");
-        next = e.source();
-    }
-    if reason.is_empty() {
-        reason.push_str("connect failed");
-    }
-    if reason.len() > MAX {
-        let mut end = MAX;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
+    value
 }
 
 /// A Lambda proxy answer. Fields the gateway does not read yet land in `extra`, so an
@@ -800,7 +711,7 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(v.to_str().unwrap(), format!("t=1700000000,v1={hex}"));
+        assert_eq!(v, format!("t=1700000000,v1={hex}"));
     }
 
     fn cfg(url: &str) -> HttpFunctionConfig {

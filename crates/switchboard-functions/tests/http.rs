@@ -662,9 +662,60 @@ async fn sequential_invocations_reuse_one_connection() {
     let inv = invoker(&server, |_| {});
     for _ in 0..3 {
         assert_eq!(inv.invoke(message("x")).await.unwrap().status, 200);
-        // The connection returns to the pool once hyper sees it idle, just after the
-        // answer is handed over.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_is_not_reused() {
+    // Each answer keeps the connection alive, then the server closes it 100 ms later.
+    let server =
+        Server::start(|_| Action::ReplyClose(ok(r#"{"statusCode":200,"body":"a"}"#))).await;
+    let inv = invoker(&server, |_| {});
+    for _ in 0..3 {
+        let r = inv.invoke(message("x")).await.unwrap();
+        assert_eq!(r.body, text("a"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(server.accepts(), 3);
+}
+
+#[tokio::test]
+async fn answers_framed_every_way_are_read_and_reused_only_when_they_may_be() {
+    // (answer, whether the server keeps the connection, whether the client may reuse it)
+    let cases: [(&[u8], bool, bool); 5] = [
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi", true, true),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;ext=1\r\nh\r\n1\r\ni\r\n0\r\ntrailer: x\r\n\r\n", true, true),
+        (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nhi", true, false),
+        (b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nhi", true, false),
+        (b"HTTP/1.0 200 OK\r\n\r\nhi", false, false),
+    ];
+    for (answer, keep, reusable) in cases {
+        let bytes = answer.to_vec();
+        let server = Server::start(move |_| {
+            if keep {
+                Action::Reply(bytes.clone())
+            } else {
+                Action::ReplyClose(bytes.clone())
+            }
+        })
+        .await;
+        let inv = invoker(&server, |_| {});
+        for _ in 0..2 {
+            let r = inv.invoke(message("x")).await.unwrap();
+            assert_eq!(
+                (r.status, r.body),
+                (200, text("hi")),
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+        let expected = if reusable { 1 } else { 2 };
+        assert_eq!(
+            server.accepts(),
+            expected,
+            "{}",
+            String::from_utf8_lossy(answer)
+        );
+    }
 }

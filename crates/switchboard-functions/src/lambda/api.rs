@@ -158,7 +158,7 @@ async fn next(worker: &Arc<Worker>) -> Response<Full<Bytes>> {
         let request_id = pool.request_ids.for_invocation(&job.invocation.request_id);
         let deadline = Instant::now() + pool.timeout;
         let deadline_ms = epoch_ms().saturating_add(pool.timeout.as_millis() as u64);
-        let event = serde_json::to_vec(&job.invocation.to_aws_event(&pool.api)).unwrap_or_default();
+        let event = job.invocation.to_aws_event(&pool.api);
 
         let mut response = Response::new(Full::new(Bytes::from(event)));
         let headers = response.headers_mut();
