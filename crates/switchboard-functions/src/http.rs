@@ -335,8 +335,10 @@ impl Inner {
             "x-switchboard-request-id",
             invocation.request_id.as_bytes(),
         );
+        // Connection ids encode to base64url, event types are constants and signatures
+        // are written here in ASCII: no need to check those.
         let connection_id = invocation.connection.id.encode();
-        push_header(
+        push_trusted(
             &mut request,
             "x-switchboard-connection-id",
             connection_id.as_str().as_bytes(),
@@ -348,14 +350,14 @@ impl Inner {
             "x-switchboard-route-key",
             invocation.route_key.as_bytes(),
         );
-        push_header(
+        push_trusted(
             &mut request,
             "x-switchboard-event-type",
             invocation.kind.as_aws().as_bytes(),
         );
         if let Some(signer) = &self.signer {
             let value = signature(signer.clone(), unix_seconds(), &body);
-            push_header(&mut request, "x-switchboard-signature", value.as_bytes());
+            push_trusted(&mut request, "x-switchboard-signature", value.as_bytes());
         }
         // Writing to a Vec cannot fail.
         let _ = write!(
@@ -371,9 +373,13 @@ impl Inner {
 /// `name: value\r\n`, left out when the value holds bytes a header value cannot (CR,
 /// LF and other control characters).
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    if HeaderValue::from_bytes(value).is_err() {
-        return;
+    if HeaderValue::from_bytes(value).is_ok() {
+        push_trusted(out, name, value);
     }
+}
+
+/// `name: value\r\n` for a value known to be a valid header value.
+fn push_trusted(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -482,6 +488,13 @@ pub fn parse_proxy_response(body: Bytes) -> Result<FunctionResponse, InvokeError
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|&b| b == b'{');
     if starts_object {
+        // The common answer in one pass; duplicate keys (last one wins) take the slow path.
+        if let Ok(mut fields) = serde_json::from_slice::<ProxyFields>(&body) {
+            return match fields.status_code.take() {
+                Some(Value::Number(status_code)) => fields.into_proxy(status_code)?.into_response(),
+                _ => Ok(as_is(body)),
+            };
+        }
         if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) {
             if object.get("statusCode").is_some_and(Value::is_number) {
                 let proxy = ProxyResponse::deserialize(Value::Object(object))
@@ -490,11 +503,64 @@ pub fn parse_proxy_response(body: Bytes) -> Result<FunctionResponse, InvokeError
             }
         }
     }
+    Ok(as_is(body))
+}
+
+/// A body that is not a proxy answer: sent as it came, as text if it is UTF-8.
+fn as_is(body: Bytes) -> FunctionResponse {
     let binary = std::str::from_utf8(&body).is_err();
-    Ok(FunctionResponse {
+    FunctionResponse {
         body: Some(Payload { data: body, binary }),
         ..FunctionResponse::ok()
-    })
+    }
+}
+
+/// The fields of an answer object the gateway reads, untyped, so that any object without
+/// duplicate keys parses; [`ProxyFields::into_proxy`] checks the types.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProxyFields {
+    status_code: Option<Value>,
+    headers: Option<Value>,
+    multi_value_headers: Option<Value>,
+    body: Option<Value>,
+    is_base64_encoded: Option<Value>,
+    groups: Option<Value>,
+    user_id: Option<Value>,
+    state: Option<Value>,
+}
+
+impl ProxyFields {
+    fn into_proxy(self, status_code: serde_json::Number) -> Result<ProxyResponse, InvokeError> {
+        let wrong = || malformed("has a field of the wrong type");
+        let object = |v: Option<Value>| match v {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(wrong()),
+        };
+        let mut extra = Map::new();
+        for (key, value) in [
+            ("groups", self.groups),
+            ("userId", self.user_id),
+            ("state", self.state),
+        ] {
+            if let Some(value) = value {
+                extra.insert(key.to_owned(), value);
+            }
+        }
+        Ok(ProxyResponse {
+            status_code,
+            headers: object(self.headers)?,
+            multi_value_headers: object(self.multi_value_headers)?,
+            body: self.body,
+            is_base64_encoded: match self.is_base64_encoded {
+                None => None,
+                Some(Value::Bool(b)) => Some(b),
+                Some(_) => return Err(wrong()),
+            },
+            extra,
+        })
+    }
 }
 
 fn malformed(what: &'static str) -> InvokeError {
@@ -654,6 +720,21 @@ mod tests {
         assert_eq!((r.status, r.body), (204, None));
         let r = parse(r#"{"statusCode":200,"body":null,"isBase64Encoded":false}"#).unwrap();
         assert_eq!(r.body, None);
+        // A repeated key: the last one wins, as API Gateway reads it.
+        let r = parse(r#"{"statusCode":500,"body":"x","statusCode":201,"body":"dup"}"#).unwrap();
+        assert_eq!((r.status, r.body), (201, text("dup")));
+        // switchboard's extension fields.
+        let r = parse(r#"{"statusCode":200,"groups":["a"],"userId":"u","state":{"k":"v","n":1}}"#)
+            .unwrap();
+        assert_eq!(r.extension.groups, ["a"]);
+        assert_eq!(r.extension.user_id.as_deref(), Some("u"));
+        assert_eq!(
+            r.extension.state,
+            [
+                ("k".to_owned(), Some("v".to_owned())),
+                ("n".to_owned(), Some("1".to_owned()))
+            ]
+        );
     }
 
     #[test]
