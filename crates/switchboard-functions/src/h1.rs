@@ -11,7 +11,8 @@
 //! body up to the close (then the connection is not reused); `1xx` interim responses are
 //! skipped; `204` and `304` have no body. HTTP/1.0 answers keep the connection only with
 //! `connection: keep-alive`. A connection is reused only after a complete `2xx` answer
-//! with nothing after it; anything else drops it.
+//! (or an error status whose body fits the same bounds) with nothing after it; anything
+//! else drops it.
 //!
 //! Idle connections: kept newest first, at most `max_idle`, dropped once idle for
 //! [`POOL_IDLE_TIMEOUT`](crate::http::POOL_IDLE_TIMEOUT) (by a reaper task while any are
@@ -87,7 +88,8 @@ impl Pool {
 
     /// Sends `request` (a complete HTTP/1.1 request: head and body) and reads the
     /// answer's body, keeping at most `max_body` bytes of it. A status other than 2xx
-    /// fails with `function answered HTTP <status>` and the body is not read.
+    /// fails with `function answered HTTP <status>`; its body is read and dropped, so
+    /// the connection is reused as after a success.
     pub async fn send(&self, request: &[u8], max_body: usize) -> Result<Bytes, InvokeError> {
         let mut conn = match self.checkout() {
             Some(conn) => conn,
@@ -97,11 +99,11 @@ impl Pool {
             .write_all(request)
             .await
             .map_err(|e| InvokeError::Failed(send_reason(&e).into()))?;
-        let (body, reusable) = conn.read_answer(max_body).await?;
+        let (answer, reusable) = conn.read_answer(max_body).await?;
         if reusable {
             self.checkin(conn);
         }
-        Ok(body)
+        answer
     }
 
     fn checkout(&self) -> Option<Conn> {
@@ -207,8 +209,12 @@ impl Conn {
         Ok(self.stream.read_buf(&mut self.buf).await? > 0)
     }
 
-    /// Reads one answer's body. The flag says whether the connection may be reused.
-    async fn read_answer(&mut self, max_body: usize) -> Result<(Bytes, bool), InvokeError> {
+    /// Reads one answer: its body, or for a status other than 2xx `function answered
+    /// HTTP <status>`. The flag says whether the connection may be reused.
+    async fn read_answer(
+        &mut self,
+        max_body: usize,
+    ) -> Result<(Result<Bytes, InvokeError>, bool), InvokeError> {
         self.buf.clear();
         let (status, framing, keep_alive) = loop {
             match self.parse_head()? {
@@ -231,12 +237,32 @@ impl Conn {
                 }
             }
         };
-        if !(200..300).contains(&status) {
-            return Err(InvokeError::Failed(format!(
-                "function answered HTTP {status}"
-            )));
-        }
-        let (body, reusable) = match framing {
+        let answered =
+            |status: u16| InvokeError::Failed(format!("function answered HTTP {status}"));
+        let success = (200..300).contains(&status);
+        // An error answer's body is read too (within the same bounds) so that its
+        // connection can serve the next invocation; it is never quoted.
+        let (body, reusable) = match self.read_body(framing, max_body).await {
+            Ok(read) => read,
+            Err(_) if !success => return Err(answered(status)),
+            Err(e) => return Err(e),
+        };
+        // Bytes after the answer were never asked for: do not reuse such a connection.
+        let reusable = reusable && keep_alive && self.buf.is_empty();
+        Ok((
+            success.then_some(body).ok_or_else(|| answered(status)),
+            reusable,
+        ))
+    }
+
+    /// Reads the body the head announced. The flag is false when the body ran to the
+    /// close.
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        max_body: usize,
+    ) -> Result<(Bytes, bool), InvokeError> {
+        Ok(match framing {
             Framing::None => (Bytes::new(), true),
             Framing::Length(n) => {
                 if n > max_body as u64 {
@@ -248,28 +274,20 @@ impl Conn {
                         return Err(failed("response body truncated"));
                     }
                 }
-                {
-                    let body = Bytes::copy_from_slice(&self.buf[..n]);
-                    self.buf.advance(n);
-                    (body, true)
-                }
+                let body = Bytes::copy_from_slice(&self.buf[..n]);
+                self.buf.advance(n);
+                (body, true)
             }
             Framing::Chunked => (self.read_chunked(max_body).await?, true),
             Framing::UntilClose => {
-                while self.fill().await.map_err(body_error)? {
-                    if self.buf.len() > max_body {
-                        return Err(too_large());
-                    }
-                }
+                // The first bytes may have come with the head.
+                while self.buf.len() <= max_body && self.fill().await.map_err(body_error)? {}
                 if self.buf.len() > max_body {
                     return Err(too_large());
                 }
                 (Bytes::copy_from_slice(&self.buf), false)
             }
-        };
-        // Bytes after the answer were never asked for: do not reuse such a connection.
-        let reusable = reusable && keep_alive && self.buf.is_empty();
-        Ok((body, reusable))
+        })
     }
 
     /// Parses a final response head from the buffer and consumes it; interim (1xx)

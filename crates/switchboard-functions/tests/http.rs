@@ -667,6 +667,27 @@ async fn sequential_invocations_reuse_one_connection() {
 }
 
 #[tokio::test]
+async fn an_error_answer_leaves_its_connection_reusable() {
+    let server = Server::start(|req| {
+        if req.event()["body"] == "fail" {
+            Action::Reply(http(500, b"secret details"))
+        } else {
+            Action::Reply(ok(r#"{"statusCode":200,"body":"fine"}"#))
+        }
+    })
+    .await;
+    let inv = invoker(&server, |_| {});
+    for _ in 0..2 {
+        assert_eq!(
+            failed(inv.invoke(message("fail")).await),
+            "function answered HTTP 500"
+        );
+        assert_eq!(inv.invoke(message("x")).await.unwrap().body, text("fine"));
+    }
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
 async fn a_connection_the_server_closed_while_idle_is_not_reused() {
     // Each answer keeps the connection alive, then the server closes it 100 ms later.
     let server =
