@@ -234,7 +234,7 @@ impl Invocation {
     /// The API Gateway WebSocket event (Lambda proxy integration) for this invocation, as JSON:
     /// exactly the fields AWS sends for its event type (see docs/functions.md).
     pub fn to_aws_event(&self, api: &ApiIdentity) -> Vec<u8> {
-        use serde_json::{json, Map};
+        use serde_json::Map;
         let c = &self.connection;
         let id = c.id.encode();
         let authorize = self.kind == EventKind::Authorize;
@@ -286,19 +286,12 @@ impl Invocation {
             // A REQUEST authorizer may read `event.queryStringParameters.x` without a
             // guard, so it always gets the (possibly empty) objects.
             if !c.query.is_empty() || authorize {
-                let mut single = Map::new();
-                let mut multi: Map<String, serde_json::Value> = Map::new();
+                let mut query = SingleAndMulti::default();
                 for (k, v) in &c.query {
-                    single.insert(k.clone(), json!(v));
-                    match multi.get_mut(k) {
-                        Some(serde_json::Value::Array(a)) => a.push(json!(v)),
-                        _ => {
-                            multi.insert(k.clone(), json!([v]));
-                        }
-                    }
+                    query.add(k.clone(), v);
                 }
-                event.query_string_parameters = Some(single);
-                event.multi_value_query_string_parameters = Some(multi);
+                event.query_string_parameters = Some(query.single);
+                event.multi_value_query_string_parameters = Some(query.multi);
             }
         }
         if let (false, Some(body)) = (authorize, &self.body) {
@@ -405,18 +398,7 @@ fn connect_headers(
     serde_json::Map<String, serde_json::Value>,
     serde_json::Map<String, serde_json::Value>,
 ) {
-    use serde_json::{json, Map, Value};
-    let mut single = Map::new();
-    let mut multi: Map<String, Value> = Map::new();
-    let mut add = |k: String, v: &str| {
-        single.insert(k.clone(), json!(v));
-        match multi.get_mut(&k) {
-            Some(Value::Array(a)) => a.push(json!(v)),
-            _ => {
-                multi.insert(k, json!([v]));
-            }
-        }
-    };
+    let mut headers = SingleAndMulti::default();
     let mut seen_xff = false;
     let mut seen_proto = false;
     let mut seen_port = false;
@@ -425,21 +407,42 @@ fn connect_headers(
         seen_xff |= name == "X-Forwarded-For";
         seen_proto |= name == "X-Forwarded-Proto";
         seen_port |= name == "X-Forwarded-Port";
-        add(name, v);
+        headers.add(name, v);
     }
     if !seen_xff {
-        add("X-Forwarded-For".into(), &c.source_ip.to_string());
+        headers.add("X-Forwarded-For".into(), &c.source_ip.to_string());
     }
     if !seen_port {
-        add("X-Forwarded-Port".into(), &c.port.to_string());
+        headers.add("X-Forwarded-Port".into(), &c.port.to_string());
     }
     if !seen_proto {
-        add(
+        headers.add(
             "X-Forwarded-Proto".into(),
             if c.tls { "https" } else { "http" },
         );
     }
-    (single, multi)
+    (headers.single, headers.multi)
+}
+
+/// AWS's two views of repeated names (headers, query parameters): the last value in
+/// `single`, every value in order in `multi`.
+#[derive(Default)]
+struct SingleAndMulti {
+    single: serde_json::Map<String, serde_json::Value>,
+    multi: serde_json::Map<String, serde_json::Value>,
+}
+
+impl SingleAndMulti {
+    fn add(&mut self, name: String, value: &str) {
+        use serde_json::{json, Value};
+        self.single.insert(name.clone(), json!(value));
+        match self.multi.get_mut(&name) {
+            Some(Value::Array(a)) => a.push(json!(value)),
+            _ => {
+                self.multi.insert(name, json!([value]));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -242,50 +242,44 @@ impl Conn {
         let success = (200..300).contains(&status);
         // An error answer's body is read too (within the same bounds) so that its
         // connection can serve the next invocation; it is never quoted.
-        let (body, reusable) = match self.read_body(framing, max_body).await {
+        let body = match self.read_body(framing, max_body).await {
             Ok(read) => read,
             Err(_) if !success => return Err(answered(status)),
             Err(e) => return Err(e),
         };
-        // Bytes after the answer were never asked for: do not reuse such a connection.
-        let reusable = reusable && keep_alive && self.buf.is_empty();
+        // A body up to the close left `keep_alive` false. Bytes after the answer were
+        // never asked for: do not reuse such a connection either.
+        let reusable = keep_alive && self.buf.is_empty();
         Ok((
             success.then_some(body).ok_or_else(|| answered(status)),
             reusable,
         ))
     }
 
-    /// Reads the body the head announced. The flag is false when the body ran to the
-    /// close.
-    async fn read_body(
-        &mut self,
-        framing: Framing,
-        max_body: usize,
-    ) -> Result<(Bytes, bool), InvokeError> {
+    /// Reads the body the head announced.
+    async fn read_body(&mut self, framing: Framing, max_body: usize) -> Result<Bytes, InvokeError> {
         Ok(match framing {
-            Framing::None => (Bytes::new(), true),
+            Framing::None => Bytes::new(),
             Framing::Length(n) => {
                 if n > max_body as u64 {
                     return Err(too_large());
                 }
                 let n = n as usize;
                 while self.buf.len() < n {
-                    if !self.fill().await.map_err(body_error)? {
-                        return Err(failed("response body truncated"));
-                    }
+                    self.fill_body().await?;
                 }
                 let body = Bytes::copy_from_slice(&self.buf[..n]);
                 self.buf.advance(n);
-                (body, true)
+                body
             }
-            Framing::Chunked => (self.read_chunked(max_body).await?, true),
+            Framing::Chunked => self.read_chunked(max_body).await?,
             Framing::UntilClose => {
                 // The first bytes may have come with the head.
                 while self.buf.len() <= max_body && self.fill().await.map_err(body_error)? {}
                 if self.buf.len() > max_body {
                     return Err(too_large());
                 }
-                (Bytes::copy_from_slice(&self.buf), false)
+                self.buf.split().freeze()
             }
         })
     }

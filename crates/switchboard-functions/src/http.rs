@@ -321,7 +321,6 @@ impl Inner {
         // and its signature timestamp is the time it is sent.
         let request = self.request(&invocation);
         let body = self.pool.send(&request, self.max_response_bytes).await?;
-        drop(request);
         parse_proxy_response(body)
     }
 
@@ -360,10 +359,9 @@ impl Inner {
             push_trusted(&mut request, "x-switchboard-signature", value.as_bytes());
         }
         // Writing to a Vec cannot fail.
-        let _ = write!(
-            VecWriter(&mut request),
-            "content-length: {}\r\n\r\n",
-            body.len()
+        let _ = std::io::Write::write_fmt(
+            &mut request,
+            format_args!("content-length: {}\r\n\r\n", body.len()),
         );
         request.extend_from_slice(&body);
         request
@@ -384,16 +382,6 @@ fn push_trusted(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// `fmt::Write` into a byte vector.
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// The `host` header for a URL: its host, and its port unless that is 80.
