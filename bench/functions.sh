@@ -21,6 +21,8 @@
 # Environment knobs (defaults in brackets):
 #   RUNS [3] SECS [10] WARMUP [1] CONNS [100] SIZE [64] LOW_CONNS [20] (0: skip that pair)
 #   CONNECT_RUNS [3] CONNECT_SECS [5] CONNECT_CONCURRENCY [50]
+#   HTTP_VERSION [1.1]     switchboard's `http_version` to the function: 1.1, or 2 (h2c
+#                          with prior knowledge; fn-backend speaks both)
 #   PUSHPIN_LOG_LEVEL [2]  Pushpin's log_level (3+: verbose, for debugging)
 #   ZURL_LOG_LEVEL [1]     zurl's --loglevel (2 = info logs two lines per request)
 #   BUDGET [300]   seconds for everything after the build/install; runs that would not
@@ -58,7 +60,7 @@ set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY BUDGET NO_BUILD
+bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY HTTP_VERSION BUDGET NO_BUILD
 bench_args "$@"
 
 RUNS="${RUNS:-3}"
@@ -70,6 +72,8 @@ LOW_CONNS="${LOW_CONNS:-20}"
 CONNECT_RUNS="${CONNECT_RUNS:-3}"
 CONNECT_SECS="${CONNECT_SECS:-5}"
 CONNECT_CONCURRENCY="${CONNECT_CONCURRENCY:-50}"
+HTTP_VERSION="${HTTP_VERSION:-1.1}"
+case "$HTTP_VERSION" in 1.1 | 2) ;; *) die "HTTP_VERSION must be 1.1 or 2, not $HTTP_VERSION" ;; esac
 PUSHPIN_LOG_LEVEL="${PUSHPIN_LOG_LEVEL:-2}"
 ZURL_LOG_LEVEL="${ZURL_LOG_LEVEL:-1}"
 BUDGET="${BUDGET:-300}"
@@ -112,6 +116,7 @@ auth = "none"
 kind = "http"
 url = "http://$LAMBDA_ADDR/"
 max_concurrency = 256
+http_version = "$HTTP_VERSION"
 
 [routes."\$default"]
 function = "echo"
@@ -340,10 +345,10 @@ python3 - "$RESULTS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" "$(($(date +%s) - T0))" \
     "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PUSHPIN_VERSION" "$CONNS" "$LOW_CONNS" \
     "$SIZE" "$SECS" "$WARMUP" "${LAMBDA_SERVED:-?}" "${PPBE_SERVED:-?}" "$SKIPPED" \
-    "$OUT/smoke-switchboard.json" "$PUSHPIN_LOG_LEVEL" "$ZURL_LOG_LEVEL" "$COMMAND" >"$OUT/summary.md" <<'EOF'
+    "$OUT/smoke-switchboard.json" "$PUSHPIN_LOG_LEVEL" "$ZURL_LOG_LEVEL" "$COMMAND" "$HTTP_VERSION" >"$OUT/summary.md" <<'EOF'
 import json, re, statistics, sys
 (path, nproc, date, commit, took, load0, load1, ppver, conns, low, size, secs, warmup,
- lam_served, pp_served, skipped, smoke_sb, pplog, zlog, command) = sys.argv[1:]
+ lam_served, pp_served, skipped, smoke_sb, pplog, zlog, command, http_version) = sys.argv[1:]
 conns, low = int(conns), int(low)
 rows = [json.loads(l) for l in open(path) if l.strip()]
 connect_rows = [r for r in rows if r["mode"] == "connect"]
@@ -364,7 +369,7 @@ def med(rs, key):
 def f(x, d=0):
     return "–" if x is None else f"{x:,.{d}f}"
 
-NAMES = {"switchboard": "switchboard (http function)", "pushpin": f"Pushpin {ppver} (WebSocket-over-HTTP)"}
+NAMES = {"switchboard": f"switchboard (http function, HTTP/{http_version})", "pushpin": f"Pushpin {ppver} (WebSocket-over-HTTP)"}
 out = [f"## Function round trip — {date}", ""]
 out.append(f"client → gateway → trivial HTTP echo function (fn-backend) on loopback → route "
            f"response → client; closed loop, {size} B text, {warmup} s warmup + {secs} s measured "

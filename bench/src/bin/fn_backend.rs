@@ -1,6 +1,7 @@
 //! `fn-backend`: the trivial function behind both systems in the function round-trip
-//! benchmark (`bench/functions.sh`). tokio + hyper 1, HTTP/1.1 keep-alive, TCP_NODELAY,
-//! loopback only.
+//! benchmark (`bench/functions.sh`). tokio + hyper 1, HTTP/1.1 keep-alive or cleartext
+//! HTTP/2 (prior knowledge, told apart by the connection preface), TCP_NODELAY, loopback
+//! only.
 //!
 //! - `--mode lambda`: switchboard's `kind = "http"` functions. The request body is an AWS
 //!   API Gateway WebSocket event; the answer is `{"statusCode":200,"body":<event.body>}`
@@ -29,7 +30,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -90,8 +91,7 @@ async fn serve(listen: SocketAddr, mode: Mode) -> Result<()> {
                             served.fetch_add(1, Ordering::Relaxed);
                             handle(mode, req)
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
                     });

@@ -633,6 +633,22 @@ pub struct HttpFunctionConfig {
     /// Largest response body accepted, bytes. Default 6291456 (6 MiB, as Lambda).
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// `"1.1"` (default): pooled keep-alive HTTP/1.1 connections. `"2"`: cleartext
+    /// HTTP/2 with prior knowledge (h2c), invocations multiplexed over one connection.
+    #[serde(default)]
+    pub http_version: HttpVersion,
+}
+
+/// The HTTP version an `http` function is spoken to with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// `"1.1"`: HTTP/1.1 with keep-alive.
+    #[default]
+    #[serde(rename = "1.1")]
+    Http1,
+    /// `"2"`: cleartext HTTP/2 with prior knowledge.
+    #[serde(rename = "2")]
+    Http2,
 }
 
 fn default_timeout_ms() -> u64 {

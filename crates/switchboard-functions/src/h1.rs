@@ -137,29 +137,35 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Conn, InvokeError> {
-        let Target { host, port } = &self.inner.target;
-        let addrs = tokio::net::lookup_host((host.as_str(), *port))
-            .await
-            .map_err(|e| InvokeError::Unreachable(capped(format!("dns error: {e}"))))?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    // Requests are single writes; Nagle would only add latency.
-                    let _ = stream.set_nodelay(true);
-                    return Ok(Conn {
-                        stream,
-                        buf: BytesMut::new(),
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(InvokeError::Unreachable(capped(match last {
-            Some(e) => format!("tcp connect error: {e}"),
-            None => format!("dns error: no addresses for {host}"),
-        })))
+        Ok(Conn {
+            stream: connect_tcp(&self.inner.target).await?,
+            buf: BytesMut::new(),
+        })
     }
+}
+
+/// A new TCP connection to the target (each address it resolves to in turn), with
+/// Nagle off: requests are whole writes, Nagle would only add latency. Failures are
+/// [`InvokeError::Unreachable`].
+pub(crate) async fn connect_tcp(target: &Target) -> Result<TcpStream, InvokeError> {
+    let Target { host, port } = target;
+    let addrs = tokio::net::lookup_host((host.as_str(), *port))
+        .await
+        .map_err(|e| InvokeError::Unreachable(capped(format!("dns error: {e}"))))?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(InvokeError::Unreachable(capped(match last {
+        Some(e) => format!("tcp connect error: {e}"),
+        None => format!("dns error: no addresses for {host}"),
+    })))
 }
 
 /// Closes connections idle for longer than the timeout; ends when none are idle.

@@ -1,5 +1,6 @@
 //! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to a
-//! plain `http://` URL and reads a Lambda-proxy-shaped answer back.
+//! plain `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `h2.rs`) and reads a
+//! Lambda-proxy-shaped answer back.
 //!
 //! # Request
 //!
@@ -94,11 +95,12 @@ use hyper::Uri;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
-use switchboard_core::config::HttpFunctionConfig;
+use switchboard_core::config::{HttpFunctionConfig, HttpVersion};
 use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation, Payload};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::h1::{Pool, Target};
+use crate::h1::Target;
+use crate::{h1, h2};
 use crate::{InvokeError, InvokeFuture, Invoker};
 
 /// How long an idle keep-alive connection stays in the pool. Shorter than the 5 s
@@ -137,9 +139,10 @@ pub struct HttpInvoker {
 struct Inner {
     name: String,
     uri: Uri,
-    pool: Pool,
+    transport: Transport,
     api: ApiIdentity,
-    /// The request line and the headers every request carries, rendered once.
+    /// What every request starts with, rendered once: for HTTP/1.1 the request line and
+    /// headers, for HTTP/2 the HPACK block of the pseudo-headers and headers.
     head: Vec<u8>,
     /// Keyed once; cloned per request so the key is not rehashed each time.
     signer: Option<Hmac<Sha256>>,
@@ -195,11 +198,29 @@ impl HttpInvoker {
             headers.retain(|(name, _)| *name != header);
             headers.push((header, value));
         }
-        let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = format!("POST {target} HTTP/1.1\r\n").into_bytes();
-        for (name, value) in &headers {
-            push_header(&mut head, name.as_str(), value.as_bytes());
-        }
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let head = match cfg.http_version {
+            HttpVersion::Http1 => {
+                let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
+                for (name, value) in &headers {
+                    push_header(&mut head, name.as_str(), value.as_bytes());
+                }
+                head
+            }
+            HttpVersion::Http2 => {
+                // `:authority` replaces `host`.
+                let authority = headers
+                    .iter()
+                    .find(|(name, _)| *name == HOST)
+                    .map(|(_, value)| value.as_bytes())
+                    .unwrap_or_default();
+                let mut head = h2::request_block(path, authority);
+                for (name, value) in headers.iter().filter(|(name, _)| *name != HOST) {
+                    h2::push_field(&mut head, name.as_str(), value.as_bytes());
+                }
+                head
+            }
+        };
 
         let signer = match &cfg.secret {
             Some(secret) if secret.is_empty() => return Err("secret: must not be empty".into()),
@@ -219,13 +240,20 @@ impl HttpInvoker {
                 .to_owned(),
             port: uri.port_u16().unwrap_or(80),
         };
-        let pool = Pool::new(target, cfg.max_concurrency, POOL_IDLE_TIMEOUT);
+        let transport = match cfg.http_version {
+            HttpVersion::Http1 => Transport::H1(h1::Pool::new(
+                target,
+                cfg.max_concurrency,
+                POOL_IDLE_TIMEOUT,
+            )),
+            HttpVersion::Http2 => Transport::H2(h2::Pool::new(target, POOL_IDLE_TIMEOUT)),
+        };
 
         Ok(Self {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 uri,
-                pool,
+                transport,
                 api,
                 head,
                 signer,
@@ -319,53 +347,67 @@ impl Inner {
         };
         // Built only once a slot is held, so a queued invocation does not hold its JSON
         // and its signature timestamp is the time it is sent.
-        let request = self.request(&invocation);
-        let body = self.pool.send(&request, self.max_response_bytes).await?;
+        let event = invocation.to_aws_event(&self.api);
+        let body = match &self.transport {
+            Transport::H1(pool) => {
+                let mut request = Vec::with_capacity(self.head.len() + 320 + event.len());
+                request.extend_from_slice(&self.head);
+                self.fields(&invocation, &event, |name, value| {
+                    push_trusted(&mut request, name, value)
+                });
+                request.extend_from_slice(b"\r\n");
+                request.extend_from_slice(&event);
+                pool.send(&request, self.max_response_bytes).await?
+            }
+            Transport::H2(pool) => {
+                let mut block = Vec::with_capacity(self.head.len() + 320);
+                block.extend_from_slice(&self.head);
+                self.fields(&invocation, &event, |name, value| {
+                    h2::push_field(&mut block, name, value)
+                });
+                pool.send(&block, Bytes::from(event), self.max_response_bytes)
+                    .await?
+            }
+        };
         parse_proxy_response(body)
     }
 
-    /// The whole request: the rendered head, the per-invocation headers, the event.
-    fn request(&self, invocation: &Invocation) -> Vec<u8> {
-        let body = invocation.to_aws_event(&self.api);
-        let mut request = Vec::with_capacity(self.head.len() + 320 + body.len());
-        request.extend_from_slice(&self.head);
-        push_header(
-            &mut request,
-            "x-switchboard-request-id",
-            invocation.request_id.as_bytes(),
-        );
+    /// The per-invocation headers, in order, each as a valid header value: the ids, the
+    /// route key (left out if it is not a valid header value), the event type, the
+    /// signature when a secret is set, and the body's length.
+    fn fields(&self, invocation: &Invocation, body: &[u8], mut field: impl FnMut(&str, &[u8])) {
+        let valid = |value: &[u8]| HeaderValue::from_bytes(value).is_ok();
+        if valid(invocation.request_id.as_bytes()) {
+            field("x-switchboard-request-id", invocation.request_id.as_bytes());
+        }
         // Connection ids encode to base64url, event types are constants and signatures
-        // are written here in ASCII: no need to check those.
+        // and lengths are written here in ASCII: no need to check those.
         let connection_id = invocation.connection.id.encode();
-        push_trusted(
-            &mut request,
+        field(
             "x-switchboard-connection-id",
             connection_id.as_str().as_bytes(),
         );
         // A route key comes from the client's message and may hold bytes a header cannot;
         // the event body carries it in any case.
-        push_header(
-            &mut request,
-            "x-switchboard-route-key",
-            invocation.route_key.as_bytes(),
-        );
-        push_trusted(
-            &mut request,
+        if valid(invocation.route_key.as_bytes()) {
+            field("x-switchboard-route-key", invocation.route_key.as_bytes());
+        }
+        field(
             "x-switchboard-event-type",
             invocation.kind.as_aws().as_bytes(),
         );
         if let Some(signer) = &self.signer {
-            let value = signature(signer.clone(), unix_seconds(), &body);
-            push_trusted(&mut request, "x-switchboard-signature", value.as_bytes());
+            let value = signature(signer.clone(), unix_seconds(), body);
+            field("x-switchboard-signature", value.as_bytes());
         }
-        // Writing to a Vec cannot fail.
-        let _ = std::io::Write::write_fmt(
-            &mut request,
-            format_args!("content-length: {}\r\n\r\n", body.len()),
-        );
-        request.extend_from_slice(&body);
-        request
+        field("content-length", body.len().to_string().as_bytes());
     }
+}
+
+/// How requests reach the function.
+enum Transport {
+    H1(h1::Pool),
+    H2(h2::Pool),
 }
 
 /// `name: value\r\n`, left out when the value holds bytes a header value cannot (CR,
@@ -792,6 +834,7 @@ mod tests {
             secret: None,
             headers: Default::default(),
             max_response_bytes: 1024,
+            http_version: Default::default(),
         }
     }
 

@@ -253,6 +253,7 @@ fn config(url: String) -> HttpFunctionConfig {
         secret: None,
         headers: BTreeMap::new(),
         max_response_bytes: 64 * 1024,
+        http_version: Default::default(),
     }
 }
 
