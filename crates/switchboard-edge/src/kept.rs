@@ -3,8 +3,9 @@
 //! A node holding a parked session writes a copy of it (the same [`Handover`] a move
 //! carries) to the backplane when it parks, and again whenever something is sent to it;
 //! messages sent while it is parked are numbered into its replay buffer first, so the copy
-//! holds everything. The copy is taken back (read and deleted at once) when the client
-//! resumes here, and dropped when the session moves or ends here.
+//! holds everything. The copy is taken back (read and deleted at once) before the client's
+//! resume here completes, and when the session ends here. All of a node's operations on
+//! copies go through one writer, in order.
 //!
 //! If the node dies, the copy outlives it: the client's resume on another node, finding
 //! neither the session's node nor its home able to hand it over, takes the copy and goes
@@ -44,13 +45,21 @@ const TTL_SLACK_SECS: u64 = 60;
 /// Copy writes waiting for the backplane; beyond it a write fails.
 const COPY_QUEUE: usize = 16_384;
 
-/// One write of a copy: the session's connection, the copy (`None` deletes it), its
-/// expiry in seconds, and who waits for the outcome.
+/// What the copy writer does with a session's copy.
+pub(crate) enum CopyOp {
+    /// Write it, to expire after `ttl` seconds.
+    Store { copy: String, ttl: u64 },
+    /// Read and delete it at once.
+    Take,
+}
+
+/// One operation on a copy: the session's connection, the operation, and who waits for
+/// the outcome (`Ok(true)`: stored, or taken; `Ok(false)`: there was nothing to take;
+/// `Err(())`: the backplane failed or the queue was full).
 pub(crate) type CopyWrite = (
     ConnectionId,
-    Option<String>,
-    u64,
-    Option<oneshot::Sender<bool>>,
+    CopyOp,
+    Option<oneshot::Sender<Result<bool, ()>>>,
 );
 
 impl Parked {
@@ -104,9 +113,9 @@ impl EdgeInner {
         };
         let ttl = kept_until.saturating_sub(self.epoch_ms()) / 1000 + TTL_SLACK_SECS;
         let (tx, rx) = oneshot::channel();
-        self.write_copy((id, Some(copy), ttl, Some(tx)));
+        self.write_copy((id, CopyOp::Store { copy, ttl }, Some(tx)));
         match rx.await {
-            Ok(true) => {
+            Ok(Ok(true)) => {
                 if let Some(p) = handle.parked.lock().as_mut() {
                     p.kept = true;
                 }
@@ -119,43 +128,48 @@ impl EdgeInner {
         }
     }
 
-    /// Deletes a session's copy (it resumed here), in the background.
-    pub(crate) fn drop_copy(&self, id: ConnectionId) {
-        self.write_copy((id, None, 0, None));
-    }
-
-    /// Queues a write of a copy. One writer, in order: a delete queued after a store must
-    /// never land before it.
+    /// Queues an operation on a copy. One writer per node, in order: a take queued after a
+    /// store never lands before it.
     fn write_copy(&self, write: CopyWrite) {
         let writer = self.copy_writer.get_or_init(|| {
             let (tx, mut rx) = mpsc::channel::<CopyWrite>(COPY_QUEUE);
             let backplane = self.backplane.clone();
             tokio::spawn(async move {
-                while let Some((id, copy, ttl, done)) = rx.recv().await {
-                    let result = backplane.store_session(&id.to_string(), copy, ttl).await;
+                while let Some((id, op, done)) = rx.recv().await {
+                    let key = id.to_string();
+                    let result = match op {
+                        CopyOp::Store { copy, ttl } => backplane
+                            .store_session(&key, Some(copy), ttl)
+                            .await
+                            .map(|()| true),
+                        CopyOp::Take => backplane.take_session(&key).await.map(|c| c.is_some()),
+                    };
                     if let Err(e) = &result {
-                        warn!(conn = %id, error = %e, "could not write a kept session's copy");
+                        warn!(conn = %id, error = %e, "a kept session's copy: backplane failed");
                     }
                     if let Some(done) = done {
-                        let _ = done.send(result.is_ok());
+                        let _ = done.send(result.map_err(drop));
                     }
                 }
             });
             tx
         });
         if let Err(e) = writer.try_send(write) {
-            warn!("kept-session write queue full: a write is dropped");
-            if let mpsc::error::TrySendError::Full((_, _, _, Some(done))) = e {
-                let _ = done.send(false);
+            warn!("kept-session write queue full: an operation is dropped");
+            if let mpsc::error::TrySendError::Full((_, _, Some(done))) = e {
+                let _ = done.send(Err(()));
             }
         }
     }
 
-    /// Takes a session's copy back before this node resumes or ends it. `false`: another
-    /// node took it, and the session lives on there. (An unreachable backplane counts as
+    /// Takes a session's copy back (through the writer, after this node's own pending
+    /// writes) before this node resumes or ends it. `false`: there was none, so another
+    /// node took it and the session lives on there. (An unreachable backplane counts as
     /// ours: the session goes on here.)
     pub(crate) async fn take_copy_back(&self, id: ConnectionId) -> bool {
-        !matches!(self.backplane.take_session(&id.to_string()).await, Ok(None))
+        let (tx, rx) = oneshot::channel();
+        self.write_copy((id, CopyOp::Take, Some(tx)));
+        !matches!(rx.await, Ok(Ok(false)))
     }
 
     /// A parked session about to resume here: `None` if its copy was taken by another
@@ -165,7 +179,14 @@ impl EdgeInner {
         handle: Arc<ConnHandle>,
         parked: Box<Parked>,
     ) -> Option<(Arc<ConnHandle>, Box<Parked>)> {
-        if !parked.kept || self.take_copy_back(handle.info.id).await {
+        if !self.settings.resume.as_ref().is_some_and(|r| r.keep) {
+            return Some((handle, parked));
+        }
+        // Taken before the resume completes, so no copy of an earlier stay (this node's,
+        // or the one of the node it moved from) outlives it: a delete that landed later
+        // could remove the copy of a node the session moves to next.
+        let present = self.take_copy_back(handle.info.id).await;
+        if !parked.kept || present {
             return Some((handle, parked));
         }
         let id = handle.info.id;

@@ -289,14 +289,10 @@ impl EdgeInner {
                         .table
                         .get(&id)
                         .is_some_and(|h| Arc::ptr_eq(&h, &handle));
-                    if resume.keep && here {
-                        // Resumed here: any copy is stale now (ours, or the one of the
-                        // node it moved from), and the registry entry must stop saying
-                        // the session is kept.
-                        edge.drop_copy(id);
-                        if stored {
-                            edge.record(&handle, true);
-                        }
+                    if resume.keep && here && stored {
+                        // Resumed here (its copy was taken as it resumed): the registry
+                        // entry must stop saying the session is kept.
+                        edge.record(&handle, true);
                     }
                     return;
                 }
