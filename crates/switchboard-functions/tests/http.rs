@@ -1,6 +1,8 @@
 //! The HTTP invoker against a real HTTP server on 127.0.0.1: a raw TCP listener that
 //! answers with canned bytes, so tests can also reset, truncate, stall and flood.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +13,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchboard_core::config::HttpFunctionConfig;
-use switchboard_core::event::{
-    ApiIdentity, ConnectionInfo, EventKind, FunctionResponse, Invocation, Payload,
-};
-use switchboard_core::id::IdGenerator;
+use switchboard_core::event::{ApiIdentity, EventKind, FunctionResponse, Invocation, Payload};
 use switchboard_functions::http::HttpInvoker;
 use switchboard_functions::{InvokeError, Invoker};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -272,36 +271,7 @@ fn invoker(server: &Server, tweak: impl FnOnce(&mut HttpFunctionConfig)) -> Http
 }
 
 fn invocation(kind: EventKind, body: Option<&str>) -> Invocation {
-    let ids = IdGenerator::new("test-node");
-    Invocation {
-        kind,
-        route_key: Arc::from(match kind {
-            EventKind::Connect | EventKind::Authorize => "$connect",
-            EventKind::Message => "sendmessage",
-            EventKind::Disconnect => "$disconnect",
-        }),
-        connection: Arc::new(ConnectionInfo {
-            id: ids.connection_id(),
-            connected_at_ms: 1_731_324_924_553,
-            source_ip: "127.0.0.1".parse().unwrap(),
-            user_agent: Some("test".into()),
-            path: "/".into(),
-            headers: vec![("host".into(), "gw.example".into())],
-            query: vec![],
-            subprotocol: None,
-            tls: false,
-            port: 80,
-            authorizer: None,
-        }),
-        request_id: ids.request_id(),
-        request_time_ms: 1_731_324_924_561,
-        body: body.map(|b| Payload {
-            data: Bytes::copy_from_slice(b.as_bytes()),
-            binary: false,
-        }),
-        disconnect: (kind == EventKind::Disconnect).then(|| (1000, "bye".to_owned())),
-        extension: None,
-    }
+    common::invocation(kind, body.map(|b| Bytes::copy_from_slice(b.as_bytes())))
 }
 
 fn message(body: &str) -> Invocation {

@@ -2,6 +2,8 @@
 //! 127.0.0.1): multiplexing, flow control both ways, errors, cancellation, GOAWAY, and a
 //! server that only speaks HTTP/1.1.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,8 +19,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use switchboard_core::config::{HttpFunctionConfig, HttpVersion};
-use switchboard_core::event::{ApiIdentity, ConnectionInfo, EventKind, Invocation, Payload};
-use switchboard_core::id::IdGenerator;
+use switchboard_core::event::{ApiIdentity, EventKind, Invocation};
 use switchboard_functions::http::HttpInvoker;
 use switchboard_functions::{InvokeError, Invoker};
 use tokio::net::TcpListener;
@@ -180,32 +181,10 @@ fn api() -> ApiIdentity {
 }
 
 fn message(body: &str) -> Invocation {
-    let ids = IdGenerator::new("test-node");
-    Invocation {
-        kind: EventKind::Message,
-        route_key: Arc::from("sendmessage"),
-        connection: Arc::new(ConnectionInfo {
-            id: ids.connection_id(),
-            connected_at_ms: 1_731_324_924_553,
-            source_ip: "127.0.0.1".parse().unwrap(),
-            user_agent: Some("test".into()),
-            path: "/".into(),
-            headers: vec![("host".into(), "gw.example".into())],
-            query: vec![],
-            subprotocol: None,
-            tls: false,
-            port: 80,
-            authorizer: None,
-        }),
-        request_id: ids.request_id(),
-        request_time_ms: 1_731_324_924_561,
-        body: Some(Payload {
-            data: Bytes::copy_from_slice(body.as_bytes()),
-            binary: false,
-        }),
-        disconnect: None,
-        extension: None,
-    }
+    common::invocation(
+        EventKind::Message,
+        Some(Bytes::copy_from_slice(body.as_bytes())),
+    )
 }
 
 async fn body_of(inv: &HttpInvoker, body: &str) -> Result<Bytes, InvokeError> {

@@ -4,6 +4,8 @@
 //! crashes, idle stop, init failures, restarts) with the Python bootstrap. Handlers are
 //! in `tests/fixtures/lambda/`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use switchboard_core::config::LambdaFunctionConfig;
-use switchboard_core::event::{
-    ApiIdentity, ConnectionInfo, EventKind, FunctionResponse, Invocation, Payload,
-};
-use switchboard_core::id::IdGenerator;
+use switchboard_core::event::{ApiIdentity, EventKind, FunctionResponse, Invocation};
 use switchboard_functions::lambda::LambdaInvoker;
 use switchboard_functions::{InvokeError, Invoker, RuntimeContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,32 +102,7 @@ fn start(name: &str, cfg: &LambdaFunctionConfig) -> LambdaInvoker {
 }
 
 fn invocation(body: &Value) -> Invocation {
-    let ids = IdGenerator::new("lambda-test");
-    Invocation {
-        kind: EventKind::Message,
-        route_key: Arc::from("sendmessage"),
-        connection: Arc::new(ConnectionInfo {
-            id: ids.connection_id(),
-            connected_at_ms: 1_731_324_924_553,
-            source_ip: "127.0.0.1".parse().unwrap(),
-            user_agent: Some("test".into()),
-            path: "/".into(),
-            headers: vec![("host".into(), "gw.example".into())],
-            query: vec![],
-            subprotocol: None,
-            tls: false,
-            port: 80,
-            authorizer: None,
-        }),
-        request_id: ids.request_id(),
-        request_time_ms: 1_731_324_924_561,
-        body: Some(Payload {
-            data: Bytes::from(body.to_string()),
-            binary: false,
-        }),
-        disconnect: None,
-        extension: None,
-    }
+    common::invocation(EventKind::Message, Some(Bytes::from(body.to_string())))
 }
 
 async fn call(invoker: &LambdaInvoker, body: Value) -> Result<FunctionResponse, InvokeError> {

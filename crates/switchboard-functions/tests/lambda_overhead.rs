@@ -8,6 +8,8 @@
 //! cargo test --release -p switchboard-functions --test lambda_overhead -- --nocapture
 //! ```
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,19 +83,7 @@ async fn measure(label: &str, cfg: LambdaFunctionConfig) {
     };
     let invoker = LambdaInvoker::start("overhead", &cfg, api, &runtime).unwrap();
     let ids = IdGenerator::new("overhead");
-    let connection = Arc::new(ConnectionInfo {
-        id: ids.connection_id(),
-        connected_at_ms: 1_731_324_924_553,
-        source_ip: "127.0.0.1".parse().unwrap(),
-        user_agent: None,
-        path: "/".into(),
-        headers: vec![("host".into(), "gw.example".into())],
-        query: vec![],
-        subprotocol: None,
-        tls: false,
-        port: 80,
-        authorizer: None,
-    });
+    let connection = common::invocation(EventKind::Message, None).connection;
 
     for _ in 0..WARMUP {
         invoker

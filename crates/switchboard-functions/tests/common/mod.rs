@@ -1,0 +1,42 @@
+//! What the invoker tests share: an invocation as the edge would build it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchboard_core::event::{ConnectionInfo, EventKind, Invocation, Payload};
+use switchboard_core::id::IdGenerator;
+
+/// An invocation of `kind` on a fresh connection from 127.0.0.1, with a text `body`;
+/// message routes are `sendmessage`, a DISCONNECT carries `1000 bye`.
+pub fn invocation(kind: EventKind, body: Option<Bytes>) -> Invocation {
+    let ids = IdGenerator::new("test-node");
+    Invocation {
+        kind,
+        route_key: Arc::from(match kind {
+            EventKind::Connect | EventKind::Authorize => "$connect",
+            EventKind::Message => "sendmessage",
+            EventKind::Disconnect => "$disconnect",
+        }),
+        connection: Arc::new(ConnectionInfo {
+            id: ids.connection_id(),
+            connected_at_ms: 1_731_324_924_553,
+            source_ip: "127.0.0.1".parse().unwrap(),
+            user_agent: Some("test".into()),
+            path: "/".into(),
+            headers: vec![("host".into(), "gw.example".into())],
+            query: vec![],
+            subprotocol: None,
+            tls: false,
+            port: 80,
+            authorizer: None,
+        }),
+        request_id: ids.request_id(),
+        request_time_ms: 1_731_324_924_561,
+        body: body.map(|data| Payload {
+            data,
+            binary: false,
+        }),
+        disconnect: (kind == EventKind::Disconnect).then(|| (1000, "bye".to_owned())),
+        extension: None,
+    }
+}
