@@ -400,7 +400,21 @@ impl Inner {
             let value = signature(signer.clone(), unix_seconds(), body);
             field("x-switchboard-signature", value.as_bytes());
         }
-        field("content-length", body.len().to_string().as_bytes());
+        let mut digits = [0u8; 20];
+        field("content-length", decimal(body.len(), &mut digits));
+    }
+}
+
+/// `n` in decimal ASCII, written into the end of `buf` (no allocation per request).
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -823,6 +837,14 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(v, format!("t=1700000000,v1={hex}"));
+    }
+
+    #[test]
+    fn decimal_writes_every_length() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 1_234_567_890, usize::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     fn cfg(url: &str) -> HttpFunctionConfig {
