@@ -178,7 +178,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // The reader and writer tasks hold their connection; tell them to finish.
         for conn in self.inner.conns.lock().drain(..) {
-            conn.close(NO_ERROR);
+            conn.end("connection closed".into(), Some(NO_ERROR));
         }
     }
 }
@@ -269,8 +269,7 @@ impl Conn {
     }
 
     fn has_room(&self) -> bool {
-        let st = self.state.lock();
-        st.open && st.streams.len() < st.peer_max_streams
+        self.state.lock().has_room()
     }
 
     /// Opens a stream, queues the request, and waits for the answer.
@@ -282,7 +281,7 @@ impl Conn {
     ) -> Result<Bytes, Fail> {
         let id = {
             let mut st = self.state.lock();
-            if !st.open || st.streams.len() >= st.peer_max_streams {
+            if !st.has_room() {
                 return Err(Fail::Full);
             }
             let id = st.next_id;
@@ -318,18 +317,18 @@ impl Conn {
             }
             id
         };
-        let mut guard = StreamGuard {
-            conn: self,
-            id,
-            finished: false,
-        };
+        // Dropped before the answer (a timeout), it cancels the stream.
+        let _guard = StreamGuard { conn: self, id };
         let outcome = std::future::poll_fn(|cx| {
             let mut st = self.state.lock();
             let Some(stream) = st.streams.get_mut(&id) else {
                 return Poll::Ready(Err(Fail::Error(failed("stream lost"))));
             };
             match stream.outcome.take() {
-                Some(outcome) => Poll::Ready(outcome),
+                Some(outcome) => {
+                    st.remove_stream(id);
+                    Poll::Ready(outcome)
+                }
                 None => {
                     if !stream
                         .waker
@@ -343,8 +342,6 @@ impl Conn {
             }
         })
         .await;
-        guard.finished = true;
-        drop(guard);
         match outcome? {
             (status, body) if (200..300).contains(&status) => Ok(body),
             (status, _) => Err(Fail::Error(InvokeError::Failed(format!(
@@ -353,37 +350,26 @@ impl Conn {
         }
     }
 
-    /// Marks the connection dead and ends its streams; the tasks then stop.
-    fn fail(&self, reason: String) {
+    /// Marks the connection dead and fails its unfinished streams with `reason`; with
+    /// `goaway`, tells the server why first (the code). The writer sends what is queued,
+    /// then shuts the socket, and the reader stops.
+    fn end(&self, reason: String, goaway_code: Option<u32>) {
         let wakers = {
             let mut st = self.state.lock();
             if st.dead.is_some() {
                 return;
             }
             st.open = false;
+            if let Some(code) = goaway_code {
+                // A client's last stream id counts server-initiated streams: push is off.
+                goaway(&mut st.out, 0, code);
+            }
             let wakers = st.end_all(|_| Fail::Error(InvokeError::Failed(reason.clone())));
             st.dead = Some(reason);
             wakers
         };
         self.writable.notify_one();
         wakers.into_iter().for_each(Waker::wake);
-    }
-
-    /// Closes the connection with a `GOAWAY`: no new streams; the writer sends what is
-    /// queued, then shuts the socket.
-    fn close(&self, code: u32) {
-        {
-            let mut st = self.state.lock();
-            if st.dead.is_some() {
-                return;
-            }
-            st.open = false;
-            let last = st.next_id.saturating_sub(2);
-            goaway(&mut st.out, last, code);
-            let _ = st.end_all(|_| Fail::Error(failed("connection closed")));
-            st.dead = Some("connection closed".into());
-        }
-        self.writable.notify_one();
     }
 }
 
@@ -392,20 +378,17 @@ impl Conn {
 struct StreamGuard<'a> {
     conn: &'a Conn,
     id: u32,
-    finished: bool,
 }
 
 impl Drop for StreamGuard<'_> {
     fn drop(&mut self) {
         let notify = {
             let mut st = self.conn.state.lock();
-            let Some(stream) = st.streams.remove(&self.id) else {
+            // Gone if its answer was taken.
+            let Some(stream) = st.remove_stream(self.id) else {
                 return;
             };
-            if st.streams.is_empty() {
-                st.idle_since = Instant::now();
-            }
-            let cancel = !self.finished && stream.outcome.is_none() && st.dead.is_none();
+            let cancel = stream.outcome.is_none() && st.dead.is_none();
             if cancel {
                 st.blocked.retain(|&b| b != self.id);
                 rst_stream(&mut st.out, self.id, CANCEL);
@@ -419,6 +402,11 @@ impl Drop for StreamGuard<'_> {
 }
 
 impl State {
+    /// Whether a new stream may start here.
+    fn has_room(&self) -> bool {
+        self.open && self.streams.len() < self.peer_max_streams
+    }
+
     /// Queues as much of the stream's pending body as the windows allow. `true`: all
     /// of it is queued (or the stream is gone).
     fn send_data(&mut self, id: u32) -> bool {
@@ -450,6 +438,15 @@ impl State {
             stream.send_window -= n as i64;
         }
         true
+    }
+
+    /// Forgets a stream; the connection is idle from when its last stream goes.
+    fn remove_stream(&mut self, id: u32) -> Option<Stream> {
+        let stream = self.streams.remove(&id)?;
+        if self.streams.is_empty() {
+            self.idle_since = Instant::now();
+        }
+        Some(stream)
     }
 
     /// Sends what the windows now allow of the blocked bodies, oldest first.
@@ -543,35 +540,37 @@ async fn read_loop(conn: Arc<Conn>, mut rd: OwnedReadHalf, pool: Weak<PoolInner>
                     st.streams.is_empty() && st.idle_since.elapsed() >= idle_timeout
                 };
                 if idle {
-                    conn.close(NO_ERROR);
+                    conn.end("connection closed".into(), Some(NO_ERROR));
                     break None;
                 }
                 continue;
             }
             Ok(Ok(0)) => {
-                break Some(if !conn.state.lock().started {
-                    NOT_H2.to_owned()
+                let reason = if !conn.state.lock().started {
+                    NOT_H2
                 } else if buf.is_empty() {
-                    "connection closed before the response".to_owned()
+                    "connection closed before the response"
                 } else {
-                    "connection closed mid-frame".to_owned()
-                })
+                    "connection closed mid-frame"
+                };
+                break Some((reason.to_owned(), None));
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                break Some(match e.kind() {
+                let reason = match e.kind() {
                     std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
-                    _ => format!("read error: {}", e.kind()),
-                })
+                    kind => format!("read error: {kind}"),
+                };
+                break Some((reason, None));
             }
-        }
-        let started = conn.state.lock().started;
-        if !started && buf.starts_with(b"HTTP/") {
-            break Some(NOT_H2.to_owned());
         }
         let mut wakers = Vec::new();
         let result = {
             let mut st = conn.state.lock();
+            if !st.started && buf.starts_with(b"HTTP/") {
+                drop(st);
+                break Some((NOT_H2.to_owned(), None));
+            }
             let before = st.out.len();
             let mut result = Ok(());
             while let Some((kind, flags, id, len)) = frame_ready(&buf) {
@@ -603,14 +602,12 @@ async fn read_loop(conn: Arc<Conn>, mut rd: OwnedReadHalf, pool: Weak<PoolInner>
             Ok(true) => conn.writable.notify_one(),
             Ok(false) => {}
             Err(ConnError { code, reason }) => {
-                goaway(&mut conn.state.lock().out, 0, code);
-                conn.writable.notify_one();
-                break Some(format!("HTTP/2 protocol error: {reason}"));
+                break Some((format!("HTTP/2 protocol error: {reason}"), Some(code)));
             }
         }
     };
-    if let Some(reason) = reason {
-        conn.fail(reason);
+    if let Some((reason, goaway_code)) = reason {
+        conn.end(reason, goaway_code);
     }
     if let Some(pool) = pool.upgrade() {
         pool.conns.lock().retain(|c| !Arc::ptr_eq(c, &conn));
@@ -945,12 +942,13 @@ async fn write_loop(conn: Arc<Conn>, mut wr: OwnedWriteHalf) {
             continue;
         }
         if let Err(e) = wr.write_all(&buf).await {
-            conn.fail(match e.kind() {
+            let reason = match e.kind() {
                 std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
                     "connection closed while sending".to_owned()
                 }
                 kind => format!("write error: {kind}"),
-            });
+            };
+            conn.end(reason, None);
             break;
         }
         buf.clear();

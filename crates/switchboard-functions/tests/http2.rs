@@ -33,6 +33,13 @@ struct Seen {
     body: Bytes,
 }
 
+impl Seen {
+    /// The event JSON the request carried.
+    fn event(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the request body is JSON")
+    }
+}
+
 type Handler =
     Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> + Send + Sync>;
 
@@ -145,7 +152,7 @@ where
 /// Answers with the event's body as a proxy result, so the client gets its message back.
 fn echo() -> Handler {
     handler(|seen: Seen| async move {
-        let event: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+        let event = seen.event();
         let out = serde_json::json!({"statusCode": 200, "body": event["body"]});
         Response::new(Full::new(Bytes::from(out.to_string())))
     })
@@ -235,7 +242,7 @@ async fn a_request_goes_out_as_http2_with_the_gateway_headers() {
     assert_eq!(header("content-length"), Some(s.body.len().to_string()));
     assert!(header("x-switchboard-signature").unwrap().contains(",v1="));
     assert_eq!(header("host"), None, ":authority replaces host");
-    let event: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+    let event = s.event();
     assert_eq!(event["body"], "hello");
 }
 
@@ -245,7 +252,7 @@ async fn concurrent_invocations_share_one_connection() {
         DEFAULT,
         handler(|s: Seen| async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let event: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+            let event = s.event();
             let out = serde_json::json!({"statusCode": 200, "body": event["body"]});
             Response::new(Full::new(Bytes::from(out.to_string())))
         }),
@@ -276,7 +283,7 @@ async fn bodies_larger_than_the_windows_flow_both_ways() {
             ..DEFAULT
         },
         handler(|s: Seen| async move {
-            let event: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+            let event = s.event();
             let big = event["body"].as_str().unwrap().repeat(15);
             let out = serde_json::json!({"statusCode": 200, "body": big});
             Response::new(Full::new(Bytes::from(out.to_string())))
@@ -304,7 +311,7 @@ async fn error_answers_fail_and_the_connection_keeps_serving() {
     let srv = server(
         DEFAULT,
         handler(|s: Seen| async move {
-            let event: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+            let event = s.event();
             match event["body"].as_str().unwrap() {
                 "500" => status(500, "internal details"),
                 "big" => Response::new(Full::new(Bytes::from(vec![b'x'; 100_000]))),
@@ -335,7 +342,7 @@ async fn a_timed_out_stream_is_cancelled_and_the_connection_reused() {
     let srv = server(
         DEFAULT,
         handler(|s: Seen| async move {
-            let event: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+            let event = s.event();
             if event["body"] == "slow" {
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
