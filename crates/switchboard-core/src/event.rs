@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::id::ConnectionId;
+use crate::json;
 
 /// What the gateway knows about a connection from its handshake. Shared by every event of
 /// the connection.
@@ -205,19 +206,36 @@ pub fn aws_header_case(name: &str) -> String {
 
 /// `dd/Mon/yyyy:HH:MM:SS +0000`, as AWS's `requestTime`.
 pub fn aws_request_time(epoch_ms: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    let mut out = Vec::with_capacity(26);
+    push_request_time(&mut out, epoch_ms);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// [`aws_request_time`] written into `out`, digit by digit: `fmt` cost more than the
+/// rest of the event on the function hot path.
+fn push_request_time(out: &mut Vec<u8>, epoch_ms: u64) {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
+    // Out of `time`'s range (past year 9999) reads as the epoch, so the year has 4 digits.
     let t = time::OffsetDateTime::from_unix_timestamp((epoch_ms / 1000) as i64)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    // Built from the parts: `time`'s general formatter costs more than the rest of the
-    // event on the function hot path.
     let (year, month, day) = t.to_calendar_date();
     let (hour, minute, second) = t.to_hms();
-    format!(
-        "{day:02}/{}/{year:04}:{hour:02}:{minute:02}:{second:02} +0000",
-        MONTHS[usize::from(u8::from(month)) - 1]
-    )
+    let two = |out: &mut Vec<u8>, n: u8| out.extend_from_slice(&[b'0' + n / 10, b'0' + n % 10]);
+    two(out, day);
+    out.push(b'/');
+    out.extend_from_slice(MONTHS[usize::from(u8::from(month)) - 1]);
+    out.push(b'/');
+    let year = year.clamp(0, 9999) as u16;
+    two(out, (year / 100) as u8);
+    two(out, (year % 100) as u8);
+    for (sep, n) in [(b':', hour), (b':', minute), (b':', second)] {
+        out.push(sep);
+        two(out, n);
+    }
+    out.extend_from_slice(b" +0000");
 }
 
 /// ISO-8601 with milliseconds, as `GetConnection`'s `connectedAt`.
@@ -232,57 +250,31 @@ pub fn iso8601(epoch_ms: u64) -> String {
 
 impl Invocation {
     /// The API Gateway WebSocket event (Lambda proxy integration) for this invocation, as JSON:
-    /// exactly the fields AWS sends for its event type (see docs/functions.md).
+    /// exactly the fields AWS sends for its event type (see docs/functions.md), in the
+    /// order AWS writes them. Written by hand ([`crate::json`]): this runs once per
+    /// invocation.
     pub fn to_aws_event(&self, api: &ApiIdentity) -> Vec<u8> {
-        use serde_json::Map;
         let c = &self.connection;
-        let id = c.id.encode();
         let authorize = self.kind == EventKind::Authorize;
-        let context = RequestContext {
-            route_key: &self.route_key,
-            message_id: (self.kind == EventKind::Message).then(|| self.message_id()),
-            event_type: self.kind.as_aws(),
-            extended_request_id: &self.request_id,
-            request_time: aws_request_time(self.request_time_ms),
-            message_direction: "IN",
-            stage: &api.stage,
-            connected_at: c.connected_at_ms,
-            request_time_epoch: self.request_time_ms,
-            identity: Identity {
-                source_ip: c.source_ip,
-                user_agent: c.user_agent.as_deref(),
-            },
-            request_id: &self.request_id,
-            domain_name: &api.domain_name,
-            connection_id: id.as_str(),
-            api_id: &api.api_id,
-            disconnect_status_code: self.disconnect.as_ref().map(|d| d.0),
-            disconnect_reason: self.disconnect.as_ref().map(|d| d.1.as_str()),
-            authorizer: c.authorizer.as_ref(),
-            switchboard: self.extension.as_ref(),
-        };
-        let mut event = AwsEvent {
-            kind: authorize.then_some("REQUEST"),
+        let body_len = self.body.as_ref().map_or(0, |b| b.data.len());
+        // Base64 grows a binary body by a third; escapes rarely grow a text one.
+        let mut out = Vec::with_capacity(EVENT_JSON_BASE + body_len + body_len / 3);
+        let mut event = json::Object::begin(&mut out);
+        if authorize {
             // AWS's REQUEST authorizer input for WebSocket APIs.
-            method_arn: authorize.then(|| {
-                format!(
-                    "arn:aws:execute-api:local:000000000000:{}/{}/$connect",
-                    api.api_id, api.stage
-                )
-            }),
-            stage_variables: authorize.then(Map::new),
-            headers: None,
-            multi_value_headers: None,
-            query_string_parameters: None,
-            multi_value_query_string_parameters: None,
-            request_context: context,
-            body: None,
-            is_base64_encoded: (!authorize).then_some(false),
-        };
+            event.str("type", "REQUEST");
+            let arn = event.key("methodArn");
+            arn.extend_from_slice(b"\"arn:aws:execute-api:local:000000000000:");
+            json::push_escaped(arn, api.api_id.as_bytes());
+            arn.push(b'/');
+            json::push_escaped(arn, api.stage.as_bytes());
+            arn.extend_from_slice(b"/$connect\"");
+            event.key("stageVariables").extend_from_slice(b"{}");
+        }
         if matches!(self.kind, EventKind::Connect | EventKind::Authorize) {
             let (single, multi) = connect_headers(c);
-            event.headers = Some(single);
-            event.multi_value_headers = Some(multi);
+            event.serde("headers", &single);
+            event.serde("multiValueHeaders", &multi);
             // A REQUEST authorizer may read `event.queryStringParameters.x` without a
             // guard, so it always gets the (possibly empty) objects.
             if !c.query.is_empty() || authorize {
@@ -290,105 +282,94 @@ impl Invocation {
                 for (k, v) in &c.query {
                     query.add(k.clone(), v);
                 }
-                event.query_string_parameters = Some(query.single);
-                event.multi_value_query_string_parameters = Some(query.multi);
+                event.serde("queryStringParameters", &query.single);
+                event.serde("multiValueQueryStringParameters", &query.multi);
             }
         }
-        if let (false, Some(body)) = (authorize, &self.body) {
-            if body.binary {
+        event.object("requestContext", |rc| self.request_context(rc, api));
+        let body = self.body.as_ref().filter(|_| !authorize);
+        match body {
+            Some(body) if body.binary => {
                 use base64::Engine;
-                event.body = Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(&body.data)
-                        .into(),
+                let out = event.key("body");
+                out.push(b'"');
+                let at = out.len();
+                out.resize(
+                    at + base64::encoded_len(body.data.len(), true).unwrap_or(0),
+                    0,
                 );
-                event.is_base64_encoded = Some(true);
-            } else {
-                event.body = Some(String::from_utf8_lossy(&body.data));
+                let n = base64::engine::general_purpose::STANDARD
+                    .encode_slice(&body.data, &mut out[at..])
+                    .unwrap_or(0);
+                out.truncate(at + n);
+                out.push(b'"');
             }
+            Some(body) => match std::str::from_utf8(&body.data) {
+                Ok(text) => event.str("body", text),
+                Err(_) => event.str("body", &String::from_utf8_lossy(&body.data)),
+            },
+            None => {}
         }
-        let body_len = self.body.as_ref().map_or(0, |b| b.data.len());
-        let mut out = Vec::with_capacity(EVENT_JSON_BASE + body_len + body_len / 3);
-        // Writing these types to memory cannot fail: every map key is a string.
-        let _ = serde_json::to_writer(&mut out, &event);
+        if !authorize {
+            event.bool("isBase64Encoded", body.is_some_and(|b| b.binary));
+        }
+        event.end();
         out
     }
 
-    /// AWS gives every message its own id; ours is derived from the request id.
-    fn message_id(&self) -> String {
-        let mut s: String = self.request_id.chars().rev().collect();
-        if let Some(stripped) = s.strip_prefix('=') {
-            s = stripped.to_owned();
-            s.push('=');
+    /// The members of `requestContext`.
+    fn request_context(&self, rc: &mut json::Object<'_>, api: &ApiIdentity) {
+        let c = &self.connection;
+        rc.str("routeKey", &self.route_key);
+        if self.kind == EventKind::Message {
+            self.push_message_id(rc.key("messageId"));
         }
-        s
+        rc.str("eventType", self.kind.as_aws());
+        rc.str("extendedRequestId", &self.request_id);
+        let time = rc.key("requestTime");
+        time.push(b'"');
+        push_request_time(time, self.request_time_ms);
+        time.push(b'"');
+        rc.str("messageDirection", "IN");
+        rc.str("stage", &api.stage);
+        rc.u64("connectedAt", c.connected_at_ms);
+        rc.u64("requestTimeEpoch", self.request_time_ms);
+        rc.object("identity", |identity| {
+            json::push_ip(identity.key("sourceIp"), c.source_ip);
+            if let Some(user_agent) = &c.user_agent {
+                identity.str("userAgent", user_agent);
+            }
+        });
+        rc.str("requestId", &self.request_id);
+        rc.str("domainName", &api.domain_name);
+        rc.str("connectionId", c.id.encode().as_str());
+        rc.str("apiId", &api.api_id);
+        if let Some((code, reason)) = &self.disconnect {
+            rc.u64("disconnectStatusCode", u64::from(*code));
+            rc.str("disconnectReason", reason);
+        }
+        if let Some(authorizer) = &c.authorizer {
+            rc.serde("authorizer", authorizer);
+        }
+        if let Some(extension) = &self.extension {
+            rc.serde("switchboard", extension);
+        }
+    }
+
+    /// AWS gives every message its own id; ours is the request id reversed, with a
+    /// trailing `=` kept at the end so it still looks like one of AWS's ids.
+    fn push_message_id(&self, out: &mut Vec<u8>) {
+        let id = &self.request_id;
+        let (body, pad) = id.strip_suffix('=').map_or((id.as_str(), ""), |b| (b, "="));
+        let mut reversed = String::with_capacity(id.len());
+        reversed.extend(body.chars().rev());
+        reversed.push_str(pad);
+        json::push_str(out, &reversed);
     }
 }
 
 /// Room for an event's JSON without its body: a MESSAGE event is about 700 bytes.
 const EVENT_JSON_BASE: usize = 1024;
-
-/// The event JSON, written straight from the invocation's fields (no intermediate
-/// `serde_json::Value`): fields that an event type does not have are `None` and left out.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AwsEvent<'a> {
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method_arn: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stage_variables: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    headers: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    multi_value_headers: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query_string_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    multi_value_query_string_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    request_context: RequestContext<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    is_base64_encoded: Option<bool>,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestContext<'a> {
-    route_key: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message_id: Option<String>,
-    event_type: &'static str,
-    extended_request_id: &'a str,
-    request_time: String,
-    message_direction: &'static str,
-    stage: &'a str,
-    connected_at: u64,
-    request_time_epoch: u64,
-    identity: Identity<'a>,
-    request_id: &'a str,
-    domain_name: &'a str,
-    connection_id: &'a str,
-    api_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disconnect_status_code: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disconnect_reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authorizer: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    switchboard: Option<&'a serde_json::Map<String, serde_json::Value>>,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Identity<'a> {
-    source_ip: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_agent: Option<&'a str>,
-}
 
 /// The handshake's headers as AWS presents them, with the `X-Forwarded-*` headers its
 /// load balancer would add.
@@ -599,6 +580,37 @@ mod tests {
         let e = inv.event(&api());
         assert_eq!(e["body"], "AJ+Slg==");
         assert_eq!(e["isBase64Encoded"], true);
+    }
+
+    /// The whole text of a MESSAGE event, member order and escapes included, as
+    /// serde_json wrote it before the event was written by hand.
+    #[test]
+    fn message_event_text_is_exact() {
+        let mut c = (*info(vec![])).clone();
+        c.id = ConnectionId::parse("6ww0MeV2iAYAAAAAAAAAAQ").unwrap();
+        c.user_agent = Some("ua \"quoted\" \\ \u{1}".into());
+        let mut inv = invocation(EventKind::Message, Arc::new(c));
+        inv.route_key = Arc::from("send");
+        inv.body = Some(Payload {
+            data: Bytes::from_static("{\"action\":\"send\",\"t\":\"\u{2028}é\\n\"}".as_bytes()),
+            binary: false,
+        });
+        let text = String::from_utf8(inv.to_aws_event(&api())).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"requestContext":{"routeKey":"send","messageId":"g59FMAI3eFhPHFB=","#,
+                r#""eventType":"MESSAGE","extendedRequestId":"BFHPhFe3IAMF95g=","#,
+                r#""requestTime":"11/Nov/2024:11:35:24 +0000","messageDirection":"IN","#,
+                r#""stage":"prod","connectedAt":1731324924553,"requestTimeEpoch":1731324924561,"#,
+                r#""identity":{"sourceIp":"1.2.3.4","userAgent":"ua \"quoted\" \\ \u0001"},"#,
+                r#""requestId":"BFHPhFe3IAMF95g=","#,
+                r#""domainName":"abc.execute-api.us-east-1.amazonaws.com","#,
+                r#""connectionId":"6ww0MeV2iAYAAAAAAAAAAQ","apiId":"abc"},"#,
+                "\"body\":\"{\\\"action\\\":\\\"send\\\",\\\"t\\\":\\\"\u{2028}é\\\\n\\\"}\",",
+                r#""isBase64Encoded":false}"#
+            )
+        );
     }
 
     #[test]

@@ -109,9 +109,12 @@ impl IdGenerator {
         let mut b = [0u8; 11];
         b[..3].copy_from_slice(&self.incarnation.to_be_bytes()[1..]);
         b[3..].copy_from_slice(&n.to_be_bytes());
-        let mut s = URL_SAFE_NO_PAD.encode(b);
-        s.push('=');
-        s
+        let mut text = [b'='; 16];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(b, &mut text)
+            .expect("11 bytes encode to 15 characters");
+        debug_assert_eq!(n, 15);
+        String::from_utf8(text.to_vec()).expect("base64 is ASCII")
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`config`]: the configuration tree and its validation;
 //! - [`id`]: connection and request ids (a connection id names its node);
 //! - [`event`]: what a function is invoked with and answers;
+//! - [`json`]: JSON written by hand for the per-invocation event;
 //! - [`route`]: route selection and the route table;
 //! - [`groups`]: group and user membership;
 //! - [`limit`]: rate limiting, told the time by the caller.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod event;
 pub mod groups;
 pub mod id;
+pub mod json;
 pub mod limit;
 pub mod route;
 pub mod text;

@@ -96,6 +96,10 @@ pub(crate) fn log_invocation(
     started: Instant,
     outcome: Result<u16, &switchboard_functions::InvokeError>,
 ) {
+    // Off by default (`switchboard dev` turns it on): skip the clock read too.
+    if !tracing::enabled!(target: "switchboard::invoke", tracing::Level::DEBUG) {
+        return;
+    }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(status) => tracing::debug!(

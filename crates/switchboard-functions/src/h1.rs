@@ -373,16 +373,7 @@ impl Conn {
                 }
                 self.fill_body().await?;
             };
-            let line = &self.buf[..line_end];
-            let digits = line
-                .split(|&b| b == b';')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
-            let size = std::str::from_utf8(digits)
-                .ok()
-                .filter(|d| !d.is_empty())
-                .and_then(|d| u64::from_str_radix(d, 16).ok())
+            let size = switchboard_core::text::chunk_size(&self.buf[..line_end])
                 .ok_or_else(|| failed("error reading the response body"))?;
             self.buf.advance(line_end + 2);
             if size == 0 {

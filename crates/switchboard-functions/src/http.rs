@@ -97,6 +97,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use switchboard_core::config::{HttpFunctionConfig, HttpVersion};
 use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation, Payload};
+use switchboard_core::text::decimal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::h1::Target;
@@ -376,8 +377,7 @@ impl Inner {
     /// route key (left out if it is not a valid header value), the event type, the
     /// signature when a secret is set, and the body's length.
     fn fields(&self, invocation: &Invocation, body: &[u8], mut field: impl FnMut(&str, &[u8])) {
-        let valid = |value: &[u8]| HeaderValue::from_bytes(value).is_ok();
-        if valid(invocation.request_id.as_bytes()) {
+        if is_header_value(invocation.request_id.as_bytes()) {
             field("x-switchboard-request-id", invocation.request_id.as_bytes());
         }
         // Connection ids encode to base64url, event types are constants and signatures
@@ -389,7 +389,7 @@ impl Inner {
         );
         // A route key comes from the client's message and may hold bytes a header cannot;
         // the event body carries it in any case.
-        if valid(invocation.route_key.as_bytes()) {
+        if is_header_value(invocation.route_key.as_bytes()) {
             field("x-switchboard-route-key", invocation.route_key.as_bytes());
         }
         field(
@@ -401,20 +401,7 @@ impl Inner {
             field("x-switchboard-signature", value.as_bytes());
         }
         let mut digits = [0u8; 20];
-        field("content-length", decimal(body.len(), &mut digits));
-    }
-}
-
-/// `n` in decimal ASCII, written into the end of `buf` (no allocation per request).
-fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
+        field("content-length", decimal(body.len() as u64, &mut digits));
     }
 }
 
@@ -427,9 +414,18 @@ enum Transport {
 /// `name: value\r\n`, left out when the value holds bytes a header value cannot (CR,
 /// LF and other control characters).
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    if HeaderValue::from_bytes(value).is_ok() {
+    if is_header_value(value) {
         push_trusted(out, name, value);
     }
+}
+
+/// Whether `value` may be sent as a header value, by the rule of
+/// [`HeaderValue::from_bytes`] (visible ASCII, space, tab and obs-text; no CR, LF or other
+/// control characters), without building one: that copies the bytes.
+fn is_header_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// `name: value\r\n` for a value known to be a valid header value.
@@ -825,6 +821,19 @@ mod tests {
     }
 
     #[test]
+    fn header_values_follow_the_http_crate() {
+        for b in 0u8..=255 {
+            for v in [vec![b], vec![b'a', b, b'z']] {
+                assert_eq!(
+                    is_header_value(&v),
+                    HeaderValue::from_bytes(&v).is_ok(),
+                    "{v:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn signature_is_hmac_of_timestamp_dot_body() {
         let mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         let v = signature(mac, 1_700_000_000, b"{}");
@@ -837,14 +846,6 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(v, format!("t=1700000000,v1={hex}"));
-    }
-
-    #[test]
-    fn decimal_writes_every_length() {
-        let mut buf = [0u8; 20];
-        for n in [0, 7, 10, 1_234_567_890, usize::MAX] {
-            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
-        }
     }
 
     fn cfg(url: &str) -> HttpFunctionConfig {
