@@ -23,6 +23,10 @@
 #   CONNECT_RUNS [3] CONNECT_SECS [5] CONNECT_CONCURRENCY [50]
 #   HTTP_VERSION [1.1]     switchboard's `http_version` to the function: 1.1, or 2 (h2c
 #                          with prior knowledge; fn-backend speaks both)
+#   BACKEND_SERVER [minimal]  fn-backend's HTTP server for the measured runs: minimal (its
+#                          own HTTP/1.1, the least CPU per request) or hyper
+#   REF_RUNS [1]           pairs at CONNS afterwards with the other server, for reference
+#                          (0: none); both backends are swapped on the same ports
 #   PUSHPIN_LOG_LEVEL [2]  Pushpin's log_level (3+: verbose, for debugging)
 #   ZURL_LOG_LEVEL [1]     zurl's --loglevel (2 = info logs two lines per request)
 #   BUDGET [300]   seconds for everything after the build/install; runs that would not
@@ -60,7 +64,7 @@ set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY HTTP_VERSION BUDGET NO_BUILD
+bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY HTTP_VERSION BACKEND_SERVER REF_RUNS BUDGET NO_BUILD
 bench_args "$@"
 
 RUNS="${RUNS:-3}"
@@ -74,6 +78,10 @@ CONNECT_SECS="${CONNECT_SECS:-5}"
 CONNECT_CONCURRENCY="${CONNECT_CONCURRENCY:-50}"
 HTTP_VERSION="${HTTP_VERSION:-1.1}"
 case "$HTTP_VERSION" in 1.1 | 2) ;; *) die "HTTP_VERSION must be 1.1 or 2, not $HTTP_VERSION" ;; esac
+BACKEND_SERVER="${BACKEND_SERVER:-minimal}"
+case "$BACKEND_SERVER" in minimal) REF_SERVER=hyper ;; hyper) REF_SERVER=minimal ;;
+    *) die "BACKEND_SERVER must be minimal or hyper, not $BACKEND_SERVER" ;; esac
+REF_RUNS="${REF_RUNS:-1}"
 PUSHPIN_LOG_LEVEL="${PUSHPIN_LOG_LEVEL:-2}"
 ZURL_LOG_LEVEL="${ZURL_LOG_LEVEL:-1}"
 BUDGET="${BUDGET:-300}"
@@ -104,9 +112,36 @@ now() { date +%s.%N; }
 # ---------------------------------------------------------------------------------------
 # switchboard + its backend
 
-bench_start_listener fn-backend-lambda "fn-backend (lambda)" "$BIN/fn-backend" --mode lambda --listen 127.0.0.1:0
-LAMBDA_PID=$LISTENER_PID
-LAMBDA_ADDR="$ADDR"
+# Both backends listen on ports fixed here, so that start_backends can swap their server
+# (for the reference runs) without reconfiguring switchboard or Pushpin.
+LAMBDA_ADDR="127.0.0.1:$(bench_free_port)"
+PPBE_ADDR="127.0.0.1:$(bench_free_port)"
+LAMBDA_SERVED=0 LAMBDA_CONNS=0 PPBE_SERVED=0 PPBE_CONNS=0
+
+# start_backends SERVER: both fn-backends with that HTTP server; sets BACKEND_NOW.
+start_backends() {
+    BACKEND_NOW="$1"
+    bench_start_listener "fn-backend-lambda-$1" "fn-backend (lambda, $1)" "$BIN/fn-backend" \
+        --mode lambda --server "$1" --listen "$LAMBDA_ADDR"
+    LAMBDA_PID=$LISTENER_PID
+    bench_start_listener "fn-backend-pushpin-$1" "fn-backend (pushpin, $1)" "$BIN/fn-backend" \
+        --mode pushpin --server "$1" --listen "$PPBE_ADDR"
+    PPBE_PID=$LISTENER_PID
+}
+
+# stop_backends: stops both, adding what each served to the totals.
+stop_backends() {
+    local pid n c
+    for pid in "$LAMBDA_PID" "$PPBE_PID"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "$LAMBDA_PID" "$PPBE_PID"; do wait "$pid" 2>/dev/null || true; done
+    read -r n c < <(sed -n 's/^served \([0-9]*\) requests on \([0-9]*\) connections$/\1 \2/p' "$OUT/fn-backend-lambda-$BACKEND_NOW.log")
+    LAMBDA_SERVED=$((LAMBDA_SERVED + ${n:-0})) LAMBDA_CONNS=$((LAMBDA_CONNS + ${c:-0}))
+    n='' c=''
+    read -r n c < <(sed -n 's/^served \([0-9]*\) requests on \([0-9]*\) connections$/\1 \2/p' "$OUT/fn-backend-pushpin-$BACKEND_NOW.log")
+    PPBE_SERVED=$((PPBE_SERVED + ${n:-0})) PPBE_CONNS=$((PPBE_CONNS + ${c:-0}))
+}
+
+start_backends "$BACKEND_SERVER"
 
 bench_gateway_toml "$OUT/switchboard.toml" <<EOF
 [management]
@@ -133,10 +168,6 @@ log "switchboard ready on 127.0.0.1:$GW_PORT (function at $LAMBDA_ADDR)"
 
 # ---------------------------------------------------------------------------------------
 # Pushpin + zurl + its backend
-
-bench_start_listener fn-backend-pushpin "fn-backend (pushpin)" "$BIN/fn-backend" --mode pushpin --listen 127.0.0.1:0
-PPBE_PID=$LISTENER_PID
-PPBE_ADDR="$ADDR"
 
 SCRATCH="$(mktemp -d /tmp/sb-fnbench.XXXXXX)"
 TEMPS+=("$SCRATCH")
@@ -217,7 +248,7 @@ sides() {
 # measure SYSTEM CONNS RUN SECS WARMUP: one loadgen echo run; appends a result line.
 measure() {
     local sys="$1" conns="$2" run="$3" secs="$4" warmup="$5"
-    local name="echo-$sys-$conns-$run" limit part
+    local name="echo-$sys-$conns-$run-$BACKEND_NOW" limit part
     limit=$(python3 -c "import math; print(math.ceil($secs + $warmup) + 40)")
     sides "$sys"
     local f0 b0 m0 w0 f1 b1 m1 w1 p0=() p1=()
@@ -241,12 +272,14 @@ measure() {
     done
     partjson="${partjson%,}}"
     python3 - "$sys" "$run" "$line" "$((f1 - f0))" "$((b1 - b0))" "$(cat "$OUT/$name.cpu" 2>/dev/null || echo 0)" \
-        "$((m1 - m0))" "$w0" "$w1" "$CLK_TCK" "$partjson" >>"$RESULTS" <<'EOF'
+        "$((m1 - m0))" "$w0" "$w1" "$CLK_TCK" "$partjson" "$BACKEND_NOW" "$([ "$BACKEND_NOW" = "$BACKEND_SERVER" ] && echo 0 || echo 1)" \
+        >>"$RESULTS" <<'EOF'
 import json, sys
-sys_, run, line, front, be, lg, busy, w0, w1, tck, parts = sys.argv[1:]
+sys_, run, line, front, be, lg, busy, w0, w1, tck, parts, backend, reference = sys.argv[1:]
 tck = float(tck)
 r = json.loads(line)
-r.update(system=sys_, run=int(run), front_cpu_s=int(front) / tck, backend_cpu_s=int(be) / tck,
+r.update(system=sys_, run=int(run), backend=backend, reference=reference == "1",
+         front_cpu_s=int(front) / tck, backend_cpu_s=int(be) / tck,
          loadgen_cpu_s=int(lg) / tck, machine_cpu_s=int(busy) / tck,
          wall_s=float(w1) - float(w0),
          parts_cpu_s={k: v / tck for k, v in json.loads(parts).items()})
@@ -255,8 +288,8 @@ EOF
     python3 -c '
 import json, sys
 r = json.loads(sys.argv[1]); n = max(r["messages_total"], 1)
-print("%s %d conns run %s: %.0f msgs/s, p50 %.2f ms, p99 %.2f ms, %d errors; CPU per 10k: gateway %.3f s, backend %.3f s" % (
-    r["system"], r["connections"], r["run"], r["msgs_per_s"], r["p50_us"] / 1e3, r["p99_us"] / 1e3,
+print("%s %d conns run %s (%s backend): %.0f msgs/s, p50 %.2f ms, p99 %.2f ms, %d errors; CPU per 10k: gateway %.3f s, backend %.3f s" % (
+    r["system"], r["connections"], r["run"], r["backend"], r["msgs_per_s"], r["p50_us"] / 1e3, r["p99_us"] / 1e3,
     r["errors"], 1e4 * r["front_cpu_s"] / n, 1e4 * r["backend_cpu_s"] / n))' "$(tail -n 1 "$RESULTS")" |
         while read -r l; do log "$l"; done
 }
@@ -268,27 +301,38 @@ fits() {
     [ $(($(date +%s) - T1 + need)) -le "$BUDGET" ]
 }
 
-# Smoke: one connection against each, short, so a broken path fails before the real runs.
-for sys in switchboard pushpin; do
-    timeout -k 5 30 "$LOADGEN" echo --url "${URL[$sys]}" --connections 1 --size "$SIZE" \
-        --duration 0.5 --warmup 0 >"$OUT/smoke-$sys.json" 2>"$OUT/smoke-$sys.log" || true
-    python3 -c 'import json, sys; r = json.loads(open(sys.argv[1]).read()); sys.exit(0 if r["errors"] == 0 and r["messages"] > 0 else 1)' \
-        "$OUT/smoke-$sys.json" 2>/dev/null || die "smoke test against $sys failed (see $OUT/smoke-$sys.log)"
-done
-log "smoke tests passed (replies equal what was sent)"
-
-SKIPPED=0
-for run in $(seq 1 "$RUNS"); do
-    if [ $((run % 2)) = 1 ]; then order=(switchboard pushpin); else order=(pushpin switchboard); fi
-    for sys in "${order[@]}"; do
-        if fits "$SECS" "$WARMUP"; then
-            measure "$sys" "$CONNS" "$run" "$SECS" "$WARMUP"
-        else
-            log "warning: budget of $BUDGET s reached; skipping $sys run $run"
-            SKIPPED=$((SKIPPED + 1))
-        fi
+# smoke: one connection against each, short, so a broken path fails before the real runs.
+smoke() {
+    local sys name
+    for sys in switchboard pushpin; do
+        name="smoke-$sys-$BACKEND_NOW"
+        timeout -k 5 30 "$LOADGEN" echo --url "${URL[$sys]}" --connections 1 --size "$SIZE" \
+            --duration 0.5 --warmup 0 >"$OUT/$name.json" 2>"$OUT/$name.log" || true
+        python3 -c 'import json, sys; r = json.loads(open(sys.argv[1]).read()); sys.exit(0 if r["errors"] == 0 and r["messages"] > 0 else 1)' \
+            "$OUT/$name.json" 2>/dev/null || die "smoke test against $sys failed (see $OUT/$name.log)"
     done
-done
+    log "smoke tests passed with the $BACKEND_NOW backend (replies equal what was sent)"
+}
+smoke
+
+# echo_pairs N: N pairs of echo runs at CONNS, the two systems alternately (the order
+# swapped every pair); a run that would not fit the budget is skipped and counted.
+SKIPPED=0
+echo_pairs() {
+    local run sys order
+    for run in $(seq 1 "$1"); do
+        if [ $((run % 2)) = 1 ]; then order=(switchboard pushpin); else order=(pushpin switchboard); fi
+        for sys in "${order[@]}"; do
+            if fits "$SECS" "$WARMUP"; then
+                measure "$sys" "$CONNS" "$run" "$SECS" "$WARMUP"
+            else
+                log "warning: budget of $BUDGET s reached; skipping $sys run $run ($BACKEND_NOW backend)"
+                SKIPPED=$((SKIPPED + 1))
+            fi
+        done
+    done
+}
+echo_pairs "$RUNS"
 if [ "$LOW_CONNS" -gt 0 ]; then
     for sys in pushpin switchboard; do
         if fits "$SECS" "$WARMUP"; then
@@ -332,11 +376,15 @@ for run in $(seq 1 "$CONNECT_RUNS"); do
     done
 done
 
-# Stop the backends now to read how many requests each one served.
-for pid in "$LAMBDA_PID" "$PPBE_PID"; do kill "$pid" 2>/dev/null || true; done
-for pid in "$LAMBDA_PID" "$PPBE_PID"; do wait "$pid" 2>/dev/null || true; done
-LAMBDA_SERVED=$(sed -n 's/^served //p' "$OUT/fn-backend-lambda.log")
-PPBE_SERVED=$(sed -n 's/^served //p' "$OUT/fn-backend-pushpin.log")
+# The reference pairs: the same runs with the other HTTP server in both backends, so the
+# summary shows what the backend's own cost does to the figures.
+stop_backends
+if [ "$REF_RUNS" -gt 0 ]; then
+    start_backends "$REF_SERVER"
+    smoke
+    echo_pairs "$REF_RUNS"
+    stop_backends
+fi
 
 # ---------------------------------------------------------------------------------------
 # summary
@@ -344,16 +392,19 @@ PPBE_SERVED=$(sed -n 's/^served //p' "$OUT/fn-backend-pushpin.log")
 python3 - "$RESULTS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" "$(($(date +%s) - T0))" \
     "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PUSHPIN_VERSION" "$CONNS" "$LOW_CONNS" \
-    "$SIZE" "$SECS" "$WARMUP" "${LAMBDA_SERVED:-?}" "${PPBE_SERVED:-?}" "$SKIPPED" \
-    "$OUT/smoke-switchboard.json" "$PUSHPIN_LOG_LEVEL" "$ZURL_LOG_LEVEL" "$COMMAND" "$HTTP_VERSION" >"$OUT/summary.md" <<'EOF'
-import json, re, statistics, sys
+    "$SIZE" "$SECS" "$WARMUP" "$LAMBDA_SERVED requests on $LAMBDA_CONNS connections" \
+    "$PPBE_SERVED requests on $PPBE_CONNS connections" "$SKIPPED" \
+    "$OUT" "$PUSHPIN_LOG_LEVEL" "$ZURL_LOG_LEVEL" "$COMMAND" "$HTTP_VERSION" "$BACKEND_SERVER" >"$OUT/summary.md" <<'EOF'
+import glob, json, re, statistics, sys
 (path, nproc, date, commit, took, load0, load1, ppver, conns, low, size, secs, warmup,
- lam_served, pp_served, skipped, smoke_sb, pplog, zlog, command, http_version) = sys.argv[1:]
+ lam_served, pp_served, skipped, outdir, pplog, zlog, command, http_version, backend) = sys.argv[1:]
 conns, low = int(conns), int(low)
 rows = [json.loads(l) for l in open(path) if l.strip()]
 connect_rows = [r for r in rows if r["mode"] == "connect"]
-rows = [r for r in rows if r["mode"] == "echo"]
-for r in rows:
+every_echo = [r for r in rows if r["mode"] == "echo"]
+rows = [r for r in every_echo if not r.get("reference")]
+ref_rows = [r for r in every_echo if r.get("reference")]
+for r in every_echo:
     n = max(r["messages_total"], 1)
     r["front_per_10k"] = 1e4 * r["front_cpu_s"] / n
     r["backend_per_10k"] = 1e4 * r["backend_cpu_s"] / n
@@ -371,7 +422,7 @@ def f(x, d=0):
 
 NAMES = {"switchboard": f"switchboard (http function, HTTP/{http_version})", "pushpin": f"Pushpin {ppver} (WebSocket-over-HTTP)"}
 out = [f"## Function round trip — {date}", ""]
-out.append(f"client → gateway → trivial HTTP echo function (fn-backend) on loopback → route "
+out.append(f"client → gateway → trivial HTTP echo function (fn-backend, `--server {backend}`) on loopback → route "
            f"response → client; closed loop, {size} B text, {warmup} s warmup + {secs} s measured "
            f"per run; the two systems alternate within each pair of runs.")
 out.append("")
@@ -409,7 +460,24 @@ for c in [conns] + ([low] if low and low != conns else []):
     out.append(f"| p50 latency, {c} conns | {lr:.3f} (1/{1 / lr:.1f}) | " + (f"≤ 1/20 — {'met' if lr <= 0.05 else 'NOT met'}" if tgt else "") + " |")
     out.append(f"| p99 latency, {c} conns | {med(g, 'p99_us') / med(p, 'p99_us'):.3f} | |")
     out.append(f"| gateway CPU per invocation, {c} conns | {cr:.3f} (1/{1 / cr:.1f}) | |")
+if ref_rows:
+    g = [r for r in ref_rows if r["system"] == "switchboard"]
+    p = [r for r in ref_rows if r["system"] == "pushpin"]
+    pairs = sorted(x["msgs_per_s"] / y["msgs_per_s"] for x in g for y in p if x["run"] == y["run"])
+    ref = ref_rows[0]["backend"]
+    out.append(f"| reference: throughput with the {ref} backend, {conns} conns ({len(pairs)} pair(s)) | "
+               + (f"{statistics.median(pairs):.1f}×" if pairs else "–") + " | |")
 out.append("")
+if ref_rows:
+    out.append(f"Reference runs with fn-backend `--server {ref}` in both backends (same ports, after the runs above):")
+    out.append("")
+    out.append("| system | conns | runs | msgs/s median | p50 ms | gateway CPU s / 10k | backend CPU s / 10k | errors |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s_, rs in (("switchboard", g), ("pushpin", p)):
+        if rs:
+            out.append(f"| {NAMES[s_]} | {conns} | {len(rs)} | {f(med(rs, 'msgs_per_s'))} | {f(med(rs, 'p50_us') / 1e3, 2)} | "
+                       f"{f(med(rs, 'front_per_10k'), 3)} | {f(med(rs, 'backend_per_10k'), 3)} | {sum(r['errors'] for r in rs)} |")
+    out.append("")
 pp = pick("pushpin", conns)
 if pp:
     keys = sorted({k for r in pp for k in r["parts_cpu_s"]})
@@ -421,21 +489,22 @@ if lowp:
                f"{med(lowp, 'p50_us') / 1e3:.2f} ms (historical figure: ~257 msgs/s, p50 ~50 ms).")
 out.append(f"- Pushpin config: `[handler] message_rate` and `message_hwm` raised from 2500/25000 to "
            f"1000000 so its defaults do not throttle; zurl's `deny=` emptied for loopback; log level {pplog}, zurl --loglevel={zlog}.")
-sb_total = sum(r["messages_total"] for r in rows if r["system"] == "switchboard")
-sb_total += json.loads(open(smoke_sb).read())["messages_total"]
-sb_conns = 1 + sum(r["connections"] for r in rows + connect_rows if r["system"] == "switchboard")
+smokes = glob.glob(f"{outdir}/smoke-switchboard-*.json")
+sb_total = sum(r["messages_total"] for r in every_echo if r["system"] == "switchboard")
+sb_total += sum(json.loads(open(s_).read())["messages_total"] for s_ in smokes)
+sb_conns = len(smokes) + sum(r["connections"] for r in every_echo + connect_rows if r["system"] == "switchboard")
 out.append(f"- Invocations check: the lambda backend served {lam_served}; loadgen counted "
            f"{sb_total:,} echoes through switchboard (runs + smoke test) and {sb_conns:,} connections, "
            f"each invoking `$connect` and `$disconnect` ({sb_total + 2 * sb_conns:,} in all). The pushpin backend "
            f"served {pp_served} (echoes plus OPEN/CLOSE requests per connection).")
 for s_ in ("switchboard", "pushpin"):
-    bad = [r for r in rows if r["system"] == s_ and r["errors"]]
+    bad = [r for r in every_echo if r["system"] == s_ and r["errors"]]
     if bad:
-        errs = ", ".join(f"{r['connections']} conns run {r['run']}: {r['errors']} ({r['first_error']})" for r in bad)
+        errs = ", ".join(f"{r['connections']} conns run {r['run']} ({r['backend']} backend): {r['errors']} ({r['first_error']})" for r in bad)
         why = (" Pushpin closes a client when its zhttp queue to zurl is full (see the comment at "
                "the top of bench/functions.sh).") if s_ == "pushpin" else ""
         out.append(f"- ⚠ {s_} lost connections (loadgen stops a connection at its first error): {errs}.{why}")
-oth = [r["other_cores"] for r in rows]
+oth = [r["other_cores"] for r in every_echo]
 out.append(f"- Machine: `nproc` = {nproc}; load average {load0} at start, {load1} at end; CPU used by "
            f"processes other than the servers, backends and loadgen during runs: median "
            f"{statistics.median(oth):.2f} cores (max {max(oth):.2f}). Everything shares the same cores.")
@@ -467,10 +536,10 @@ if connect_rows:
 out.append("")
 out.append("<details><summary>all runs</summary>")
 out.append("")
-out.append("| system | conns | run | msgs/s | p50 ms | p99 ms | max ms | gateway CPU s | backend CPU s | loadgen CPU s | other cores | echoes | errors |")
-out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for r in rows:
-    out.append(f"| {r['system']} | {r['connections']} | {r['run']} | {f(r['msgs_per_s'])} | {r['p50_us'] / 1e3:.2f} | "
+out.append("| system | backend | conns | run | msgs/s | p50 ms | p99 ms | max ms | gateway CPU s | backend CPU s | loadgen CPU s | other cores | echoes | errors |")
+out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in every_echo:
+    out.append(f"| {r['system']} | {r['backend']} | {r['connections']} | {r['run']} | {f(r['msgs_per_s'])} | {r['p50_us'] / 1e3:.2f} | "
                f"{r['p99_us'] / 1e3:.2f} | {r['max_us'] / 1e3:.1f} | {r['front_cpu_s']:.2f} | {r['backend_cpu_s']:.2f} | "
                f"{r['loadgen_cpu_s']:.2f} | {r['other_cores']:.2f} | {r['messages_total']:,} | {r['errors']} |")
 out.append("")

@@ -448,7 +448,15 @@ def sec_functions(doc):
     d, why = results_dir("functions")
     provenance(doc, "functions", d, why)
     if d:
-        recs = [r for r in read_jsonl(os.path.join(d, "results.jsonl")) if r.get("mode") == "echo" and r.get("system")]
+        every = [r for r in read_jsonl(os.path.join(d, "results.jsonl")) if r.get("mode") == "echo" and r.get("system")]
+        recs = [r for r in every if not r.get("reference")]
+        refs = [r for r in every if r.get("reference")]
+        backend = next((r.get("backend") for r in recs if r.get("backend")), "hyper")
+        doc.add(f"Both systems call the same trivial echo function, `fn-backend` (`--server {backend}`), on loopback. "
+                "The load generator, the gateway and this backend share the 2 cores, so the backend's CPU per request "
+                "is part of every figure; fn-backend's `minimal` server (HTTP/1.1 written out in the benchmark, one "
+                "write per answer) keeps that part small. The reference pair(s) after the runs swap in hyper's server "
+                "in both backends, to show what the backend's own cost does to the ratio.", "")
         conns = sorted({r.get("connections") for r in recs})
         rows, labels, sv, pv = [], [], [], []
         for c in conns:
@@ -476,6 +484,17 @@ def sec_functions(doc):
             sv.append(med([r.get("msgs_per_s") for r in s.values()]))
             pv.append(med([r.get("msgs_per_s") for r in p.values()]))
             doc.add(f"- {c} connections, pair by pair: msgs/s switchboard / Pushpin {ratio_cell(tp)}; p50 switchboard / Pushpin {ratio_cell(lat)}")
+        if refs:
+            def backend_cpu(rs, system):
+                return fmt(med([per_msg_cpu(r, "backend_cpu_s") for r in rs if r["system"] == system]), 1)
+
+            rb = refs[0].get("backend", "?")
+            rt = pairs(by_run([r for r in refs if r["system"] == "switchboard"]),
+                       by_run([r for r in refs if r["system"] == "pushpin"]), "msgs_per_s")
+            doc.add(f"- reference, both backends on `--server {rb}`: msgs/s switchboard / Pushpin {ratio_cell(rt)}; "
+                    f"backend CPU µs per request behind switchboard {backend_cpu(refs, 'switchboard')} "
+                    f"(`{backend}`: {backend_cpu(recs, 'switchboard')}), behind Pushpin {backend_cpu(refs, 'pushpin')} "
+                    f"(`{backend}`: {backend_cpu(recs, 'pushpin')})")
         doc.add("")
         doc.table(["system", "conns", "runs", "msgs/s", "p50 µs", "p99 µs", "gateway CPU µs/msg (median)", "errors"], rows, ["---"] + ["---:"] * 7)
         doc.chart("functions.png", "HTTP function round trip msgs/s (median)", labels, [("switchboard", sv), ("Pushpin", pv)], "msgs/s")

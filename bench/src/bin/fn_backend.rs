@@ -1,7 +1,5 @@
 //! `fn-backend`: the trivial function behind both systems in the function round-trip
-//! benchmark (`bench/functions.sh`). tokio + hyper 1, HTTP/1.1 keep-alive or cleartext
-//! HTTP/2 (prior knowledge, told apart by the connection preface), TCP_NODELAY, loopback
-//! only.
+//! benchmark (`bench/functions.sh`). Loopback only, TCP_NODELAY.
 //!
 //! - `--mode lambda`: switchboard's `kind = "http"` functions. The request body is an AWS
 //!   API Gateway WebSocket event; the answer is `{"statusCode":200,"body":<event.body>}`
@@ -13,6 +11,18 @@
 //!   holds `OPEN` for `OPEN`, the same event for `TEXT`/`BINARY` (echo), `PONG` for `PING`
 //!   and `CLOSE` with the same code for `CLOSE`; `PONG` and `DISCONNECT` get nothing.
 //!
+//! The HTTP server (`--server`):
+//! - `minimal` (the default): HTTP/1.1 written out here, the least a function server can
+//!   do per request: keep-alive, `Content-Length` or chunked request bodies,
+//!   `Expect: 100-continue`, one write per answer. A connection that opens with the
+//!   HTTP/2 preface is served by hyper (cleartext HTTP/2 with prior knowledge).
+//! - `hyper`: hyper 1's server for both versions (the backend before the minimal one;
+//!   kept to show what the server costs).
+//!
+//! Both systems get the same server. On 2 cores shared by the load generator, the
+//! gateway and this backend, the backend's CPU per request is a share of every figure;
+//! the minimal server keeps that share small (see docs/benchmarks.md).
+//!
 //! Prints `listening on ADDR` once bound; on SIGTERM/SIGINT prints
 //! `served N requests on M connections` and exits.
 
@@ -23,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use clap::{Parser, ValueEnum};
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
@@ -32,10 +42,17 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Largest request body accepted (both modes); beyond it: 413.
 const MAX_BODY: usize = 8 << 20;
+/// Largest request head (request line and headers) of the minimal server; beyond it: 431.
+const MAX_HEAD: usize = 64 << 10;
+/// Most headers the minimal server reads in a request; more: 431.
+const MAX_HEADERS: usize = 64;
+/// What a client speaking HTTP/2 with prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const WS_EVENTS: &str = "application/websocket-events";
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -46,6 +63,14 @@ enum Mode {
     Pushpin,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Server {
+    /// HTTP/1.1 written out here (HTTP/2 connections go to hyper).
+    Minimal,
+    /// hyper 1's server, both versions.
+    Hyper,
+}
+
 #[derive(Parser)]
 #[command(about = "Trivial echo function for the function round-trip benchmark (loopback only)")]
 struct Cli {
@@ -54,6 +79,9 @@ struct Cli {
     listen: SocketAddr,
     #[arg(long, value_enum)]
     mode: Mode,
+    /// The HTTP server.
+    #[arg(long, value_enum, default_value = "minimal")]
+    server: Server,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -70,10 +98,11 @@ fn main() -> Result<()> {
     if let Some(n) = cli.threads {
         rt.worker_threads(n);
     }
-    rt.build()?.block_on(serve(cli.listen, cli.mode))
+    rt.build()?
+        .block_on(serve(cli.listen, cli.mode, cli.server))
 }
 
-async fn serve(listen: SocketAddr, mode: Mode) -> Result<()> {
+async fn serve(listen: SocketAddr, mode: Mode, server: Server) -> Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("listening on {}", listener.local_addr()?);
     let served = Arc::new(AtomicU64::new(0));
@@ -86,15 +115,10 @@ async fn serve(listen: SocketAddr, mode: Mode) -> Result<()> {
                     accepted += 1;
                     let _ = stream.set_nodelay(true);
                     let served = served.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            served.fetch_add(1, Ordering::Relaxed);
-                            handle(mode, req)
-                        });
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
+                    match server {
+                        Server::Minimal => tokio::spawn(serve_minimal(stream, mode, served)),
+                        Server::Hyper => tokio::spawn(serve_hyper(stream, mode, served)),
+                    };
                 }
                 // EMFILE and friends: back off briefly instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
@@ -110,43 +134,390 @@ async fn serve(listen: SocketAddr, mode: Mode) -> Result<()> {
     Ok(())
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
+/// A handler's answer, whichever server sends it.
+struct Answer {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
 }
 
-fn error(status: StatusCode, msg: &'static str) -> Response<Full<Bytes>> {
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Answer {
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+fn error(status: StatusCode, msg: &'static str) -> Answer {
     reply(status, "text/plain", Bytes::from_static(msg.as_bytes()))
+}
+
+/// The answer to one request, given whether it said `Content-Type:
+/// application/websocket-events` (Pushpin mode requires it).
+fn answer(mode: Mode, websocket_events: bool, body: &[u8]) -> Answer {
+    match mode {
+        Mode::Lambda => lambda(body),
+        Mode::Pushpin if websocket_events => pushpin(body),
+        Mode::Pushpin => error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected application/websocket-events\n",
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// hyper
+
+/// Serves one connection with hyper (HTTP/1.1, or HTTP/2 told apart by its preface).
+async fn serve_hyper<S>(stream: S, mode: Mode, served: Arc<AtomicU64>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        served.fetch_add(1, Ordering::Relaxed);
+        handle(mode, req)
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 async fn handle(mode: Mode, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Ok(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body too large or broken\n",
+    let a = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => {
+            let ct = parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+            answer(mode, is_websocket_events(ct), &c.to_bytes())
+        }
+        Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or broken\n"),
+    };
+    let mut resp = Response::new(Full::new(a.body));
+    *resp.status_mut() = a.status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    Ok(resp)
+}
+
+fn is_websocket_events(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|v| v.starts_with(WS_EVENTS.as_bytes()))
+}
+
+/// A stream that first yields bytes already read from it (the minimal server's look at
+/// a connection's first bytes), then reads on.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            return std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the minimal HTTP/1.1 server
+
+/// What the minimal server needs from a request head.
+#[derive(Debug, PartialEq)]
+struct Head {
+    /// Bytes of the request line and headers, the blank line included.
+    len: usize,
+    body: BodyLength,
+    keep_alive: bool,
+    /// HTTP/1.0: the answer says `Connection: keep-alive` when the connection stays.
+    http10: bool,
+    expect_continue: bool,
+    websocket_events: bool,
+}
+
+#[derive(Debug, PartialEq)]
+enum BodyLength {
+    Fixed(usize),
+    Chunked,
+}
+
+/// Why a request cannot be served; the connection is answered with the status and closed.
+type Refusal = (StatusCode, &'static str);
+
+/// Parses a request head at the start of `buf`: `Ok(None)` if more bytes are needed.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, Refusal> {
+    let bad = |what| (StatusCode::BAD_REQUEST, what);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head too large\n",
             ))
         }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers\n",
+            ))
+        }
+        Err(_) => return Err(bad("malformed request head\n")),
     };
-    Ok(match mode {
-        Mode::Lambda => lambda(&body),
-        Mode::Pushpin => {
-            let ct = parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
-            if ct.is_some_and(|v| v.starts_with(WS_EVENTS.as_bytes())) {
-                pushpin(&body)
-            } else {
-                error(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "expected application/websocket-events\n",
-                )
+    let http10 = req.version == Some(0);
+    let mut head = Head {
+        len,
+        body: BodyLength::Fixed(0),
+        keep_alive: !http10,
+        http10,
+        expect_continue: false,
+        websocket_events: false,
+    };
+    let mut length = None;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = h.value;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = switchboard_bench::parse_decimal(value.trim_ascii())
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or(bad("bad content-length\n"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("conflicting content-length headers\n"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err((
+                    StatusCode::NOT_IMPLEMENTED,
+                    "only chunked transfer-encoding\n",
+                ));
+            }
+            head.body = BodyLength::Chunked;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    head.keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                    head.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            head.websocket_events = is_websocket_events(Some(value));
+        }
+    }
+    match (length, &head.body) {
+        // RFC 9112 6.3: both is a smuggling attempt; refuse rather than pick one.
+        (Some(_), BodyLength::Chunked) => {
+            return Err(bad("both content-length and transfer-encoding\n"))
+        }
+        (Some(n), _) if n > MAX_BODY => {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"))
+        }
+        (Some(n), _) => head.body = BodyLength::Fixed(n),
+        (None, _) => {}
+    }
+    Ok(Some(head))
+}
+
+/// Decodes the chunked body in `buf[*pos..]` into `body`, as far as `buf` goes: `Ok(true)`
+/// once the last chunk and the trailers are in, `*pos` then just past them. Resumable:
+/// call again with the same `pos` and `body` after more bytes arrived.
+fn decode_chunked(buf: &[u8], pos: &mut usize, body: &mut Vec<u8>) -> Result<bool, Refusal> {
+    let bad = (StatusCode::BAD_REQUEST, "bad chunked body\n");
+    let line_end = |from: usize| -> Result<Option<usize>, Refusal> {
+        match buf[from..].windows(2).position(|w| w == b"\r\n") {
+            Some(i) => Ok(Some(from + i)),
+            None if buf.len() - from > 4096 => Err(bad),
+            None => Ok(None),
+        }
+    };
+    loop {
+        let Some(eol) = line_end(*pos)? else {
+            return Ok(false);
+        };
+        let size = switchboard_core::text::chunk_size(&buf[*pos..eol])
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(bad)?;
+        if size == 0 {
+            // Trailers, then the blank line.
+            let mut at = eol + 2;
+            loop {
+                let Some(end) = line_end(at)? else {
+                    return Ok(false);
+                };
+                if end == at {
+                    *pos = end + 2;
+                    return Ok(true);
+                }
+                at = end + 2;
             }
         }
-    })
+        if size > MAX_BODY - body.len() {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"));
+        }
+        let data = eol + 2;
+        if buf.len() < data + size + 2 {
+            return Ok(false);
+        }
+        if &buf[data + size..data + size + 2] != b"\r\n" {
+            return Err(bad);
+        }
+        body.extend_from_slice(&buf[data..data + size]);
+        *pos = data + size + 2;
+    }
+}
+
+/// The answer's bytes: status line, headers, body.
+fn write_answer(out: &mut Vec<u8>, a: &Answer, keep_alive: bool, http10: bool) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(a.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(a.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(a.content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(switchboard_core::text::decimal(
+        a.body.len() as u64,
+        &mut digits,
+    ));
+    match (keep_alive, http10) {
+        (false, _) => out.extend_from_slice(b"\r\nconnection: close"),
+        (true, true) => out.extend_from_slice(b"\r\nconnection: keep-alive"),
+        (true, false) => {}
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&a.body);
+}
+
+/// Serves one connection: requests one after another until the client closes, asks to
+/// close, or sends something that cannot be served (answered with its status, then
+/// closed). A connection that opens with the HTTP/2 preface goes to hyper.
+async fn serve_minimal(mut stream: TcpStream, mode: Mode, served: Arc<AtomicU64>) {
+    let mut buf = BytesMut::with_capacity(8 << 10);
+    let mut out = Vec::with_capacity(1 << 10);
+    // Until the first bytes differ from the HTTP/2 preface, it may be one.
+    loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            break;
+        }
+        if n == H2_PREFACE.len() {
+            let prefix = buf.split().freeze();
+            return serve_hyper(
+                Rewind {
+                    prefix,
+                    inner: stream,
+                },
+                mode,
+                served,
+            )
+            .await;
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    loop {
+        let head = loop {
+            match parse_head(&buf) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(refusal) => return refuse(&mut stream, &mut out, refusal).await,
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        buf.advance(head.len);
+        if head.expect_continue
+            && stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let body = match head.body {
+            BodyLength::Fixed(n) => {
+                while buf.len() < n {
+                    buf.reserve(n - buf.len());
+                    match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                buf.split_to(n).freeze()
+            }
+            BodyLength::Chunked => {
+                let (mut pos, mut body) = (0, Vec::new());
+                loop {
+                    match decode_chunked(&buf, &mut pos, &mut body) {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(refusal) => return refuse(&mut stream, &mut out, refusal).await,
+                    }
+                    match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                buf.advance(pos);
+                Bytes::from(body)
+            }
+        };
+        served.fetch_add(1, Ordering::Relaxed);
+        let a = answer(mode, head.websocket_events, &body);
+        write_answer(&mut out, &a, head.keep_alive, head.http10);
+        if stream.write_all(&out).await.is_err() || !head.keep_alive {
+            return;
+        }
+    }
+}
+
+/// Answers a request that cannot be served, then closes.
+async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, (status, msg): Refusal) {
+    write_answer(out, &error(status, msg), false, false);
+    let _ = stream.write_all(out).await;
+    let _ = stream.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -170,7 +541,7 @@ struct ProxyResult<'a> {
     is_base64_encoded: bool,
 }
 
-fn lambda(body: &[u8]) -> Response<Full<Bytes>> {
+fn lambda(body: &[u8]) -> Answer {
     let event: Event<'_> = match serde_json::from_slice(body) {
         Ok(e) => e,
         Err(_) => return error(StatusCode::BAD_REQUEST, "not an event JSON object\n"),
@@ -226,7 +597,7 @@ fn push_event(out: &mut Vec<u8>, kind: &[u8], content: Option<&[u8]>) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn pushpin(body: &[u8]) -> Response<Full<Bytes>> {
+fn pushpin(body: &[u8]) -> Answer {
     let Some(events) = parse_events(body) else {
         return error(StatusCode::BAD_REQUEST, "bad websocket-events framing\n");
     };
@@ -260,13 +631,193 @@ mod tests {
         assert_eq!(out, b"TEXT 1A\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n");
     }
 
+    fn head(req: &str) -> Result<Option<Head>, Refusal> {
+        parse_head(req.as_bytes())
+    }
+
+    #[test]
+    fn request_heads() {
+        let h = head("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Type: application/websocket-events\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyLength::Fixed(5));
+        assert!(h.keep_alive && h.websocket_events && !h.expect_continue && !h.http10);
+        assert_eq!(h.len, 82);
+        let h = head("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyLength::Chunked);
+        assert!(h.expect_continue && !h.keep_alive);
+        let h = head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(h.http10 && !h.keep_alive && h.body == BodyLength::Fixed(0));
+        let h = head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.http10 && h.keep_alive);
+        assert_eq!(head("POST / HTTP/1.1\r\nContent-Le").unwrap(), None);
+        for (bad, status) in [
+            (
+                "POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            ("NOT HTTP\r\n\r\n", StatusCode::BAD_REQUEST),
+        ] {
+            assert_eq!(head(bad).unwrap_err().0, status, "{bad:?}");
+        }
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "a: b\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(
+            head(&many).unwrap_err().0,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let long = format!("GET / HTTP/1.1\r\nx: {}", "y".repeat(MAX_HEAD));
+        assert_eq!(
+            head(&long).unwrap_err().0,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_they_arrive() {
+        let wire = b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        // Every split point: decoding resumes where it stopped.
+        for split in 0..wire.len() {
+            let (mut pos, mut body) = (0, Vec::new());
+            let done = decode_chunked(&wire[..split], &mut pos, &mut body).unwrap();
+            assert!(!done || split >= wire.len() - 4, "done early at {split}");
+            assert!(done || decode_chunked(wire, &mut pos, &mut body).unwrap());
+            assert_eq!(body, b"hello 0123456789");
+            assert_eq!(&wire[pos..], b"NEXT");
+        }
+        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"\r\n", b"123456789\r\n"] {
+            let (mut pos, mut body) = (0, Vec::new());
+            assert!(decode_chunked(bad, &mut pos, &mut body).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The minimal server on a real socket: keep-alive, pipelining, chunked bodies,
+    /// `Expect: 100-continue`, HTTP/1.0, refusals, and HTTP/2 handed to hyper.
+    #[tokio::test]
+    async fn minimal_server_over_a_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_minimal(stream, Mode::Lambda, counter.clone()));
+            }
+        });
+        let event = r#"{"requestContext":{},"body":"hi","isBase64Encoded":false}"#;
+        let answer = r#"{"statusCode":200,"body":"hi"}"#;
+        let ok = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
+
+        // Two requests in one write, then a chunked one behind an Expect.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let fixed = format!(
+            "POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n{event}",
+            event.len()
+        );
+        c.write_all(format!("{fixed}{fixed}").as_bytes())
+            .await
+            .unwrap();
+        let mut got = vec![0u8; 2 * ok.len()];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), format!("{ok}{ok}"));
+        c.write_all(
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let cont = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut got = vec![0u8; cont.len()];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, cont);
+        let (a, b) = event.split_at(10);
+        c.write_all(
+            format!("{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len()).as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut got = vec![0u8; ok.len()];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), ok);
+
+        // HTTP/1.0 without keep-alive: answered, then closed.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!(
+                "POST / HTTP/1.0\r\ncontent-length: {}\r\n\r\n{event}",
+                event.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).await.unwrap();
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK\r\n") && got.contains("connection: close\r\n"),
+            "{got}"
+        );
+
+        // Not an event: 400, and the connection stays. Broken framing: 400, then closed.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n[1]POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
+            .await
+            .unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).await.unwrap();
+        assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got}");
+        assert_eq!(
+            got.matches("HTTP/1.1 400 Bad Request\r\n").count(),
+            2,
+            "{got}"
+        );
+        assert!(got.ends_with("bad chunked body\n"), "{got}");
+
+        // HTTP/2 with prior knowledge goes to hyper.
+        let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::post("http://localhost/")
+            .body(Full::new(Bytes::from(event)))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, answer.as_bytes());
+        // 2 + 1 + 1 + 1 (the refused one is not counted) + 1 over HTTP/2.
+        assert_eq!(served.load(Ordering::Relaxed), 6);
+    }
+
     #[test]
     fn lambda_echoes_body() {
         let r = lambda(
             br#"{"requestContext":{"routeKey":"$default"},"body":"a\"b","isBase64Encoded":false}"#,
         );
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.status, StatusCode::OK);
         let r = lambda(b"[1]");
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
 }
