@@ -129,16 +129,24 @@ start_backends() {
     PPBE_PID=$LISTENER_PID
 }
 
+# served MODE: "REQUESTS CONNECTIONS" from the last line the MODE backend printed on exit
+# ("0 0" if it printed none).
+served() {
+    local line
+    line=$(sed -n 's/^served \([0-9]*\) requests on \([0-9]*\) connections$/\1 \2/p' \
+        "$OUT/fn-backend-$1-$BACKEND_NOW.log")
+    echo "${line:-0 0}"
+}
+
 # stop_backends: stops both, adding what each served to the totals.
 stop_backends() {
     local pid n c
     for pid in "$LAMBDA_PID" "$PPBE_PID"; do kill "$pid" 2>/dev/null || true; done
     for pid in "$LAMBDA_PID" "$PPBE_PID"; do wait "$pid" 2>/dev/null || true; done
-    read -r n c < <(sed -n 's/^served \([0-9]*\) requests on \([0-9]*\) connections$/\1 \2/p' "$OUT/fn-backend-lambda-$BACKEND_NOW.log")
-    LAMBDA_SERVED=$((LAMBDA_SERVED + ${n:-0})) LAMBDA_CONNS=$((LAMBDA_CONNS + ${c:-0}))
-    n='' c=''
-    read -r n c < <(sed -n 's/^served \([0-9]*\) requests on \([0-9]*\) connections$/\1 \2/p' "$OUT/fn-backend-pushpin-$BACKEND_NOW.log")
-    PPBE_SERVED=$((PPBE_SERVED + ${n:-0})) PPBE_CONNS=$((PPBE_CONNS + ${c:-0}))
+    read -r n c <<<"$(served lambda)"
+    LAMBDA_SERVED=$((LAMBDA_SERVED + n)) LAMBDA_CONNS=$((LAMBDA_CONNS + c))
+    read -r n c <<<"$(served pushpin)"
+    PPBE_SERVED=$((PPBE_SERVED + n)) PPBE_CONNS=$((PPBE_CONNS + c))
 }
 
 start_backends "$BACKEND_SERVER"
