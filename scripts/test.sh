@@ -3,6 +3,7 @@
 #   1. install what a fresh machine lacks (scripts/install-deps.sh);
 #   2. lint: clippy with warnings as errors, and the ring-only guard (no aws-lc-sys);
 #   3. unit and integration tests of every crate (real binary, real sockets);
+#   3b. fuzz/property targets for every parser, at CI's fixed case budget (scripts/fuzz.sh);
 #   4. browser tests: example pages in Debian's chromium, driven by playwright-core;
 #   5. WebSocket conformance: the Autobahn cases via kosoku against the echo example.
 set -euo pipefail
@@ -21,7 +22,11 @@ if cargo tree --workspace -i aws-lc-sys >/dev/null 2>&1; then
 fi
 
 step "unit and integration tests"
-cargo test --workspace --locked
+# The fuzz_ targets run in their own step below, with their budget printed per target.
+cargo test --workspace --locked -- --skip fuzz_
+
+step "fuzz and property targets (fixed case budget; FUZZ_SECS=600 scripts/fuzz.sh for long runs)"
+bash scripts/fuzz.sh
 
 step "JavaScript client SDK (Node, real gateway)"
 (cd clients/js && npm test)
