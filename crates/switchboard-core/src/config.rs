@@ -256,6 +256,12 @@ pub struct ManagementConfig {
     pub bearer_tokens: Vec<String>,
     /// Allowed clock skew for SigV4 signatures, seconds. Default 300.
     pub clock_skew_secs: u64,
+    /// Largest request head (request line plus headers) on the management listener,
+    /// bytes; beyond it: HTTP 431, and no more of it is buffered. Default 16384.
+    pub max_request_head_bytes: usize,
+    /// Most header lines in a request head on the management listener; beyond it: HTTP
+    /// 431. Default 100.
+    pub max_request_headers: usize,
 }
 
 impl Default for ManagementConfig {
@@ -265,6 +271,8 @@ impl Default for ManagementConfig {
             credentials: Vec::new(),
             bearer_tokens: Vec::new(),
             clock_skew_secs: 300,
+            max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
         }
     }
 }
@@ -371,7 +379,22 @@ pub struct LimitsConfig {
     pub max_groups_per_connection: usize,
     /// Bytes of per-connection state (keys plus values). Default 4096.
     pub max_state_bytes: usize,
+    /// Largest request head (request line plus headers) of a handshake or static GET,
+    /// bytes; beyond it: HTTP 431, and no more of it is buffered. Default 16384.
+    pub max_request_head_bytes: usize,
+    /// Most header lines in a handshake or static GET; beyond it: HTTP 431. Default 100.
+    pub max_request_headers: usize,
 }
+
+/// Default of `limits.max_request_head_bytes` and `management.max_request_head_bytes`
+/// (16 KiB, as common proxies).
+pub const DEFAULT_MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+/// Default of `limits.max_request_headers` and `management.max_request_headers`.
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// What validation accepts for the request head bounds: below these a browser's
+/// handshake no longer fits; above, one connection could hold a megabyte of head.
+const REQUEST_HEAD_BYTES: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
+const REQUEST_HEADERS: std::ops::RangeInclusive<usize> = 8..=1000;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -391,6 +414,8 @@ impl Default for LimitsConfig {
             write_timeout_secs: 30,
             max_groups_per_connection: 32,
             max_state_bytes: 4096,
+            max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
         }
     }
 }
@@ -878,6 +903,27 @@ impl Config {
                 "tokens must be at least 16 characters",
             ));
         }
+        for (section, bytes, headers) in [
+            ("limits", l.max_request_head_bytes, l.max_request_headers),
+            (
+                "management",
+                m.max_request_head_bytes,
+                m.max_request_headers,
+            ),
+        ] {
+            if !REQUEST_HEAD_BYTES.contains(&bytes) {
+                errors.push(err(
+                    format!("{section}.max_request_head_bytes"),
+                    "must be between 1024 and 1048576",
+                ));
+            }
+            if !REQUEST_HEADERS.contains(&headers) {
+                errors.push(err(
+                    format!("{section}.max_request_headers"),
+                    "must be between 8 and 1000",
+                ));
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -948,6 +994,37 @@ mod tests {
         assert_eq!(keys(&long), ["resume.window_secs"]);
         let ok = format!("{local}{cluster}backplane = \"nats\"\n");
         assert!(keys(&ok).is_empty());
+    }
+
+    #[test]
+    fn request_head_bounds_are_checked_on_both_listeners() {
+        let keys = |toml_text: &str| -> Vec<String> {
+            let c: Config = toml::from_str(toml_text).unwrap();
+            c.validate()
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.key)
+                .collect()
+        };
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.limits.max_request_head_bytes, 16384);
+        assert_eq!(c.management.max_request_headers, 100);
+        assert_eq!(
+            keys("[limits]\nmax_request_head_bytes = 1023\nmax_request_headers = 7\n"),
+            [
+                "limits.max_request_head_bytes",
+                "limits.max_request_headers"
+            ]
+        );
+        assert_eq!(
+            keys("[management]\nmax_request_head_bytes = 1048577\nmax_request_headers = 1001\n"),
+            [
+                "management.max_request_head_bytes",
+                "management.max_request_headers"
+            ]
+        );
+        assert!(keys("[limits]\nmax_request_head_bytes = 1024\nmax_request_headers = 8\n[management]\nmax_request_head_bytes = 1048576\nmax_request_headers = 1000\n").is_empty());
     }
 
     #[test]
