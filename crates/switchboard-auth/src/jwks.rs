@@ -22,7 +22,7 @@ use parking_lot::RwLock;
 use tokio::time::Instant;
 
 use crate::fetch::Fetcher;
-use crate::keys::{keys_from_jwks, VerifyKey};
+use crate::keys::{keys_from_jwks, JwksOrigin, Refused, VerifyKey};
 
 /// Unknown-`kid` refreshes happen at most this often, so tokens with made-up `kid`s
 /// cannot turn the gateway into a load generator against the identity provider.
@@ -48,6 +48,9 @@ pub(crate) struct RemoteJwks {
     /// mutex because it is held across the fetch on purpose: that is how concurrent
     /// callers share one fetch. In an `Arc` so a fetch task can own its guard.
     gate: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// The refusals of the last fetched set, so a set that keeps a broken key is warned
+    /// about when that changes, not on every refresh.
+    last_refused: parking_lot::Mutex<Vec<Refused>>,
 }
 
 impl RemoteJwks {
@@ -57,6 +60,7 @@ impl RemoteJwks {
             fetcher,
             current: RwLock::new(Snapshot::default()),
             gate: Arc::new(tokio::sync::Mutex::new(None)),
+            last_refused: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -100,14 +104,21 @@ impl RemoteJwks {
     /// The caller holds the gate.
     async fn fetch_and_store(&self) -> Result<usize, String> {
         let body = self.fetcher.get(&self.uri).await?;
-        let (keys, skipped) = keys_from_jwks(&body)?;
-        if keys.is_empty() {
-            return Err(format!("no usable signing key ({skipped} skipped)"));
+        let set = keys_from_jwks(&body, JwksOrigin::Url)?;
+        {
+            let mut last = self.last_refused.lock();
+            let source = self.uri.to_string();
+            set.log_refusals(&source, *last == set.refused);
+            last.clone_from(&set.refused);
         }
-        let count = keys.len();
+        if set.keys.is_empty() {
+            return Err(set.why_none());
+        }
+        let count = set.keys.len();
+        let skipped = set.refused.len() + set.ignored;
         let mut current = self.current.write();
         current.generation += 1;
-        current.keys = Some(Arc::new(keys));
+        current.keys = Some(Arc::new(set.keys));
         drop(current);
         tracing::debug!(url = %self.uri, keys = count, skipped, "JWKS loaded");
         Ok(count)

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::keys::{Alg, VerifyKey, BASE64URL};
+use crate::keys::{Alg, VerifyKey, BASE64URL, MAX_KID_BYTES};
 use crate::reason;
 use crate::Identity;
 
@@ -20,6 +20,12 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Groups taken from the groups claim, at most; further entries are ignored.
 pub const MAX_GROUPS: usize = 64;
+
+/// The latest NumericDate (`exp`, `nbf`, `iat`) taken: 9999-12-31T23:59:59Z. A later or
+/// negative one makes the token malformed. Clamping instead once turned an `exp` past
+/// `Duration`'s range into the Unix epoch, and one past `SystemTime`'s range panicked;
+/// the bound also keeps every expiry representable as epoch milliseconds downstream.
+pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
 
 /// What a token must satisfy beyond its signature, and how its claims map to an identity.
 #[derive(Debug, Clone)]
@@ -80,7 +86,9 @@ pub(crate) fn parse<'t>(token: &'t str, policy: &Policy) -> Result<Unverified<'t
     }
     let kid = match header_json.get("kid") {
         None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
+        // A longer `kid` matches no key anyway; refusing it here keeps it out of the key
+        // lookup and the unknown-`kid` refresh.
+        Some(Value::String(kid)) if kid.len() <= MAX_KID_BYTES => Some(kid.clone()),
         Some(_) => return Err(reason::MALFORMED),
     };
     let signature = BASE64URL.decode(signature).map_err(|_| reason::MALFORMED)?;
@@ -144,32 +152,37 @@ impl Unverified<'_> {
     }
 }
 
-/// Checks `exp` (required), `nbf`, `iss` and `aud` at `now`; returns when the token
-/// expires.
+/// Checks `exp` (required), `nbf`, `iat`, `iss` and `aud` at `now`; returns when the
+/// token expires.
 ///
 /// A token is expired from `exp + leeway` on and not yet valid before `nbf - leeway`
-/// (RFC 7519: the current time must be *before* `exp`, and *on or after* `nbf`).
+/// (RFC 7519: the current time must be *before* `exp`, and *on or after* `nbf`). `iat`
+/// is not compared with the clock, but like `exp` and `nbf` it must be a NumericDate in
+/// range when present.
 pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     policy: &Policy,
     now: SystemTime,
 ) -> Result<SystemTime, &'static str> {
+    let exp = match claims.get("exp") {
+        None => return Err(reason::MISSING_EXP),
+        Some(v) => numeric_date(v)?,
+    };
+    let nbf = claims.get("nbf").map(numeric_date).transpose()?;
+    if let Some(iat) = claims.get("iat") {
+        numeric_date(iat)?;
+    }
+    // Every operand is finite and below 2^64, so the sums cannot overflow or lose the
+    // comparison's sense; a clock before 1970 counts as the epoch.
     let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let leeway = policy.leeway_secs as f64;
-    let exp = match claims.get("exp") {
-        None => return Err(reason::MISSING_EXP),
-        Some(v) => v.as_f64().ok_or(reason::MALFORMED)?,
-    };
     if now >= exp + leeway {
         return Err(reason::EXPIRED);
     }
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_f64().ok_or(reason::MALFORMED)?;
-        if now + leeway < nbf {
-            return Err(reason::NOT_YET_VALID);
-        }
+    if nbf.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(reason::NOT_YET_VALID);
     }
     if let Some(issuer) = &policy.issuer {
         if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
@@ -190,9 +203,20 @@ pub(crate) fn check_claims(
             return Err(reason::WRONG_AUDIENCE);
         }
     }
-    // `exp` passed the check above, so it is finite and later than `now - leeway`; a
-    // pre-1970 value with a large leeway is clamped to the epoch.
-    Ok(UNIX_EPOCH + Duration::try_from_secs_f64(exp).unwrap_or_default())
+    // In range by `numeric_date`, so both steps succeed; checked all the same.
+    Duration::try_from_secs_f64(exp)
+        .ok()
+        .and_then(|d| UNIX_EPOCH.checked_add(d))
+        .ok_or(reason::MALFORMED)
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number of seconds since the epoch, fractions
+/// allowed, from 0 to [`MAX_NUMERIC_DATE`].
+fn numeric_date(value: &Value) -> Result<f64, &'static str> {
+    match value.as_f64() {
+        Some(secs) if (0.0..=MAX_NUMERIC_DATE as f64).contains(&secs) => Ok(secs),
+        _ => Err(reason::MALFORMED),
+    }
 }
 
 /// Maps verified claims to an identity (without `integrationLatency`, which the caller

@@ -79,15 +79,17 @@ impl JwtAuthorizer {
         }
         if let Some(path) = &cfg.jwks_file {
             let doc = read_file(path).map_err(|e| format!("authorizer.jwks_file: {e}"))?;
-            let (keys, skipped) = keys::keys_from_jwks(&doc)
+            let set = keys::keys_from_jwks(&doc, keys::JwksOrigin::File)
                 .map_err(|e| format!("authorizer.jwks_file ({}): {e}", path.display()))?;
-            if keys.is_empty() {
+            if set.keys.is_empty() {
                 return Err(format!(
-                    "authorizer.jwks_file ({}): no usable signing key ({skipped} skipped; HS256, RS256 and ES256 keys only)",
-                    path.display()
+                    "authorizer.jwks_file ({}): {}",
+                    path.display(),
+                    set.why_none()
                 ));
             }
-            static_keys.extend(keys);
+            set.log_refusals(&path.display().to_string(), false);
+            static_keys.extend(set.keys);
         }
 
         let remote = match &cfg.jwks_url {

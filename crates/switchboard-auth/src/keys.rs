@@ -4,18 +4,34 @@
 //! Everything here is sans-IO: callers hand in bytes (a PEM file's contents, a JWKS
 //! document) and get keys back, so the parsers are tested without files or sockets.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+use ring::agreement;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
+use serde_json::Value;
 
 /// JWKS entries looked at, at most; the rest of a larger set is ignored. Real sets hold
 /// a handful of keys, and a token without `kid` is tried against every usable one.
 pub const MAX_JWKS_KEYS: usize = 64;
+
+/// A `kid` longer than this is refused, in a token (as malformed) and in a JWK set (the
+/// key is not taken). Real ones are ids, hashes or thumbprints of a few dozen characters.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// The modulus sizes ring verifies RS256 with (`RSA_PKCS1_2048_8192_SHA256`). A key
+/// outside them is refused when it is loaded, rather than failing every token later.
+const RSA_MIN_BITS: usize = 2048;
+const RSA_MAX_BITS: usize = 8192;
+/// The public exponents ring verifies with: odd, 3 to 2^33 - 1 (the upper bound caps the
+/// cost of one verification).
+const RSA_MIN_EXPONENT: u64 = 3;
+const RSA_MAX_EXPONENT: u64 = (1 << 33) - 1;
 
 /// RFC 7515 says unpadded base64url; some issuers pad anyway, and padding carries no
 /// meaning, so both are accepted.
@@ -103,8 +119,14 @@ impl VerifyKey {
     }
 
     /// Checks `signature` over `message`. Callers check [`Self::supports`] first.
+    ///
+    /// A signature of the wrong length is refused before ring sees it: ring would refuse
+    /// it too, but only after preparing the key, which for RSA costs about as much as a
+    /// small verification, and a token without `kid` is tried against every key.
     pub(crate) fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
         match (&self.material, alg) {
+            (Material::Rsa { n, .. }, Alg::Rs256) if signature.len() != n.len() => false,
+            (Material::P256(_), Alg::Es256) if signature.len() != 64 => false,
             // Constant-time comparison inside ring.
             (Material::Hmac(key), Alg::Hs256) => {
                 ring::hmac::verify(key, message, signature).is_ok()
@@ -170,6 +192,14 @@ fn material_from_spki(der: &[u8]) -> Result<Material, &'static str> {
         let seq = der_exact(key, TAG_SEQUENCE).ok_or(BAD)?;
         let (n, rest) = der_next(seq, TAG_INTEGER).ok_or(BAD)?;
         let e = der_exact(rest, TAG_INTEGER).ok_or(BAD)?;
+        // A DER INTEGER is two's complement: a high first bit is a negative number,
+        // which no modulus or exponent is.
+        if n.first().is_some_and(|b| b & 0x80 != 0) {
+            return Err("RSA modulus is negative");
+        }
+        if e.first().is_some_and(|b| b & 0x80 != 0) {
+            return Err("RSA exponent is negative");
+        }
         rsa_material(n, e)
     } else if oid == OID_EC_PUBLIC_KEY {
         if der_exact(params, TAG_OID) != Some(OID_PRIME256V1) {
@@ -181,17 +211,31 @@ fn material_from_spki(der: &[u8]) -> Result<Material, &'static str> {
     }
 }
 
+/// An RSA key from its big-endian modulus and exponent, which may carry leading zero
+/// octets (a DER sign octet, or an issuer's sloppy JWK); refused unless ring would verify
+/// with it.
 fn rsa_material(n: &[u8], e: &[u8]) -> Result<Material, &'static str> {
     let n = strip_leading_zeros(n);
     let e = strip_leading_zeros(e);
-    // The bounds of RSA_PKCS1_2048_8192_SHA256, checked here so a bad key is a startup
-    // error instead of every token failing.
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
-    if !(2048..=8192).contains(&bits) {
+    // Counted on the stripped bytes, so an empty or all-zero modulus is refused here
+    // rather than underflowing the bit count.
+    let Some(&first) = n.first() else {
+        return Err("RSA modulus is empty or zero");
+    };
+    let bits = n.len() * 8 - first.leading_zeros() as usize;
+    if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
         return Err("RSA modulus must be 2048 to 8192 bits");
     }
-    if e.is_empty() || e.len() > 4 {
-        return Err("RSA exponent out of range");
+    if n[n.len() - 1] & 1 == 0 {
+        return Err("RSA modulus is even");
+    }
+    // At most 5 octets once stripped, so the fold cannot overflow.
+    let exponent = match e.len() {
+        1..=5 => e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        _ => u64::MAX,
+    };
+    if !(RSA_MIN_EXPONENT..=RSA_MAX_EXPONENT).contains(&exponent) || exponent & 1 == 0 {
+        return Err("RSA exponent must be odd, 3 to 2^33 - 1");
     }
     Ok(Material::Rsa {
         n: n.to_vec(),
@@ -199,12 +243,29 @@ fn rsa_material(n: &[u8], e: &[u8]) -> Result<Material, &'static str> {
     })
 }
 
+/// A P-256 key from its uncompressed point `04 || x || y`, refused unless it is on the
+/// curve.
 fn p256_material(point: Vec<u8>) -> Result<Material, &'static str> {
-    // Only the uncompressed form; ring checks the point is on the curve when verifying.
     if point.len() != 65 || point[0] != 0x04 {
         return Err("P-256 key is not an uncompressed point");
     }
+    if !p256_point_is_valid(&point) {
+        return Err("P-256 key is not on the curve");
+    }
     Ok(Material::P256(point))
+}
+
+/// ring has no public "validate this point" call, but an ECDH agreement with a throwaway
+/// key validates the peer's point with the same parser ring's ECDSA verification uses
+/// (coordinates below p, the curve equation), and fails exactly when it is invalid. It
+/// runs once per key loaded, never per token.
+fn p256_point_is_valid(point: &[u8]) -> bool {
+    let rng = ring::rand::SystemRandom::new();
+    let Ok(mine) = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng) else {
+        return false;
+    };
+    let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, point);
+    agreement::agree_ephemeral(mine, &peer, |_| ()).is_ok()
 }
 
 fn strip_leading_zeros(mut bytes: &[u8]) -> &[u8] {
@@ -249,67 +310,241 @@ fn der_next(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     Some(rest.split_at(len))
 }
 
-/// The usable signing keys of a JWKS document, and how many entries were skipped
-/// (encryption keys, other algorithms or curves, malformed entries).
-pub(crate) fn keys_from_jwks(doc: &[u8]) -> Result<(Vec<VerifyKey>, usize), String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
-    let Some(entries) = doc.get("keys").and_then(|k| k.as_array()) else {
-        return Err("no \"keys\" array".into());
-    };
-    let mut keys = Vec::new();
-    let mut skipped = entries.len().saturating_sub(MAX_JWKS_KEYS);
-    for entry in entries.iter().take(MAX_JWKS_KEYS) {
-        match key_from_jwk(entry) {
-            Some(key) => keys.push(key),
-            None => skipped += 1,
-        }
-    }
-    Ok((keys, skipped))
+/// Where a JWK set came from, which decides what it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JwksOrigin {
+    /// A file the operator placed: it may hold HS256 secrets (`oct` keys).
+    File,
+    /// Fetched from a URL: public keys only. A secret served at a URL can be read by
+    /// whoever can fetch it (and over `http://` by anyone on the path), and would let
+    /// them sign tokens.
+    Url,
 }
 
-/// One JWK, if it is a signing key switchboard can use. A set may mix in keys for other
-/// purposes; those are skipped, not an error.
-fn key_from_jwk(jwk: &serde_json::Value) -> Option<VerifyKey> {
-    let field = |name: &str| jwk.get(name).and_then(|v| v.as_str());
-    let bytes = |name: &str| field(name).and_then(|s| BASE64URL.decode(s).ok());
-    if field("use").is_some_and(|u| u != "sig") {
-        return None;
+/// The usable keys of a JWK set, and what was not taken.
+pub(crate) struct JwkSet {
+    pub(crate) keys: Vec<VerifyKey>,
+    /// Each entry looked at and not taken, with the reason.
+    pub(crate) refused: Vec<Refused>,
+    /// Entries past [`MAX_JWKS_KEYS`], not looked at.
+    pub(crate) ignored: usize,
+}
+
+impl JwkSet {
+    /// Why the set gave no usable key, in one line: the first few refusals.
+    pub(crate) fn why_none(&self) -> String {
+        const SHOWN: usize = 3;
+        let mut out = format!(
+            "no usable signing key ({} refused",
+            self.refused.len() + self.ignored
+        );
+        for (i, r) in self.refused.iter().take(SHOWN).enumerate() {
+            out.push_str(if i == 0 { ": " } else { "; " });
+            out.push_str(&r.to_string());
+        }
+        if self.refused.len() > SHOWN {
+            out.push_str("; ...");
+        }
+        out.push_str("; HS256, RS256 and ES256 keys only)");
+        out
     }
-    let alg = match field("alg") {
-        Some(name) => Some(Alg::from_jose(name)?),
-        None => None,
-    };
-    let kid = field("kid").map(str::to_owned);
-    let material = match field("kty")? {
-        "RSA" => rsa_material(&bytes("n")?, &bytes("e")?).ok()?,
-        "EC" => {
-            if field("crv")? != "P-256" {
-                return None;
+
+    /// Logs each refusal: keys that are broken or unsafe as warnings, keys meant for
+    /// something else (encryption, other algorithms, normal in a shared set) at debug.
+    /// `quiet`: everything at debug, for a set whose refusals were already warned about.
+    pub(crate) fn log_refusals(&self, source: &str, quiet: bool) {
+        for r in &self.refused {
+            if r.invalid && !quiet {
+                tracing::warn!(source, entry = r.index, kid = r.kid.as_deref(), reason = %r.reason, "JWK refused");
+            } else {
+                tracing::debug!(source, entry = r.index, kid = r.kid.as_deref(), reason = %r.reason, "JWK not used");
             }
+        }
+        if self.ignored > 0 && !quiet {
+            tracing::warn!(
+                source,
+                ignored = self.ignored,
+                "JWK set has more than {MAX_JWKS_KEYS} keys; the rest are ignored"
+            );
+        }
+    }
+}
+
+/// One entry of a JWK set that was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// Its position in `keys`.
+    pub(crate) index: usize,
+    /// Its `kid` if it has a string one, cut to 64 bytes for logs.
+    pub(crate) kid: Option<String>,
+    pub(crate) reason: Cow<'static, str>,
+    /// Broken or unsafe, as opposed to meant for something else.
+    pub(crate) invalid: bool,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "keys[{}]", self.index)?;
+        if let Some(kid) = &self.kid {
+            write!(f, " (kid {kid:?})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The keys of a JWKS document. Only a document that is not a JSON object with a `keys`
+/// array is an error; entries that cannot be used are reported in [`JwkSet::refused`].
+pub(crate) fn keys_from_jwks(doc: &[u8], origin: JwksOrigin) -> Result<JwkSet, String> {
+    let doc: Value = serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+        return Err("no \"keys\" array".into());
+    };
+    let mut set = JwkSet {
+        keys: Vec::new(),
+        refused: Vec::new(),
+        ignored: entries.len().saturating_sub(MAX_JWKS_KEYS),
+    };
+    for (index, entry) in entries.iter().take(MAX_JWKS_KEYS).enumerate() {
+        match key_from_jwk(entry, origin) {
+            Ok(key) => set.keys.push(key),
+            Err(skip) => {
+                let kid = entry.get("kid").and_then(Value::as_str).map(|k| {
+                    let mut k = k.to_owned();
+                    switchboard_core::text::truncate_on_char(&mut k, 64);
+                    k
+                });
+                set.refused.push(Refused {
+                    index,
+                    kid,
+                    invalid: matches!(skip, Skip::Invalid(_)),
+                    reason: match skip {
+                        Skip::Invalid(r) | Skip::Unused(r) => r,
+                    },
+                });
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// Why one JWK was not taken.
+enum Skip {
+    /// Meant for something switchboard does not do: skipped quietly.
+    Unused(Cow<'static, str>),
+    /// Broken, or unsafe to trust: warned about.
+    Invalid(Cow<'static, str>),
+}
+
+impl Skip {
+    fn unused(reason: &'static str) -> Self {
+        Self::Unused(Cow::Borrowed(reason))
+    }
+
+    fn invalid(reason: &'static str) -> Self {
+        Self::Invalid(Cow::Borrowed(reason))
+    }
+}
+
+/// One JWK, if it is a signing key switchboard can use. Members of the wrong type make
+/// the key invalid rather than being read as absent: a `kid` of 7 must not turn the key
+/// into a kid-less one (the fallback for every unknown `kid`), nor a `use` of 1 make an
+/// encryption key a signing key.
+fn key_from_jwk(jwk: &Value, origin: JwksOrigin) -> Result<VerifyKey, Skip> {
+    let Some(jwk) = jwk.as_object() else {
+        return Err(Skip::invalid("not a JSON object"));
+    };
+    let text = |name: &'static str| -> Result<Option<&str>, Skip> {
+        match jwk.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Skip::Invalid(format!("\"{name}\" is not a string").into())),
+        }
+    };
+    let bytes = |name: &'static str| -> Result<Vec<u8>, Skip> {
+        let value = text(name)?.ok_or_else(|| Skip::Invalid(format!("no \"{name}\"").into()))?;
+        BASE64URL
+            .decode(value)
+            .map_err(|_| Skip::Invalid(format!("\"{name}\" is not base64url").into()))
+    };
+    let kty = text("kty")?.ok_or(Skip::invalid("no \"kty\""))?;
+    let kid = text("kid")?;
+    if kid.is_some_and(|k| k.len() > MAX_KID_BYTES) {
+        return Err(Skip::Invalid(
+            format!("\"kid\" is longer than {MAX_KID_BYTES} bytes").into(),
+        ));
+    }
+    if text("use")?.is_some_and(|u| u != "sig") {
+        return Err(Skip::unused("\"use\" is not \"sig\""));
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let ops = ops
+            .as_array()
+            .ok_or(Skip::invalid("\"key_ops\" is not an array"))?;
+        if !ops.iter().any(|op| op == "verify") {
+            return Err(Skip::unused("\"key_ops\" does not include \"verify\""));
+        }
+    }
+    let alg = match text("alg")? {
+        None => None,
+        Some(name) => {
+            Some(Alg::from_jose(name).ok_or(Skip::unused("\"alg\" is not HS256, RS256 or ES256"))?)
+        }
+    };
+    // A set that publishes a private key lets anyone who reads it sign tokens.
+    let public_only = || {
+        if jwk.contains_key("d") {
+            Err(Skip::invalid(
+                "carries a private key (\"d\"); publish the public key only",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let material = match kty {
+        "RSA" => {
+            public_only()?;
+            rsa_material(&bytes("n")?, &bytes("e")?).map_err(Skip::invalid)?
+        }
+        "EC" => {
+            let crv = text("crv")?.ok_or(Skip::invalid("no \"crv\""))?;
+            if crv != "P-256" {
+                return Err(Skip::unused("curve other than P-256 (ES256 needs P-256)"));
+            }
+            public_only()?;
+            // RFC 7518 §6.2.1.2: each coordinate is the full 32 bytes, leading zeros kept.
             let (x, y) = (bytes("x")?, bytes("y")?);
             if x.len() != 32 || y.len() != 32 {
-                return None;
+                return Err(Skip::invalid("P-256 coordinates must be 32 bytes each"));
             }
             let mut point = Vec::with_capacity(65);
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            p256_material(point).ok()?
+            p256_material(point).map_err(Skip::invalid)?
         }
         "oct" => {
+            if origin == JwksOrigin::Url {
+                return Err(Skip::invalid(
+                    "symmetric (oct) key from a URL; HS256 secrets belong in `secret` or a jwks_file",
+                ));
+            }
             let k = bytes("k")?;
             if k.is_empty() {
-                return None;
+                return Err(Skip::invalid("\"k\" is empty"));
             }
-            return Some(VerifyKey {
-                alg,
-                ..VerifyKey::hmac(&k, kid)
-            });
+            Material::Hmac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k))
         }
-        _ => return None,
+        _ => return Err(Skip::unused("key type other than RSA, EC (P-256) and oct")),
     };
-    Some(VerifyKey { kid, alg, material })
+    let key = VerifyKey {
+        kid: kid.map(str::to_owned),
+        alg,
+        material,
+    };
+    if alg.is_some_and(|alg| !key.supports(alg)) {
+        return Err(Skip::invalid("\"alg\" does not fit the key type"));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -355,13 +590,40 @@ mod tests {
             {"kty": "OKP", "crv": "Ed25519", "x": "AA"},
             "not an object"
         ]});
-        let (keys, skipped) = keys_from_jwks(doc.to_string().as_bytes()).unwrap();
-        assert_eq!((keys.len(), skipped), (1, 6));
-        assert_eq!(keys[0].kid.as_deref(), Some("h"));
-        assert!(keys[0].supports(Alg::Hs256));
-        assert!(!keys[0].supports(Alg::Rs256));
-        assert!(keys_from_jwks(b"{}").is_err());
-        assert!(keys_from_jwks(b"[").is_err());
+        let set = keys_from_jwks(doc.to_string().as_bytes(), JwksOrigin::File).unwrap();
+        assert_eq!((set.keys.len(), set.refused.len(), set.ignored), (1, 6, 0));
+        assert_eq!(set.keys[0].kid.as_deref(), Some("h"));
+        assert!(set.keys[0].supports(Alg::Hs256));
+        assert!(!set.keys[0].supports(Alg::Rs256));
+        let reasons: Vec<_> = set
+            .refused
+            .iter()
+            .map(|r| (r.index, r.invalid, r.reason.as_ref()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (1, false, "\"use\" is not \"sig\""),
+                (2, false, "\"alg\" is not HS256, RS256 or ES256"),
+                (3, false, "curve other than P-256 (ES256 needs P-256)"),
+                (4, true, "RSA modulus must be 2048 to 8192 bits"),
+                (5, false, "key type other than RSA, EC (P-256) and oct"),
+                (6, true, "not a JSON object"),
+            ]
+        );
+        // The same set from a URL: the secret is refused too.
+        let set = keys_from_jwks(doc.to_string().as_bytes(), JwksOrigin::Url).unwrap();
+        assert!(set.keys.is_empty());
+        assert!(set.refused[0].invalid);
+        assert!(
+            set.why_none()
+                .starts_with("no usable signing key (7 refused: keys[0] (kid \"h\"): symmetric"),
+            "{}",
+            set.why_none()
+        );
+        for bad in [&b"{}"[..], b"[", b"{\"keys\": {}}", b"[{\"keys\": []}]"] {
+            assert!(keys_from_jwks(bad, JwksOrigin::File).is_err());
+        }
     }
 
     #[test]

@@ -45,8 +45,8 @@ mod source;
 
 pub use fetch::{JWKS_FETCH_TIMEOUT, JWKS_MAX_BYTES};
 pub use jwks::UNKNOWN_KID_REFRESH_INTERVAL;
-pub use jwt::{MAX_GROUPS, MAX_TOKEN_BYTES};
-pub use keys::MAX_JWKS_KEYS;
+pub use jwt::{MAX_GROUPS, MAX_NUMERIC_DATE, MAX_TOKEN_BYTES};
+pub use keys::{MAX_JWKS_KEYS, MAX_KID_BYTES};
 
 /// The reasons an [`AuthError`] carries: short, fixed, and safe to log (they never
 /// quote a token).
@@ -55,7 +55,7 @@ pub mod reason {
     pub const NO_TOKEN: &str = "no token";
     /// A REQUEST identity source is absent or empty.
     pub const MISSING_IDENTITY_SOURCE: &str = "identity source missing";
-    /// Not a well-formed JWS, or a claim of the wrong type.
+    /// Not a well-formed JWS, a claim of the wrong type, or a time claim out of range.
     pub const MALFORMED: &str = "malformed";
     /// `alg` is `none`, unknown, or not among the allowed algorithms.
     pub const UNSUPPORTED_ALG: &str = "unsupported alg";
