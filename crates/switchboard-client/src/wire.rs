@@ -220,4 +220,76 @@ mod tests {
         ack(1000, &mut out);
         assert_eq!(out, b"a1000");
     }
+
+    /// The server's frames on arbitrary bytes never panic; a message or ack the client's
+    /// own builders write (the server writes the same shapes) parses back to its parts;
+    /// a decimal that does not fit a u64, or is longer than 20 digits, is refused rather
+    /// than wrapped.
+    #[test]
+    fn fuzz_client_server_frames() {
+        use switchboard_fuzz::proptest::prelude::*;
+        let input = prop_oneof![
+            any::<Vec<u8>>().prop_map(|b| (0u8, 0u64, false, b)),
+            (1u64.., any::<bool>(), any::<Vec<u8>>()).prop_map(|(s, t, b)| (1u8, s, t, b)),
+            any::<u64>().prop_map(|s| (2u8, s, false, Vec::new())),
+            "[0-9]{18,24}".prop_map(|d| (3u8, 0, false, d.into_bytes())),
+        ];
+        switchboard_fuzz::run(
+            "fuzz_client_server_frames",
+            65536,
+            input,
+            |(kind, seq, text, bytes)| {
+                match kind {
+                    0 => {
+                        let data = Bytes::from(bytes);
+                        let _ = parse_text(data.clone());
+                        let _ = parse_binary(data);
+                    }
+                    1 => {
+                        // A text payload is UTF-8 on the wire (the codec checks it).
+                        let payload = if text {
+                            String::from_utf8_lossy(&bytes).into_owned().into_bytes()
+                        } else {
+                            bytes
+                        };
+                        let mut out = Vec::new();
+                        message(seq, text, &payload, &mut out);
+                        let frame = if text {
+                            parse_text(Bytes::from(out))
+                        } else {
+                            parse_binary(Bytes::from(out))
+                        };
+                        prop_assert_eq!(
+                            frame,
+                            Ok(ServerFrame::Message {
+                                seq,
+                                text,
+                                payload: Bytes::from(payload)
+                            })
+                        );
+                    }
+                    2 => {
+                        let mut out = Vec::new();
+                        ack(seq, &mut out);
+                        prop_assert_eq!(parse_text(Bytes::from(out)), Ok(ServerFrame::Ack(seq)));
+                    }
+                    _ => {
+                        let digits = std::str::from_utf8(&bytes).unwrap();
+                        let mut frame = b"a".to_vec();
+                        frame.extend_from_slice(&bytes);
+                        let parsed = parse_text(Bytes::from(frame));
+                        // At most 20 digits (u64::MAX has 20), so zero-padding cannot
+                        // make a frame arbitrarily long.
+                        match digits.parse::<u64>() {
+                            Ok(n) if digits.len() <= 20 => {
+                                prop_assert_eq!(parsed, Ok(ServerFrame::Ack(n)))
+                            }
+                            _ => prop_assert!(parsed.is_err()),
+                        }
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
 }
