@@ -3,7 +3,7 @@
 use bytes::{Buf, BytesMut};
 
 use crate::deflate::{DeflateParams, Inflater};
-use crate::frame::{apply_mask, parse_header, OpCode, Role};
+use crate::frame::{apply_mask, parse_header, Header, OpCode, Role};
 use crate::{close_code, Limits, Message, ProtocolError};
 
 /// A fragmented message being reassembled.
@@ -16,7 +16,22 @@ struct Partial {
     utf8_checked: usize,
 }
 
+/// Room reserved ahead of the buffered bytes while a frame is incomplete: at least this
+/// much, so small frames arrive in one read ...
+const GROW_MIN: usize = 4 * 1024;
+/// ... and at most this much, however long the frame its header announced.
+const GROW_MAX: usize = 64 * 1024;
+
 /// Turns received bytes into messages. Holds no buffer between messages.
+///
+/// Memory: what the decoder makes the caller's buffer hold follows the bytes that
+/// arrived, never the length a frame header announces. While a frame is incomplete,
+/// [`decode`](Self::decode) reserves room for at most as many bytes again as are
+/// buffered (at least 4 KiB, at most 64 KiB, never more than the frame still needs), so
+/// the buffer grows geometrically with what the peer actually sent: a peer that announces
+/// a 64 MiB frame and sends 4 KiB of it costs about 4 KiB of buffer plus one step. Every
+/// verdict the header alone allows (bad RSV1, a continuation without a message, a
+/// message above `max_message_bytes`) is given before any of its payload is awaited.
 pub struct Decoder {
     role: Role,
     limits: Limits,
@@ -40,17 +55,35 @@ impl Decoder {
         self.partial.is_some()
     }
 
+    /// Bytes of capacity the decoder itself holds for a half-received fragmented message
+    /// (0 between messages). Bounded by `max_message_bytes` plus one growth step of its
+    /// buffer; exposed so tests and fuzz targets can check that bound.
+    pub fn held_bytes(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.buf.capacity())
+    }
+
     /// Takes the next complete message out of `buf`. `Ok(None)`: more bytes are needed
-    /// (and `buf` has been reserved for the rest of the current frame). Control frames
-    /// interleaved in a fragmented message are returned as they come.
+    /// (and `buf` has been reserved for some of them: see the type's memory note). Control
+    /// frames interleaved in a fragmented message are returned as they come. After an
+    /// error the decoder holds nothing (the connection is to be closed).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        let result = self.next(buf);
+        if result.is_err() {
+            self.partial = None;
+        }
+        result
+    }
+
+    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
         loop {
             let Some(h) = parse_header(buf, self.role, self.limits.max_frame_bytes)? else {
                 return Ok(None);
             };
+            self.check_header(&h)?;
             let total = h.header_len + h.payload_len;
             if buf.len() < total {
-                buf.reserve(total - buf.len());
+                let step = (total - buf.len()).min(buf.len().clamp(GROW_MIN, GROW_MAX));
+                buf.reserve(step);
                 return Ok(None);
             }
             buf.advance(h.header_len);
@@ -59,25 +92,14 @@ impl Decoder {
                 apply_mask(&mut payload, mask);
             }
             if h.opcode.is_control() {
-                if h.rsv1 {
-                    return Err(ProtocolError::protocol("compressed control frame"));
-                }
                 return match h.opcode {
                     OpCode::Ping => Ok(Some(Message::Ping(payload.freeze()))),
                     OpCode::Pong => Ok(Some(Message::Pong(payload.freeze()))),
                     _ => parse_close(payload).map(Some),
                 };
             }
-            if h.rsv1 && (self.inflater.is_none() || h.opcode == OpCode::Continuation) {
-                return Err(ProtocolError::protocol("unexpected RSV1"));
-            }
             match h.opcode {
                 OpCode::Text | OpCode::Binary => {
-                    if self.partial.is_some() {
-                        return Err(ProtocolError::protocol(
-                            "new message inside a fragmented one",
-                        ));
-                    }
                     let text = h.opcode == OpCode::Text;
                     if h.fin {
                         return self.finish(text, h.rsv1, payload).map(Some);
@@ -95,9 +117,6 @@ impl Decoder {
                     let Some(mut partial) = self.partial.take() else {
                         return Err(ProtocolError::protocol("continuation without a message"));
                     };
-                    if partial.buf.len() + payload.len() > self.limits.max_message_bytes {
-                        return Err(ProtocolError::too_big("message too big"));
-                    }
                     partial.buf.extend_from_slice(&payload);
                     self.check_partial(&mut partial)?;
                     if h.fin {
@@ -108,6 +127,37 @@ impl Decoder {
                     self.partial = Some(partial);
                 }
             }
+        }
+    }
+
+    /// The verdicts a frame header allows before its payload is read: a peer learns of a
+    /// violation at once, and no byte of a frame that will be refused is awaited.
+    fn check_header(&self, h: &Header) -> Result<(), ProtocolError> {
+        if h.opcode.is_control() {
+            if h.rsv1 {
+                return Err(ProtocolError::protocol("compressed control frame"));
+            }
+            return Ok(());
+        }
+        if h.rsv1 && (self.inflater.is_none() || h.opcode == OpCode::Continuation) {
+            return Err(ProtocolError::protocol("unexpected RSV1"));
+        }
+        let max = self.limits.max_message_bytes;
+        match (&self.partial, h.opcode) {
+            (Some(_), OpCode::Text | OpCode::Binary) => Err(ProtocolError::protocol(
+                "new message inside a fragmented one",
+            )),
+            (None, OpCode::Continuation) => {
+                Err(ProtocolError::protocol("continuation without a message"))
+            }
+            (Some(p), _) if p.buf.len().saturating_add(h.payload_len) > max => {
+                Err(ProtocolError::too_big("message too big"))
+            }
+            // A whole compressed message is bounded by what it inflates to, in `finish`.
+            (None, _) if !(h.rsv1 && h.fin) && h.payload_len > max => {
+                Err(ProtocolError::too_big("message too big"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -171,5 +221,116 @@ fn parse_close(payload: BytesMut) -> Result<Message, ProtocolError> {
             }
             Ok(Message::Close(Some((code, reason))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::write_header;
+
+    const MIB: usize = 1 << 20;
+
+    fn limits(bytes: usize) -> Limits {
+        Limits {
+            max_frame_bytes: bytes,
+            max_message_bytes: bytes,
+        }
+    }
+
+    /// A masked binary frame header announcing `len` bytes (mask 0, so payload bytes go
+    /// on the wire as they are).
+    fn header(len: usize) -> BytesMut {
+        let mut out = BytesMut::new();
+        write_header(&mut out, true, false, OpCode::Binary, len, Some([0; 4]));
+        out
+    }
+
+    #[test]
+    fn a_huge_announced_frame_reserves_only_with_the_bytes_that_arrived() {
+        let mut dec = Decoder::new(Role::Server, limits(64 * MIB), None);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&header(64 * MIB));
+        assert!(dec.decode(&mut buf).unwrap().is_none());
+        // A slow peer trickles 3.5 KiB of the announced 64 MiB, 512 bytes at a time.
+        for _ in 0..7 {
+            buf.extend_from_slice(&[7u8; 512]);
+            assert!(dec.decode(&mut buf).unwrap().is_none());
+            assert!(
+                buf.capacity() <= 4 * buf.len() + 16 * 1024,
+                "{} bytes buffered hold {} bytes of capacity",
+                buf.len(),
+                buf.capacity()
+            );
+        }
+        assert!(buf.capacity() < 32 * 1024, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn header_verdicts_come_before_the_payload() {
+        let small = Limits {
+            max_frame_bytes: MIB,
+            max_message_bytes: 1000,
+        };
+        // A message announced above max_message_bytes: 1009 with only its header here.
+        let mut dec = Decoder::new(Role::Server, small, None);
+        let mut buf = header(5000);
+        assert_eq!(dec.decode(&mut buf).unwrap_err().code, 1009);
+        // A continuation that would take the message past the limit: the same.
+        let mut dec = Decoder::new(Role::Server, small, None);
+        let mut buf = BytesMut::new();
+        write_header(&mut buf, false, false, OpCode::Text, 600, Some([0; 4]));
+        buf.extend_from_slice(&[b'x'; 600]);
+        write_header(
+            &mut buf,
+            true,
+            false,
+            OpCode::Continuation,
+            401,
+            Some([0; 4]),
+        );
+        assert!(dec.decode(&mut buf).is_err_and(|e| e.code == 1009));
+        assert_eq!(
+            dec.held_bytes(),
+            0,
+            "the half message is dropped with the error"
+        );
+        // A continuation with nothing to continue, and a compressed control frame.
+        for (b0, len) in [(0x80u8, 100usize), (0xC9, 5)] {
+            let mut dec = Decoder::new(Role::Server, small, None);
+            let mut buf = BytesMut::from(&[b0, 0x80 | len as u8, 0, 0, 0, 0][..]);
+            assert_eq!(dec.decode(&mut buf).unwrap_err().code, 1002, "{b0:#x}");
+        }
+    }
+
+    #[test]
+    fn a_large_frame_still_grows_geometrically_and_arrives_whole() {
+        let len = 3 * MIB + 5;
+        let mut dec = Decoder::new(Role::Server, limits(64 * MIB), None);
+        let mut wire = header(len);
+        wire.extend((0..len).map(|i| (i % 251) as u8));
+        let mut buf = BytesMut::new();
+        let mut moves = 0;
+        let mut last = buf.as_ptr();
+        let mut got = None;
+        for chunk in wire.chunks(4096) {
+            // As a socket reader does: read into the spare room, or extend when it is full.
+            buf.extend_from_slice(chunk);
+            got = dec.decode(&mut buf).unwrap();
+            if buf.as_ptr() != last {
+                moves += 1;
+                last = buf.as_ptr();
+            }
+            if got.is_none() {
+                assert!(buf.capacity() <= 4 * buf.len() + 16 * 1024);
+            }
+        }
+        let Some(Message::Binary(data)) = got else {
+            panic!("no message: {got:?}")
+        };
+        assert_eq!(data.len(), len);
+        assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        // Doubling, not a copy per step: a few dozen moves at most for 3 MiB.
+        assert!(moves <= 24, "{moves} reallocations");
     }
 }

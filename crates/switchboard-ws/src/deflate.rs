@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::ProtocolError;
 
@@ -236,7 +236,7 @@ impl Inflater {
             SHARED_DECOMPRESS.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 let d = slot.get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
-                let result = inflate_message(d, input, max);
+                let result = inflate_message(d, input, max).map(|(out, _)| out);
                 d.reset(false);
                 result
             })
@@ -244,39 +244,75 @@ impl Inflater {
             let d = self
                 .own
                 .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, 15)));
-            let result = inflate_message(d, input, max);
-            if result.is_err() {
-                // The window is now unusable; the connection is about to close anyway.
-                d.reset(false);
+            match inflate_message(d, input, max) {
+                Ok((out, false)) => Ok(out),
+                Ok((out, true)) => {
+                    // The message ended its DEFLATE stream with a BFINAL block (RFC 7692
+                    // §7.2.3.5): the next one starts a new stream, which may still refer
+                    // to the window, so the new stream starts with this message's last
+                    // 32 KiB as its dictionary. (A reference further back, into earlier
+                    // messages, fails as invalid data: 1007, never a wrong message.)
+                    d.reset(false);
+                    let window = &out[out.len().saturating_sub(WINDOW)..];
+                    d.set_dictionary(window).map_err(|_| BAD)?;
+                    Ok(out)
+                }
+                Err(e) => {
+                    // The window is now unusable; the connection is about to close anyway.
+                    d.reset(false);
+                    Err(e)
+                }
             }
-            result
         }
     }
 }
 
-fn inflate_message(d: &mut Decompress, input: &[u8], max: usize) -> Result<Vec<u8>, ProtocolError> {
-    const BAD: ProtocolError = ProtocolError {
-        code: crate::close_code::INVALID_PAYLOAD,
-        reason: "invalid compressed data",
-    };
+/// The largest DEFLATE window (15 bits).
+const WINDOW: usize = 1 << 15;
+
+const BAD: ProtocolError = ProtocolError {
+    code: crate::close_code::INVALID_PAYLOAD,
+    reason: "invalid compressed data",
+};
+
+/// Inflates one message into a buffer of at most `max + 1` bytes of capacity. `true`
+/// beside the output: the message ended its DEFLATE stream with a BFINAL block (then the
+/// `00 00 ff ff` tail is not appended, and bytes after that block are invalid).
+fn inflate_message(
+    d: &mut Decompress,
+    input: &[u8],
+    max: usize,
+) -> Result<(Vec<u8>, bool), ProtocolError> {
     let mut out = Vec::with_capacity((input.len() * 3).max(64).min(max.saturating_add(1)));
-    for chunk in [input, &TAIL[..]] {
+    for (tail, chunk) in [(false, input), (true, &TAIL[..])] {
         let mut pos = 0;
         loop {
             if out.len() == out.capacity() {
                 if out.len() > max {
                     return Err(ProtocolError::too_big("message too big"));
                 }
+                // Doubling, but exactly: `reserve` could round past the limit, and the
+                // buffer becomes the message, so its capacity is what the message holds.
                 let want = (out.capacity() * 2).min(max.saturating_add(1));
-                out.reserve(want.saturating_sub(out.len()).max(1));
+                out.reserve_exact(want.saturating_sub(out.len()).max(1));
             }
             let in_before = d.total_in();
             let out_before = out.len();
-            d.decompress_vec(&chunk[pos..], &mut out, FlushDecompress::Sync)
+            let status = d
+                .decompress_vec(&chunk[pos..], &mut out, FlushDecompress::Sync)
                 .map_err(|_| BAD)?;
             pos += (d.total_in() - in_before) as usize;
             if out.len() > max {
                 return Err(ProtocolError::too_big("message too big"));
+            }
+            if status == Status::StreamEnd {
+                if !tail && pos < chunk.len() {
+                    return Err(ProtocolError {
+                        code: crate::close_code::INVALID_PAYLOAD,
+                        reason: "data after the final compressed block",
+                    });
+                }
+                return Ok((out, true));
             }
             let progressed = pos > 0 && d.total_in() != in_before || out.len() != out_before;
             if (pos == chunk.len() && out.len() < out.capacity()) || !progressed {
@@ -284,7 +320,7 @@ fn inflate_message(d: &mut Decompress, input: &[u8], max: usize) -> Result<Vec<u
             }
         }
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 #[cfg(test)]
@@ -377,6 +413,65 @@ mod tests {
                 .code,
             1007
         );
+    }
+
+    #[test]
+    fn inflated_messages_hold_no_more_than_the_limit() {
+        let params = negotiate(["permessage-deflate"], &cfg()).unwrap().0;
+        let mut out = Vec::new();
+        Deflater::new(params).compress(&vec![b'a'; 100_000], &mut out);
+        let msg = Inflater::new(params).decompress(&out, 100_000).unwrap();
+        assert_eq!(msg.len(), 100_000);
+        assert!(msg.capacity() <= 100_001, "capacity {}", msg.capacity());
+    }
+
+    /// RFC 7692 §7.2.3.5 lets a sender end a message with a BFINAL block instead of a
+    /// sync flush (then its next message is a new DEFLATE stream).
+    fn finished_stream(input: &[u8]) -> Vec<u8> {
+        let mut c = Compress::new(Compression::new(6), false);
+        let mut out = Vec::with_capacity(input.len() + 64);
+        c.compress_vec(input, &mut out, FlushCompress::Finish)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_message_ended_with_bfinal_leaves_the_inflater_usable() {
+        for takeover in [false, true] {
+            let params = DeflateParams {
+                server_no_context_takeover: !takeover,
+                client_no_context_takeover: !takeover,
+                server_max_window_bits: 15,
+                level: 6,
+                threshold: 0,
+            };
+            let mut i = Inflater::new(params);
+            for msg in [&b"first message"[..], b"second", b"third"] {
+                assert_eq!(i.decompress(&finished_stream(msg), 1000).unwrap(), msg);
+            }
+            // Bytes after the final block are not DEFLATE data.
+            let mut trailing = finished_stream(b"x");
+            trailing.extend_from_slice(&[0x01, 0x02]);
+            assert_eq!(i.decompress(&trailing, 1000).unwrap_err().code, 1007);
+        }
+        // With context takeover, a new stream may refer back into the last message.
+        let params = DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            level: 6,
+            threshold: 0,
+        };
+        let mut i = Inflater::new(params);
+        let first = b"a sentence long enough to be worth referring back to, twice".to_vec();
+        assert_eq!(i.decompress(&finished_stream(&first), 1000).unwrap(), first);
+        let mut c = Compress::new(Compression::new(6), false);
+        c.set_dictionary(&first).unwrap();
+        let mut second = Vec::with_capacity(256);
+        c.compress_vec(&first, &mut second, FlushCompress::Finish)
+            .unwrap();
+        assert!(second.len() < 16, "the second refers back: {second:?}");
+        assert_eq!(i.decompress(&second, 1000).unwrap(), first);
     }
 
     #[test]
