@@ -14,6 +14,21 @@
 //! (or an error status whose body fits the same bounds) with nothing after it; anything
 //! else drops it.
 //!
+//! The function is not trusted to frame its answers well (RFC 9112 §6.1, §6.3). An
+//! answer whose framing is ambiguous or invalid fails the invocation and its connection
+//! is closed, never reused, since the next answer read on it could be bytes the function
+//! meant as this one's body: both `content-length` and `transfer-encoding`; several
+//! `content-length` values that differ, or one that is not a plain decimal number; any
+//! transfer coding other than a single `chunked` (several `transfer-encoding` headers, a
+//! list, or a final coding that is not `chunked`: nothing else is decoded here); or
+//! `transfer-encoding` on an HTTP/1.0 answer. Every part of an answer is bounded, and
+//! the bytes held while reading it never pass the bound: the heads ([`MAX_HEAD`] bytes
+//! for the final head and any interim ones together, [`MAX_HEADERS`] fields), each chunk
+//! size line ([`MAX_CHUNK_LINE`]), chunk extensions over the whole body
+//! ([`MAX_CHUNK_EXTENSIONS`]), the trailer section (like a head) and the body
+//! (`max_response_bytes`). The decisions live in [`AnswerDecoder`], which takes bytes
+//! and does no I/O, so it is tested (and fuzzed) without sockets.
+//!
 //! Idle connections: kept newest first, at most `max_idle`, dropped once idle for
 //! [`POOL_IDLE_TIMEOUT`](crate::http::POOL_IDLE_TIMEOUT) (by a reaper task while any are
 //! idle, and at checkout), and dropped at checkout if the server closed them or sent
@@ -31,10 +46,25 @@ use tokio::time::Instant;
 
 use crate::InvokeError;
 
-/// A response head larger than this fails the invocation.
+/// The heads of one answer (the final one and any interim `1xx` ones before it, counted
+/// together) may take at most this many bytes, and so may its trailer section; beyond
+/// it the invocation fails with `response head too large` (`response trailers too
+/// large`), and no more than this is ever buffered for them.
 const MAX_HEAD: usize = 64 * 1024;
-/// Response headers parsed at most; more fail as a head too large.
+/// Header fields in one head at most (and in the trailer section); more fail with
+/// `response has too many headers` (`response has too many trailer fields`).
 const MAX_HEADERS: usize = 64;
+/// A chunk-size line (the hex size, optional whitespace and chunk extensions, without
+/// its CRLF) at most; a longer one fails with `chunk size line too long`.
+const MAX_CHUNK_LINE: usize = 1024;
+/// The bytes of a chunk-size line beyond its first [`FREE_CHUNK_LINE`] (extensions,
+/// padding), summed over one body, at most: they carry no body but cost reading, and a
+/// function could otherwise send a kilobyte of them per body byte. Beyond it: `chunk
+/// extensions too large`. (hyper bounds chunk extensions the same way.)
+const MAX_CHUNK_EXTENSIONS: usize = 16 * 1024;
+/// The part of each chunk-size line not counted against [`MAX_CHUNK_EXTENSIONS`]: room
+/// for the 16 hex digits of any size.
+const FREE_CHUNK_LINE: usize = 16;
 /// Free room kept in a connection's read buffer before each read. A read that fills less
 /// than this tells the runtime the socket is drained, which the idle check relies on.
 const READ_ROOM: usize = 4096;
@@ -185,14 +215,6 @@ async fn reap(pool: Weak<PoolInner>) {
     }
 }
 
-/// What frames the body of an answer.
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
 impl Conn {
     /// Whether nothing arrived while the connection was idle: no close, no stray bytes.
     /// Uses the readiness the runtime already has; a read that drained the socket
@@ -209,218 +231,594 @@ impl Conn {
         }
     }
 
-    /// Reads more bytes into the buffer. `Ok(false)`: end of stream.
-    async fn fill(&mut self) -> std::io::Result<bool> {
+    /// Reads more bytes into the buffer, at most `room` of them (never 0). `Ok(false)`:
+    /// end of stream.
+    async fn fill(&mut self, room: usize) -> std::io::Result<bool> {
         self.buf.reserve(READ_ROOM);
-        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
+        let spare = self.buf.capacity() - self.buf.len();
+        let read = if room < spare {
+            let limit = room.max(1) as u64;
+            (&mut self.stream)
+                .take(limit)
+                .read_buf(&mut self.buf)
+                .await?
+        } else {
+            self.stream.read_buf(&mut self.buf).await?
+        };
+        Ok(read > 0)
     }
 
     /// Reads one answer: its body, or for a status other than 2xx `function answered
-    /// HTTP <status>`. The flag says whether the connection may be reused.
+    /// HTTP <status>`. The flag says whether the connection may be reused. An answer
+    /// that cannot be read (badly framed, beyond a bound, cut short) is the outer error,
+    /// and the caller drops the connection.
     async fn read_answer(
         &mut self,
         max_body: usize,
     ) -> Result<(Result<Bytes, InvokeError>, bool), InvokeError> {
         self.buf.clear();
-        let (status, framing, keep_alive) = loop {
-            match self.parse_head()? {
-                Some(head) => break head,
-                None => {
-                    if self.buf.len() >= MAX_HEAD {
-                        return Err(failed("response head too large"));
-                    }
-                    match self.fill().await {
-                        Ok(true) => {}
-                        Ok(false) if self.buf.is_empty() => {
-                            return Err(failed("connection closed before the response"))
-                        }
-                        Ok(false) => return Err(failed("response is not valid HTTP")),
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                            return Err(failed("connection reset before the response"))
-                        }
-                        Err(_) => return Err(failed("request failed")),
-                    }
-                }
+        let mut decoder = AnswerDecoder::new(Limits::new(max_body));
+        let answer = loop {
+            if let Some(answer) = decoder.decode(&mut self.buf)? {
+                break answer;
+            }
+            match self.fill(decoder.room(self.buf.len())).await {
+                Ok(true) => {}
+                Ok(false) => break decoder.finish(&mut self.buf)?,
+                Err(e) => return Err(decoder.io_failed(&e)),
             }
         };
-        let answered =
-            |status: u16| InvokeError::Failed(format!("function answered HTTP {status}"));
-        let success = (200..300).contains(&status);
-        // An error answer's body is read too (within the same bounds) so that its
-        // connection can serve the next invocation; it is never quoted.
-        let body = match self.read_body(framing, max_body).await {
-            Ok(read) => read,
-            Err(_) if !success => return Err(answered(status)),
-            Err(e) => return Err(e),
-        };
-        // A body up to the close left `keep_alive` false. Bytes after the answer were
-        // never asked for: do not reuse such a connection either.
-        let reusable = keep_alive && self.buf.is_empty();
-        Ok((
-            success.then_some(body).ok_or_else(|| answered(status)),
-            reusable,
-        ))
+        // Bytes after the answer were never asked for: do not reuse such a connection.
+        let reusable = answer.keep_alive && self.buf.is_empty();
+        Ok((answer.into_result(), reusable))
+    }
+}
+
+/// The bounds one answer is read within: the module's constants, and the invocation's
+/// `max_response_bytes` for the body. Tests shrink them to reach every bound cheaply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Bytes of all the heads of the answer together; also of its trailer section.
+    head: usize,
+    /// Fields in one head, or in the trailer section (at most [`MAX_HEADERS`]).
+    headers: usize,
+    /// Bytes of one chunk-size line, without its CRLF.
+    chunk_line: usize,
+    /// Bytes of chunk-size lines beyond their first [`FREE_CHUNK_LINE`], over the body.
+    chunk_extensions: usize,
+    /// Bytes of body.
+    body: usize,
+}
+
+impl Limits {
+    pub(crate) fn new(max_body: usize) -> Self {
+        Self {
+            head: MAX_HEAD,
+            headers: MAX_HEADERS,
+            chunk_line: MAX_CHUNK_LINE,
+            chunk_extensions: MAX_CHUNK_EXTENSIONS,
+            body: max_body,
+        }
+    }
+}
+
+/// A final answer, read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+    /// Whether the answer lets the connection serve another request (its framing ended
+    /// it exactly, and it did not ask to close).
+    pub keep_alive: bool,
+}
+
+impl Answer {
+    /// The body of a `2xx` answer; any other status is `function answered HTTP
+    /// <status>`, never quoting the body.
+    fn into_result(self) -> Result<Bytes, InvokeError> {
+        if (200..300).contains(&self.status) {
+            Ok(self.body)
+        } else {
+            Err(answered(self.status))
+        }
+    }
+}
+
+/// Reads one answer from the bytes a connection delivers, without doing I/O: the caller
+/// appends what arrives to a buffer (at most [`room`](Self::room) bytes per read) and
+/// calls [`decode`](Self::decode) until it yields the answer, or
+/// [`finish`](Self::finish) at the end of the stream. It consumes what it has used from
+/// the front of the buffer, so what is left after the answer is what followed it.
+///
+/// The verdict (the answer or the error, and where the answer ends) depends only on the
+/// bytes, never on how the reads cut them: each decision is made at a point the bytes
+/// fix (a line's end, a bound's last byte), which the fuzz targets below check.
+#[derive(Debug)]
+pub(crate) struct AnswerDecoder {
+    limits: Limits,
+    state: State,
+    /// Bytes of the interim heads already consumed.
+    head_bytes: usize,
+    status: u16,
+    keep_alive: bool,
+    /// A chunked body as it is decoded.
+    body: BytesMut,
+    chunked: Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    /// No body (`204`, `304`).
+    Empty,
+    /// A body of this many bytes (within the bound).
+    Length(usize),
+    Chunked,
+    /// A body up to the close.
+    UntilClose,
+    Done,
+}
+
+impl AnswerDecoder {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            limits: Limits {
+                headers: limits.headers.min(MAX_HEADERS),
+                ..limits
+            },
+            state: State::Head,
+            head_bytes: 0,
+            status: 0,
+            keep_alive: false,
+            body: BytesMut::new(),
+            chunked: Chunked::new(),
+        }
     }
 
-    /// Reads the body the head announced.
-    async fn read_body(&mut self, framing: Framing, max_body: usize) -> Result<Bytes, InvokeError> {
-        Ok(match framing {
-            Framing::None => Bytes::new(),
-            Framing::Length(n) => {
-                if n > max_body as u64 {
-                    return Err(too_large());
+    /// Decodes what `buf` holds. `Ok(None)`: more bytes are needed.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Answer>, InvokeError> {
+        if self.state == State::Head && !self.head(buf)? {
+            return Ok(None);
+        }
+        let body = match self.state {
+            State::Head | State::Done => return Err(failed("response already read")),
+            State::Empty => Bytes::new(),
+            State::Length(n) => {
+                if buf.len() < n {
+                    return Ok(None);
                 }
-                let n = n as usize;
-                while self.buf.len() < n {
-                    self.fill_body().await?;
-                }
-                let body = Bytes::copy_from_slice(&self.buf[..n]);
-                self.buf.advance(n);
+                let body = Bytes::copy_from_slice(&buf[..n]);
+                buf.advance(n);
                 body
             }
-            Framing::Chunked => self.read_chunked(max_body).await?,
-            Framing::UntilClose => {
-                // The first bytes may have come with the head.
-                while self.buf.len() <= max_body && self.fill().await.map_err(body_error)? {}
-                if self.buf.len() > max_body {
-                    return Err(too_large());
+            State::Chunked => {
+                let done = self.chunked.decode(buf, &mut self.body, &self.limits);
+                if !done.map_err(|e| self.body_failed(e))? {
+                    return Ok(None);
                 }
-                self.buf.split().freeze()
+                self.body.split().freeze()
             }
-        })
+            State::UntilClose => {
+                if buf.len() > self.limits.body {
+                    return Err(self.body_failed(too_large()));
+                }
+                return Ok(None);
+            }
+        };
+        self.state = State::Done;
+        Ok(Some(Answer {
+            status: self.status,
+            body,
+            keep_alive: self.keep_alive,
+        }))
     }
 
-    /// Parses a final response head from the buffer and consumes it; interim (1xx)
-    /// heads are consumed and skipped. `None`: more bytes are needed.
-    fn parse_head(&mut self) -> Result<Option<(u16, Framing, bool)>, InvokeError> {
+    /// The most bytes the next read may add to a buffer holding `buffered` (at least 1
+    /// while the answer is incomplete): while a head or the trailers are read, what
+    /// keeps them within their bound; otherwise unbounded, since the body's bound is
+    /// enforced as it is decoded.
+    pub(crate) fn room(&self, buffered: usize) -> usize {
+        match self.state {
+            State::Head => (self.limits.head - self.head_bytes).saturating_sub(buffered),
+            State::Chunked => self.chunked.room(buffered, &self.limits),
+            _ => usize::MAX,
+        }
+    }
+
+    /// The stream ended before [`decode`](Self::decode) yielded the answer: a body up
+    /// to the close is complete; anything else was cut short.
+    pub(crate) fn finish(mut self, buf: &mut BytesMut) -> Result<Answer, InvokeError> {
+        match self.state {
+            State::Head if buf.is_empty() => Err(failed("connection closed before the response")),
+            State::Head => Err(failed("response is not valid HTTP")),
+            State::UntilClose if buf.len() > self.limits.body => Err(self.body_failed(too_large())),
+            State::UntilClose => {
+                self.state = State::Done;
+                Ok(Answer {
+                    status: self.status,
+                    body: buf.split().freeze(),
+                    keep_alive: false,
+                })
+            }
+            State::Empty | State::Length(_) | State::Chunked => {
+                Err(self.body_failed(failed("response body truncated")))
+            }
+            State::Done => Err(failed("response already read")),
+        }
+    }
+
+    /// The error for a read that failed.
+    pub(crate) fn io_failed(&self, e: &std::io::Error) -> InvokeError {
+        match self.state {
+            State::Head if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                failed("connection reset before the response")
+            }
+            State::Head => failed("request failed"),
+            _ => self.body_failed(body_error(e)),
+        }
+    }
+
+    /// An error status's body is read only so its connection can be reused: when that
+    /// fails, the status is the error, not the body's fault.
+    fn body_failed(&self, e: InvokeError) -> InvokeError {
+        if (200..300).contains(&self.status) {
+            e
+        } else {
+            answered(self.status)
+        }
+    }
+
+    /// Parses the final head from the front of `buf` and consumes it, with any interim
+    /// (`1xx`) heads before it. `Ok(false)`: more bytes are needed.
+    fn head(&mut self, buf: &mut BytesMut) -> Result<bool, InvokeError> {
         loop {
+            // Only the bytes within the bound are looked at, so an over-long head fails
+            // the same way however it arrived.
+            let limit = self.limits.head - self.head_bytes;
+            let window = &buf[..buf.len().min(limit)];
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            let len = match response.parse(&self.buf) {
+            let mut response = httparse::Response::new(&mut headers[..self.limits.headers]);
+            let len = match response.parse(window) {
                 Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(httparse::Error::TooManyHeaders) => {
+                Ok(httparse::Status::Partial) if window.len() == limit => {
                     return Err(failed("response head too large"))
+                }
+                Ok(httparse::Status::Partial) => return Ok(false),
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(failed("response has too many headers"))
                 }
                 Err(_) => return Err(failed("response is not valid HTTP")),
             };
             let status = response.code.unwrap_or(0);
             if (100..200).contains(&status) && status != 101 {
-                self.buf.advance(len);
+                self.head_bytes += len;
+                buf.advance(len);
                 continue;
             }
+            if status == 101 {
+                // An upgrade nobody asked for: the connection speaks something else now.
+                return Err(answered(status));
+            }
             let http10 = response.version == Some(0);
-            let mut keep_alive = !http10;
-            let mut length: Option<u64> = None;
-            let mut chunked = false;
-            for h in response.headers.iter() {
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    let n = std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .ok_or_else(|| failed("response is not valid HTTP"))?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(failed("response is not valid HTTP"));
-                    }
-                    length = Some(n);
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    // Chunked must be the last coding; only then is the length known.
-                    chunked = h
-                        .value
-                        .rsplit(|&b| b == b',')
-                        .next()
-                        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                    if !chunked {
-                        keep_alive = false;
-                    }
-                } else if h.name.eq_ignore_ascii_case("connection") {
-                    for token in h.value.split(|&b| b == b',') {
-                        let token = token.trim_ascii();
-                        if token.eq_ignore_ascii_case(b"close") {
-                            keep_alive = false;
-                        } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                            keep_alive = true;
-                        }
-                    }
+            let (framing, keep_alive) = framing(http10, response.headers)?;
+            self.status = status;
+            self.keep_alive = keep_alive;
+            self.state = match framing {
+                _ if status == 204 || status == 304 => State::Empty,
+                Framing::Chunked => State::Chunked,
+                Framing::Length(n) if n > self.limits.body as u64 => {
+                    return Err(self.body_failed(too_large()))
+                }
+                Framing::Length(n) => State::Length(n as usize),
+                Framing::UntilClose => {
+                    // Only the close ends it.
+                    self.keep_alive = false;
+                    State::UntilClose
+                }
+            };
+            buf.advance(len);
+            return Ok(true);
+        }
+    }
+}
+
+/// What frames the body of a final answer, from its headers alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// How a final answer's body is framed and whether it lets the connection be kept, from
+/// its version and header fields, by RFC 9112 §6.1 and §6.3. Every ambiguity is an
+/// error (see the module docs).
+fn framing(http10: bool, headers: &[httparse::Header<'_>]) -> Result<(Framing, bool), InvokeError> {
+    let mut keep_alive = !http10;
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut codings = 0usize;
+    let mut last_chunked = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            // `42, 42` (or the field repeated) is one length (RFC 9110 §8.6).
+            for value in h.value.split(|&b| b == b',') {
+                let n = decimal(trim_ows(value))
+                    .ok_or_else(|| failed("response has an invalid content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(failed("response has conflicting content-length values"));
+                }
+                length = Some(n);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // Empty list elements are no codings (RFC 9110 §5.6.1).
+            for coding in h.value.split(|&b| b == b',').map(trim_ows) {
+                if !coding.is_empty() {
+                    codings += 1;
+                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
                 }
             }
-            let framing = if status == 204 || status == 304 {
-                Framing::None
-            } else if chunked {
-                Framing::Chunked
-            } else if let Some(n) = length {
-                Framing::Length(n)
-            } else {
-                keep_alive = false;
-                Framing::UntilClose
-            };
-            self.buf.advance(len);
-            return Ok(Some((status, framing, keep_alive)));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = trim_ows(token);
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    if transfer_encoding {
+        if length.is_some() {
+            return Err(failed(
+                "response has both content-length and transfer-encoding",
+            ));
+        }
+        if codings > 1 {
+            return Err(failed("response has more than one transfer coding"));
+        }
+        if !last_chunked {
+            return Err(failed("response transfer-encoding is not chunked"));
+        }
+        if http10 {
+            return Err(failed("HTTP/1.0 response with transfer-encoding"));
+        }
+        return Ok((Framing::Chunked, keep_alive));
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), keep_alive),
+        None => (Framing::UntilClose, keep_alive),
+    })
+}
+
+/// A `content-length` value: one or more ASCII digits that fit a `u64` (no sign, no
+/// spaces inside).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        if d.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// `value` without the spaces and tabs around it (HTTP's optional whitespace).
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// A control character, which no line of an HTTP/1.1 message may hold (tab aside).
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: what a field name is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A chunked body decoder (RFC 9112 §7.1), without I/O: it moves body bytes out of the
+/// connection's buffer as they arrive, so the buffer holds back at most one partial size
+/// line, the CRLF after a chunk, or one partial trailer line.
+///
+/// Grammar accepted: each chunk-size line is optional spaces or tabs, hex digits (a size
+/// that fits a `u64`), optional spaces or tabs, and optionally `;` and extensions, which
+/// are not interpreted but may hold no control character; lines end with CRLF. The last
+/// chunk (size 0) is followed by trailer fields (`name: value`, the name a token, no
+/// control characters), which are checked and dropped, and an empty line.
+#[derive(Debug)]
+pub(crate) struct Chunked {
+    state: ChunkState,
+    /// Bytes at the front of the buffer already searched for the end of the current line.
+    scanned: usize,
+    /// Of [`Limits::chunk_extensions`], spent.
+    extensions: usize,
+    /// Bytes of the trailer section consumed so far (lines with their CRLF).
+    trailer_bytes: usize,
+    trailer_fields: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// At a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes to go.
+    Data(usize),
+    /// At the CRLF after a chunk's data.
+    DataEnd,
+    /// At a trailer line (or the empty line that ends the body).
+    Trailer,
+    Done,
+}
+
+impl Chunked {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: ChunkState::Size,
+            scanned: 0,
+            extensions: 0,
+            trailer_bytes: 0,
+            trailer_fields: 0,
         }
     }
 
-    /// Decodes a chunked body (trailers are read and ignored).
-    async fn read_chunked(&mut self, max_body: usize) -> Result<Bytes, InvokeError> {
-        let mut body = BytesMut::new();
+    /// Decodes what `buf` holds, appending body bytes to `body` (which must not pass
+    /// `limits.body`). `Ok(true)`: the body and its trailers are complete, and what is
+    /// left in `buf` followed them.
+    pub(crate) fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        body: &mut BytesMut,
+        limits: &Limits,
+    ) -> Result<bool, InvokeError> {
         loop {
-            // The size line: hex digits, optional extensions, CRLF.
-            let line_end = loop {
-                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                if self.buf.len() > 1024 {
-                    return Err(failed("error reading the response body"));
-                }
-                self.fill_body().await?;
-            };
-            let size = switchboard_core::text::chunk_size(&self.buf[..line_end])
-                .ok_or_else(|| failed("error reading the response body"))?;
-            self.buf.advance(line_end + 2);
-            if size == 0 {
-                // Trailer lines up to an empty line.
-                loop {
-                    let end = loop {
-                        if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                            break i;
-                        }
-                        if self.buf.len() > MAX_HEAD {
-                            return Err(failed("error reading the response body"));
-                        }
-                        self.fill_body().await?;
+            match self.state {
+                ChunkState::Size => {
+                    let Some(end) = self.line(buf, limits.chunk_line) else {
+                        return if buf.len() >= limits.chunk_line + 2 {
+                            Err(failed("chunk size line too long"))
+                        } else {
+                            Ok(false)
+                        };
                     };
-                    self.buf.advance(end + 2);
+                    let line = &buf[..end];
+                    if line.iter().copied().any(is_ctl) {
+                        return Err(failed("invalid chunk size line"));
+                    }
+                    let size = switchboard_core::text::chunk_size(line)
+                        .ok_or_else(|| failed("invalid chunk size line"))?;
+                    self.extensions += end.saturating_sub(FREE_CHUNK_LINE);
+                    if self.extensions > limits.chunk_extensions {
+                        return Err(failed("chunk extensions too large"));
+                    }
+                    if size > (limits.body - body.len()) as u64 {
+                        return Err(too_large());
+                    }
+                    buf.advance(end + 2);
+                    self.state = match size {
+                        0 => ChunkState::Trailer,
+                        n => ChunkState::Data(n as usize),
+                    };
+                }
+                ChunkState::Data(left) => {
+                    // Copied as it arrives: the announced size is never reserved ahead.
+                    let take = left.min(buf.len());
+                    body.extend_from_slice(&buf[..take]);
+                    buf.advance(take);
+                    if take < left {
+                        self.state = ChunkState::Data(left - take);
+                        return Ok(false);
+                    }
+                    self.state = ChunkState::DataEnd;
+                }
+                ChunkState::DataEnd => {
+                    match buf.first().zip(buf.get(1)) {
+                        Some((b'\r', b'\n')) => {}
+                        Some(_) => return Err(failed("invalid chunked body")),
+                        None if buf.first().is_some_and(|&b| b != b'\r') => {
+                            return Err(failed("invalid chunked body"))
+                        }
+                        None => return Ok(false),
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailer => {
+                    // The line and its CRLF must fit what is left of the section's bound.
+                    let left = limits.head - self.trailer_bytes;
+                    let Some(max) = left.checked_sub(2) else {
+                        return Err(failed("response trailers too large"));
+                    };
+                    let Some(end) = self.line(buf, max) else {
+                        return if buf.len() >= left {
+                            Err(failed("response trailers too large"))
+                        } else {
+                            Ok(false)
+                        };
+                    };
+                    if end > 0 {
+                        if !is_trailer_field(&buf[..end]) {
+                            return Err(failed("invalid response trailer"));
+                        }
+                        self.trailer_fields += 1;
+                        if self.trailer_fields > limits.headers {
+                            return Err(failed("response has too many trailer fields"));
+                        }
+                    }
+                    self.trailer_bytes += end + 2;
+                    buf.advance(end + 2);
                     if end == 0 {
-                        return Ok(body.freeze());
+                        self.state = ChunkState::Done;
+                        return Ok(true);
                     }
                 }
+                ChunkState::Done => return Ok(true),
             }
-            if size > (max_body - body.len()) as u64 {
-                return Err(too_large());
-            }
-            let size = size as usize;
-            while self.buf.len() < size + 2 {
-                self.fill_body().await?;
-            }
-            if &self.buf[size..size + 2] != b"\r\n" {
-                return Err(failed("error reading the response body"));
-            }
-            body.extend_from_slice(&self.buf[..size]);
-            self.buf.advance(size + 2);
         }
     }
 
-    /// [`fill`](Self::fill) while a body is read: the end of the stream is a truncation.
-    async fn fill_body(&mut self) -> Result<(), InvokeError> {
-        match self.fill().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(failed("response body truncated")),
-            Err(e) => Err(body_error(e)),
+    /// The most bytes the next read may add to a buffer holding `buffered`: within a
+    /// trailer line, what keeps the section within its bound; otherwise unbounded (a
+    /// size line's bound is checked on what arrived, and data is consumed as it comes).
+    pub(crate) fn room(&self, buffered: usize, limits: &Limits) -> usize {
+        match self.state {
+            ChunkState::Trailer => (limits.head - self.trailer_bytes).saturating_sub(buffered),
+            _ => usize::MAX,
         }
+    }
+
+    /// Where the line at the front of `buf` ends (the index of its CRLF), if it has
+    /// ended within `max` bytes. Resumes the search where the last call stopped.
+    fn line(&mut self, buf: &[u8], max: usize) -> Option<usize> {
+        let window = &buf[..buf.len().min(max + 2)];
+        // A CR at the end of the last search may be followed by its LF now.
+        let from = self.scanned.saturating_sub(1).min(window.len());
+        match window[from..].windows(2).position(|w| w == b"\r\n") {
+            Some(i) => {
+                self.scanned = 0;
+                Some(from + i)
+            }
+            None => {
+                self.scanned = window.len();
+                None
+            }
+        }
+    }
+}
+
+/// A trailer line: `name: value`, the name a token, no control characters.
+fn is_trailer_field(line: &[u8]) -> bool {
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) => {
+            colon > 0
+                && line[..colon].iter().copied().all(is_tchar)
+                && !line[colon + 1..].iter().copied().any(is_ctl)
+        }
+        None => false,
     }
 }
 
 fn failed(reason: &'static str) -> InvokeError {
     InvokeError::Failed(reason.into())
+}
+
+/// A status other than `2xx`, or one that cannot be read on (`101`).
+fn answered(status: u16) -> InvokeError {
+    InvokeError::Failed(format!("function answered HTTP {status}"))
 }
 
 pub(crate) fn too_large() -> InvokeError {
@@ -436,7 +834,7 @@ fn send_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
-fn body_error(e: std::io::Error) -> InvokeError {
+fn body_error(e: &std::io::Error) -> InvokeError {
     match e.kind() {
         std::io::ErrorKind::ConnectionReset => failed("connection reset mid-response"),
         std::io::ErrorKind::UnexpectedEof => failed("response body truncated"),
