@@ -34,6 +34,15 @@ fn parse_path(path: &str) -> Result<Vec<String>, ExpressionError> {
     if segments.iter().any(|s| s.is_empty()) {
         return Err(ExpressionError("empty field name"));
     }
+    // `$request.body.a/${request.body.b}` or `$request.body.a/$request.body.b` would
+    // read one field named `a/${request` (or `a/$request`), which no message has: every
+    // message would go to `$default` without a word. Text around fields needs the
+    // `${request.body.x}` form.
+    if segments.iter().any(|s| s.contains(['$', '{', '}'])) {
+        return Err(ExpressionError(
+            "field names cannot contain '$', '{' or '}' (mix fields with text as ${request.body.x})",
+        ));
+    }
     Ok(segments)
 }
 
@@ -221,6 +230,82 @@ mod tests {
         let body = br#"{"service":"chat","op":{"name":"send"}}"#;
         assert_eq!(t.select(body, true).unwrap().key, "chat/send");
         assert!(t.select(br#"{"service":"chat"}"#, true).is_none());
+    }
+
+    /// A `$request.body.x` expression followed by more text (another field, either
+    /// form) was taken as one field with an odd name, so every message went to
+    /// `$default`; it is refused now, naming the template form.
+    #[test]
+    fn mixed_expression_forms_are_refused() {
+        for e in [
+            "$request.body.service/${request.body.action}",
+            "$request.body.service/$request.body.action",
+            "$request.body.action}",
+            "${request.body.${request.body.a}}",
+            "${request.body.a{b}",
+        ] {
+            let err = SelectionExpression::parse(e).expect_err(e);
+            assert!(err.to_string().contains("${request.body.x}"), "{e}: {err}");
+        }
+        // Text around a field is fine in the template form, `$` and braces included.
+        let t = table(
+            "${request.body.service}/${request.body.action}",
+            &["chat/send"],
+        );
+        assert_eq!(
+            t.select(br#"{"service":"chat","action":"send"}"#, true)
+                .unwrap()
+                .key,
+            "chat/send"
+        );
+        let t = table("{$}${request.body.a}}", &["{$}x}"]);
+        assert_eq!(t.select(br#"{"a":"x"}"#, true).unwrap().key, "{$}x}");
+    }
+
+    /// Nesting is bounded by serde_json's recursion limit (127 levels parse, 128 do
+    /// not): a message nested 100,000 deep is refused after 128 levels and goes to
+    /// `$default`, on a stack no bigger than a tokio worker's (2 MiB).
+    #[test]
+    fn deeply_nested_messages_go_to_default_without_exhausting_the_stack() {
+        let n = 100_000;
+        let bodies: Vec<Vec<u8>> = vec![
+            format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes(),
+            "[".repeat(n).into_bytes(),
+            format!("{}1{}", r#"{"action":"#.repeat(n), "}".repeat(n)).into_bytes(),
+            format!(
+                r#"{{"action":"send","x":{}{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+            .into_bytes(),
+        ];
+        let routed = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let t = table("$request.body.action", &["$default", "send", "1"]);
+                bodies
+                    .iter()
+                    .map(|b| t.select(b, true).unwrap().key.to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(routed, ["$default"; 4]);
+        // Just within the limit the message is read.
+        let deep = |levels: usize| {
+            format!(
+                r#"{{"action":"send","x":{}{}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        let t = table("$request.body.action", &["$default", "send"]);
+        assert_eq!(t.select(deep(126).as_bytes(), true).unwrap().key, "send");
+        assert_eq!(
+            t.select(deep(127).as_bytes(), true).unwrap().key,
+            "$default"
+        );
     }
 
     #[test]
