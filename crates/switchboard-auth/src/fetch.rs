@@ -145,6 +145,74 @@ mod tests {
         assert!(parse_url("not a url").is_err());
     }
 
+    /// A JWKS server that answers the head and then trickles the body, one byte a
+    /// second, forever: the fetch still ends at [`JWKS_FETCH_TIMEOUT`] (paused time,
+    /// real sockets).
+    #[tokio::test(start_paused = true)]
+    async fn a_trickling_server_cannot_hold_a_fetch_past_the_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: Uri = format!("http://{}/jwks", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = tcp.read(&mut request).await.unwrap();
+            tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n{")
+                .await
+                .unwrap();
+            let mut sent = 1u64;
+            while tcp.write_all(b" ").await.is_ok() {
+                sent += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            sent
+        });
+        let started = tokio::time::Instant::now();
+        let err = Fetcher::with_public_roots()
+            .unwrap()
+            .get(&uri)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err, "timed out after 5 s");
+        assert!(
+            (JWKS_FETCH_TIMEOUT..JWKS_FETCH_TIMEOUT + Duration::from_secs(1)).contains(&took),
+            "{took:?}"
+        );
+        // The fetch gave up and closed its connection: the server's writes fail.
+        let sent = tokio::time::timeout(Duration::from_secs(60), server)
+            .await
+            .expect("the server saw the connection close")
+            .unwrap();
+        assert!(
+            sent >= 2,
+            "the body was trickling when the fetch gave up ({sent})"
+        );
+    }
+
+    /// A server that accepts and never answers.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_cannot_hold_a_fetch_past_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: Uri = format!("http://{}/jwks", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let _server = tokio::spawn(async move {
+            let (_tcp, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let started = tokio::time::Instant::now();
+        let err = Fetcher::with_public_roots()
+            .unwrap()
+            .get(&uri)
+            .await
+            .unwrap_err();
+        assert_eq!(err, "timed out after 5 s");
+        assert!(started.elapsed() >= JWKS_FETCH_TIMEOUT);
+    }
+
     /// The https path end to end: a local TLS server with a certificate from a CA the
     /// fetcher is told to trust, and the public-roots fetcher refusing that CA.
     #[tokio::test]

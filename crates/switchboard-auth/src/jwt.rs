@@ -321,6 +321,88 @@ mod tests {
     }
 
     #[test]
+    fn numeric_dates_at_the_edges_of_their_range() {
+        let p = policy();
+        let check = |c: Value| check_claims(&claims(c), &p, at(NOW));
+        // The last second of year 9999 is taken and kept exactly, fractions included.
+        let max = MAX_NUMERIC_DATE;
+        assert_eq!(check(json!({"exp": max})), Ok(at(max)));
+        assert_eq!(
+            check(json!({"exp": max as f64 - 0.25})),
+            Ok(at(max - 1) + Duration::from_millis(750))
+        );
+        for exp in [
+            json!(max + 1),
+            json!(max as f64 + 0.5),
+            json!(1e19),
+            json!(u64::MAX),
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(-1),
+            json!(-1e-300),
+            json!(f64::MAX),
+            json!(true),
+            json!(null),
+            json!("1700000000"),
+            json!([NOW + 10]),
+            json!({"t": NOW + 10}),
+        ] {
+            assert_eq!(check(json!({"exp": exp})), Err(reason::MALFORMED), "{exp}");
+            // The same values as nbf or iat, beside a good exp.
+            for name in ["nbf", "iat"] {
+                let mut c = json!({"exp": NOW + 100});
+                c[name] = exp.clone();
+                assert_eq!(check(c), Err(reason::MALFORMED), "{name} = {exp}");
+            }
+        }
+        // Zero (and negative zero) are times: long past.
+        assert_eq!(check(json!({"exp": 0})), Err(reason::EXPIRED));
+        assert_eq!(check(json!({"exp": -0.0})), Err(reason::EXPIRED));
+        let early = check_claims(&claims(json!({"exp": -0.0})), &p, at(1));
+        assert_eq!(early, Ok(UNIX_EPOCH));
+        // Serde reads a number too large for f64 as an error, not as infinity.
+        assert!(serde_json::from_str::<Value>(r#"{"exp": 1e400}"#).is_err());
+    }
+
+    #[test]
+    fn extreme_leeways_and_clocks_do_not_overflow() {
+        let mut p = policy();
+        p.leeway_secs = u64::MAX;
+        // The operator's leeway is theirs to choose; it must not wrap or panic.
+        let c = claims(json!({"exp": 1, "nbf": MAX_NUMERIC_DATE}));
+        assert_eq!(check_claims(&c, &p, at(NOW)), Ok(at(1)));
+        // A clock before 1970 counts as the epoch.
+        let before_1970 = UNIX_EPOCH - Duration::from_secs(86_400);
+        let p = policy();
+        let c = claims(json!({"exp": 10}));
+        assert_eq!(check_claims(&c, &p, before_1970), Ok(at(10)));
+        assert_eq!(
+            check_claims(
+                &c,
+                &p,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into())
+            ),
+            Err(reason::EXPIRED)
+        );
+    }
+
+    #[test]
+    fn kid_length_is_bounded() {
+        let p = policy();
+        let tok = |kid: &str| {
+            format!(
+                "{}.{}.c2ln",
+                b64(&json!({"alg": "HS256", "kid": kid})),
+                b64(&json!({}))
+            )
+        };
+        let fits = "k".repeat(MAX_KID_BYTES);
+        assert_eq!(parse(&tok(&fits), &p).unwrap().header.kid, Some(fits));
+        let long = "k".repeat(MAX_KID_BYTES + 1);
+        assert_eq!(parse(&tok(&long), &p).unwrap_err(), reason::MALFORMED);
+    }
+
+    #[test]
     fn issuer_and_audience() {
         let mut p = policy();
         p.issuer = Some("https://issuer".into());

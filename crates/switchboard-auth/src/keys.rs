@@ -626,6 +626,80 @@ mod tests {
         }
     }
 
+    /// The bounds are ring's (`RSA_PKCS1_2048_8192_SHA256`): a key loaded is a key ring
+    /// verifies with, counted after leading zero octets are stripped.
+    #[test]
+    fn rsa_bounds_match_what_ring_verifies_with() {
+        // An odd modulus of `bytes` octets whose first is `top`.
+        let n = |bytes: usize, top: u8| {
+            let mut v = vec![0xff; bytes];
+            v[0] = top;
+            v
+        };
+        let f4 = [1, 0, 1];
+        let rsa = |n: &[u8], e: &[u8]| rsa_material(n, e).map(|_| ());
+        assert_eq!(rsa(&n(256, 0x80), &f4), Ok(()), "2048 bits");
+        assert_eq!(rsa(&n(1024, 0xff), &f4), Ok(()), "8192 bits");
+        let size = Err("RSA modulus must be 2048 to 8192 bits");
+        assert_eq!(rsa(&n(256, 0x7f), &f4), size, "2047 bits");
+        assert_eq!(rsa(&n(1025, 0x01), &f4), size, "8193 bits");
+        assert_eq!(rsa(&n(128, 0xff), &f4), size, "1024 bits");
+        assert_eq!(rsa(&[0x03], &f4), size);
+        let zero = Err("RSA modulus is empty or zero");
+        assert_eq!(rsa(&[], &f4), zero);
+        assert_eq!(rsa(&[0; 300], &f4), zero);
+        let mut even = n(256, 0x80);
+        even[255] = 0xfe;
+        assert_eq!(rsa(&even, &f4), Err("RSA modulus is even"));
+        // Leading zeros are stripped, and the stored modulus has none (ring refuses them).
+        let padded = [&[0, 0, 0][..], &n(256, 0x80)].concat();
+        match rsa_material(&padded, &[0, 0, 1, 0, 1]).unwrap() {
+            Material::Rsa { n, e } => assert_eq!((n.len(), e), (256, vec![1, 0, 1])),
+            _ => unreachable!(),
+        }
+        let exponent = Err("RSA exponent must be odd, 3 to 2^33 - 1");
+        for (e, ok) in [
+            (&[3][..], true),
+            (&[1, 0, 0, 0, 1], true),
+            (&[1, 0xff, 0xff, 0xff, 0xff], true),
+            (&[0, 0, 0, 0, 0, 0, 3], true),
+            (&[], false),
+            (&[0], false),
+            (&[1], false),
+            (&[2], false),
+            (&[1, 0, 0], false),
+            (&[2, 0, 0, 0, 1], false),
+            (&[1, 0, 0, 0, 0, 1], false),
+        ] {
+            let want = if ok { Ok(()) } else { exponent };
+            assert_eq!(rsa(&n(256, 0x80), e), want, "e = {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_set_of_thousands_of_keys_is_cut_at_the_bound() {
+        let entry = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "x"});
+        let doc = serde_json::json!({ "keys": vec![entry; 20_000] }).to_string();
+        assert!(doc.len() < crate::fetch::JWKS_MAX_BYTES);
+        let set = keys_from_jwks(doc.as_bytes(), JwksOrigin::File).unwrap();
+        let n = MAX_JWKS_KEYS;
+        assert_eq!(
+            (set.keys.len(), set.refused.len(), set.ignored),
+            (n, 0, 20_000 - n)
+        );
+        // A document nested deeper than serde's recursion limit is an error, not a
+        // stack overflow.
+        let deep = format!(
+            "{{\"keys\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let err = keys_from_jwks(deep.as_bytes(), JwksOrigin::File)
+            .err()
+            .unwrap();
+        assert!(err.contains("recursion limit"), "{err}");
+    }
+
     #[test]
     fn pinned_alg_limits_a_key() {
         let mut key = VerifyKey::hmac(b"k", None);

@@ -55,7 +55,7 @@ impl Signer {
         }
     }
 
-    fn sign(&self, input: &[u8]) -> Vec<u8> {
+    pub fn sign(&self, input: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match self {
             Self::Hs256(secret) => {
