@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+#[cfg(test)]
+mod fuzz_frames;
 mod kept;
 pub mod metrics;
 mod moves;

@@ -39,26 +39,25 @@ pub(crate) fn parse(data: &Bytes, binary: bool) -> ClientFrame {
         }
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&data[1..9]);
-        return ClientFrame::Message {
-            seq: u64::from_be_bytes(seq),
-            data: data.slice(9..),
-            binary: true,
+        // Numbering starts at 1 (as `m0:` is refused): a 0 would pass for a resend of
+        // something already handed on, and be acknowledged and dropped without a word.
+        return match u64::from_be_bytes(seq) {
+            0 => ClientFrame::Invalid,
+            seq => ClientFrame::Message {
+                seq,
+                data: data.slice(9..),
+                binary: true,
+            },
         };
     }
     match data.first() {
         Some(b'h') if data.len() == 1 => ClientFrame::Heartbeat,
-        Some(b'a') => std::str::from_utf8(&data[1..])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map_or(ClientFrame::Invalid, ClientFrame::Ack),
+        Some(b'a') => decimal(&data[1..]).map_or(ClientFrame::Invalid, ClientFrame::Ack),
         Some(b'm') => {
             let Some(colon) = data.iter().position(|&b| b == b':') else {
                 return ClientFrame::Invalid;
             };
-            match std::str::from_utf8(&data[1..colon])
-                .ok()
-                .and_then(|s| s.parse().ok())
-            {
+            match decimal(&data[1..colon]) {
                 Some(seq) if seq > 0 => ClientFrame::Message {
                     seq,
                     data: data.slice(colon + 1..),
@@ -69,6 +68,15 @@ pub(crate) fn parse(data: &Bytes, binary: bool) -> ClientFrame {
         }
         _ => ClientFrame::Invalid,
     }
+}
+
+/// A sequence number: decimal digits only (`str::parse` would also take a leading `+`),
+/// within u64.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// One resumable session.
