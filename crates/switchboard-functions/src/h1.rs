@@ -534,7 +534,9 @@ enum Framing {
 /// its version and header fields, by RFC 9112 §6.1 and §6.3. Every ambiguity is an
 /// error (see the module docs).
 fn framing(http10: bool, headers: &[httparse::Header<'_>]) -> Result<(Framing, bool), InvokeError> {
-    let mut keep_alive = !http10;
+    // `close` wins wherever it stands; HTTP/1.0 keeps a connection only when asked to.
+    let mut close = false;
+    let mut keep_alive_asked = false;
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut codings = 0usize;
@@ -562,14 +564,12 @@ fn framing(http10: bool, headers: &[httparse::Header<'_>]) -> Result<(Framing, b
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = trim_ows(token);
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    keep_alive = true;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
     }
+    let keep_alive = !close && (!http10 || keep_alive_asked);
     if transfer_encoding {
         if length.is_some() {
             return Err(failed(
@@ -811,6 +811,9 @@ fn is_trailer_field(line: &[u8]) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 fn failed(reason: &'static str) -> InvokeError {
     InvokeError::Failed(reason.into())
