@@ -213,6 +213,14 @@ fn deflate_message(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
     if out.len() >= start + 4 && out[out.len() - 4..] == TAIL {
         out.truncate(out.len() - 4);
     }
+    if out.len() == start {
+        // zlib emits nothing for a flush right after another (an empty message with
+        // context takeover), but the peer appends `00 00 ff ff` to every message: it needs
+        // the byte that opens an empty stored block in front of that (RFC 7692 §7.2.3.6),
+        // or it reads the tail as a block header and waits, inside that block, for bytes
+        // the next message will wrongly supply.
+        out.push(0x00);
+    }
 }
 
 /// Decompresses incoming messages for one connection.
@@ -232,6 +240,12 @@ impl Inflater {
 
     /// Inflates one whole message. More than `max` bytes of output: 1009.
     pub fn decompress(&mut self, input: &[u8], max: usize) -> Result<Vec<u8>, ProtocolError> {
+        if input.is_empty() {
+            // An empty message from a sender that wrote no block at all (as this crate's
+            // deflater did under context takeover): the tail alone would leave the
+            // inflater inside a half-read stored block header and garble the next message.
+            return Ok(Vec::new());
+        }
         if self.shared {
             SHARED_DECOMPRESS.with(|cell| {
                 let mut slot = cell.borrow_mut();
@@ -472,6 +486,34 @@ mod tests {
             .unwrap();
         assert!(second.len() < 16, "the second refers back: {second:?}");
         assert_eq!(i.decompress(&second, 1000).unwrap(), first);
+    }
+
+    #[test]
+    fn empty_messages_keep_the_context_intact() {
+        for level in [0, 1, 6] {
+            let params = DeflateParams {
+                server_no_context_takeover: false,
+                client_no_context_takeover: false,
+                server_max_window_bits: 15,
+                level,
+                threshold: 0,
+            };
+            let (mut d, mut i) = (Deflater::new(params), Inflater::new(params));
+            for msg in [&b"hello hello hello"[..], b"", b"", &[7u8; 3000], b"hello"] {
+                let mut c = Vec::new();
+                d.compress(msg, &mut c);
+                assert!(
+                    !c.is_empty(),
+                    "level {level}: a message is at least one byte"
+                );
+                assert_eq!(i.decompress(&c, 1 << 20).unwrap(), msg, "level {level}");
+            }
+            // A peer that sends an empty payload for an empty message does no harm.
+            assert!(i.decompress(&[], 10).unwrap().is_empty());
+            let mut c = Vec::new();
+            d.compress(b"after", &mut c);
+            assert_eq!(i.decompress(&c, 10).unwrap(), b"after");
+        }
     }
 
     #[test]
