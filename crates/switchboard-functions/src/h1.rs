@@ -850,3 +850,91 @@ fn capped(mut reason: String) -> String {
     switchboard_core::text::truncate_on_char(&mut reason, 160);
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `bytes` delivered in `pieces` cut points, as `Conn::read_answer` does.
+    fn read(bytes: &[u8], cuts: &[usize], limits: Limits) -> Result<Answer, InvokeError> {
+        let mut decoder = AnswerDecoder::new(limits);
+        let mut buf = BytesMut::new();
+        for piece in switchboard_fuzz::split_at_points(bytes, cuts) {
+            buf.extend_from_slice(piece);
+            if let Some(answer) = decoder.decode(&mut buf)? {
+                return Ok(answer);
+            }
+        }
+        decoder.finish(&mut buf)
+    }
+
+    #[test]
+    fn close_wins_over_keep_alive_in_any_order() {
+        for headers in [
+            "connection: close\r\nconnection: keep-alive\r\n",
+            "connection: keep-alive\r\nconnection: close\r\n",
+            "connection: keep-alive, close\r\n",
+        ] {
+            for version in ["1.0", "1.1"] {
+                let answer =
+                    format!("HTTP/{version} 200 OK\r\n{headers}content-length: 2\r\n\r\nhi");
+                let read = read(answer.as_bytes(), &[], Limits::new(64)).unwrap();
+                assert!(!read.keep_alive, "{answer}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_crlf_split_between_reads_ends_the_size_line() {
+        let body = b"1\r\na\r\n0\r\n\r\n";
+        for cut in 0..body.len() {
+            let mut chunked = Chunked::new();
+            let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
+            buf.extend_from_slice(&body[..cut]);
+            assert!(!chunked
+                .decode(&mut buf, &mut out, &Limits::new(64))
+                .unwrap());
+            buf.extend_from_slice(&body[cut..]);
+            assert!(chunked
+                .decode(&mut buf, &mut out, &Limits::new(64))
+                .unwrap());
+            assert_eq!(&out[..], b"a", "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn heads_are_never_read_past_their_bound() {
+        let limits = Limits {
+            head: 100,
+            ..Limits::new(64)
+        };
+        let mut decoder = AnswerDecoder::new(limits);
+        let mut buf = BytesMut::new();
+        assert_eq!(decoder.room(0), 100);
+        // An interim head spends the same budget as the final one.
+        buf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx: ");
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        assert_eq!(buf.len(), 20);
+        assert_eq!(decoder.room(buf.len()), 100 - 25 - 20);
+        buf.extend_from_slice(&[b'x'; 63][..decoder.room(buf.len())]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(failed("response head too large"))
+        );
+    }
+
+    #[test]
+    fn an_error_status_hides_its_body_errors() {
+        let answer = b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+        assert_eq!(read(answer, &[], Limits::new(64)), Err(answered(500)));
+        // Framing errors are the head's, and say so.
+        let answer =
+            b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\ncontent-length: 1\r\n\r\n";
+        assert_eq!(
+            read(answer, &[], Limits::new(64)),
+            Err(failed(
+                "response has both content-length and transfer-encoding"
+            ))
+        );
+    }
+}
