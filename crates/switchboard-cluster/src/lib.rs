@@ -116,7 +116,8 @@ pub enum Command {
     /// came back there (docs/protocol.md, "Resuming on another node"). Answered with
     /// [`Command::SessionTaken`] to `from`.
     TakeSession {
-        /// The session token the client presented.
+        /// The session token the client presented. The session is handed over (and the
+        /// home relays the request) only if the token proves the session's secret.
         token: String,
         /// The highest server sequence number the client received.
         after: u64,
@@ -152,7 +153,8 @@ pub enum SessionOutcome {
     },
     /// The session is attached to a live socket elsewhere (the resume gets HTTP 409).
     InUse,
-    /// No such session (ended, expired, or not resumable without loss): start afresh.
+    /// No such session (ended, expired, or not resumable without loss), or the token
+    /// does not prove it: start afresh.
     Unknown,
 }
 
@@ -220,6 +222,11 @@ pub trait Backplane: Send + Sync + 'static {
         _ttl_secs: u64,
     ) -> BoxFuture<'_, Result<(), BackplaneError>> {
         Box::pin(std::future::ready(Err(BackplaneError::NotInCluster)))
+    }
+    /// Reads a kept session without taking it: a taker checks that the request may take
+    /// it (its token's proof) before it removes it for everyone else.
+    fn read_session(&self, _key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
     /// Reads and deletes a kept session; of two concurrent takers, one gets it.
     fn take_session(&self, _key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {

@@ -131,6 +131,9 @@ pub(crate) trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Fault>> + Send;
     /// Deletes a stored session.
     fn delete_session(&self, key: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// Reads a stored session, leaving it in place.
+    fn read_session(&self, key: &str)
+        -> impl Future<Output = Result<Option<String>, Fault>> + Send;
     /// Reads and deletes a stored session; of two concurrent takers, one gets it.
     fn take_session(&self, key: &str)
         -> impl Future<Output = Result<Option<String>, Fault>> + Send;
@@ -549,6 +552,14 @@ impl<E: Engine> Node<E> {
         }
     }
 
+    /// [`crate::Backplane::read_session`].
+    pub async fn read_session(&self, key: &str) -> Result<Option<String>, BackplaneError> {
+        self.link.gate()?;
+        self.link
+            .run("read session", self.engine.read_session(key))
+            .await
+    }
+
     /// [`crate::Backplane::take_session`].
     pub async fn take_session(&self, key: &str) -> Result<Option<String>, BackplaneError> {
         self.link.gate()?;
@@ -853,6 +864,10 @@ impl<T: NodeBacked> Backplane for T {
     ) -> BoxFuture<'_, Result<(), BackplaneError>> {
         let key = key.to_owned();
         Box::pin(async move { self.node().store_session(&key, json, ttl_secs).await })
+    }
+    fn read_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+        let key = key.to_owned();
+        Box::pin(async move { self.node().read_session(&key).await })
     }
     fn take_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
         let key = key.to_owned();

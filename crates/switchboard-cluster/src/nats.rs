@@ -487,6 +487,16 @@ impl Engine for NatsEngine {
         self.purge(&self.sessions, key).await
     }
 
+    async fn read_session(&self, key: &str) -> Result<Option<String>, Fault> {
+        let Some(entry) = self.sessions.entry(key).await.map_err(|e| self.fault(e))? else {
+            return Ok(None);
+        };
+        if entry.operation != Operation::Put {
+            return Ok(None);
+        }
+        Ok(String::from_utf8(entry.value.to_vec()).ok())
+    }
+
     async fn take_session(&self, key: &str) -> Result<Option<String>, Fault> {
         let Some(entry) = self.sessions.entry(key).await.map_err(|e| self.fault(e))? else {
             return Ok(None);

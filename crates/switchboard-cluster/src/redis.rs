@@ -398,6 +398,10 @@ impl Engine for RedisEngine {
             .await
     }
 
+    async fn read_session(&self, key: &str) -> Result<Option<String>, Fault> {
+        self.query(redis::cmd("GET").arg(session_key(key))).await
+    }
+
     async fn take_session(&self, key: &str) -> Result<Option<String>, Fault> {
         // GETDEL (Redis 6.2): atomic, so one of two takers gets it.
         self.query(redis::cmd("GETDEL").arg(session_key(key))).await

@@ -180,10 +180,18 @@ async fn snapshots_round_trip<E: Engine>() {
     a.bp.store_session(&key, Some("v2".into()), 60)
         .await
         .unwrap();
+    // A read leaves it for the taker.
+    for _ in 0..2 {
+        assert_eq!(
+            b.bp.read_session(&key).await.unwrap().as_deref(),
+            Some("v2")
+        );
+    }
     assert_eq!(
         b.bp.take_session(&key).await.unwrap().as_deref(),
         Some("v2")
     );
+    assert_eq!(b.bp.read_session(&key).await.unwrap(), None);
     assert_eq!(a.bp.take_session(&key).await.unwrap(), None);
     a.bp.store_session(&key, Some("v3".into()), 60)
         .await
