@@ -209,8 +209,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .take()
             .unwrap_or((close_code::ABNORMAL, Cow::Borrowed("connection lost")));
         let edge = self.edge.clone();
-        if let Some(s) = &self.session {
-            edge.forget_session(&s.token);
+        if self.session.is_some() {
+            edge.forget_session(id);
         }
         let extension = edge.table.extension_of(&self.handle);
         edge.record(&self.handle, false);

@@ -15,10 +15,16 @@
 //! A copy is taken by one node only (the take is atomic). A node that still holds a
 //! parked session whose copy another node took (it was cut off, not dead) ends its own
 //! quietly: the session lives on where the copy went.
+//!
+//! A copy holds the proof of the session's token ([`TokenProof`]), never the token. A
+//! client's resume takes a copy only after reading it and checking that the token it
+//! presented proves it: a request that names the connection without its secret leaves
+//! the copy in place.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::json;
 use switchboard_core::event::snapshot;
 use switchboard_core::ConnectionId;
@@ -26,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::server::EdgeInner;
-use crate::session::Parked;
+use crate::session::{self, Handover, Parked, TokenProof};
 use crate::table::ConnHandle;
 
 /// What became of an attempt to refresh a session's copy.
@@ -44,6 +50,30 @@ pub(crate) enum Kept {
 const TTL_SLACK_SECS: u64 = 60;
 /// Copy writes waiting for the backplane; beyond it a write fails.
 const COPY_QUEUE: usize = 16_384;
+
+/// A copy as stored: the session's handover and when its window ends (epoch ms).
+fn copy_json(handover: &Handover, kept_until: u64) -> String {
+    json!({ "keptUntil": kept_until, "handover": handover }).to_string()
+}
+
+/// The part of a stored copy a taker checks before it takes the copy.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CopyHead {
+    kept_until: u64,
+    handover: HandoverHead,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HandoverHead {
+    token_proof: TokenProof,
+}
+
+/// The backplane's expiry for a copy valid until `kept_until` (epoch ms), at `now`.
+fn copy_ttl(kept_until: u64, now: u64) -> u64 {
+    kept_until.saturating_sub(now) / 1000 + TTL_SLACK_SECS
+}
 
 /// What the copy writer does with a session's copy.
 pub(crate) enum CopyOp {
@@ -108,10 +138,9 @@ impl EdgeInner {
             let handover = self.handover_of(handle, &p.session, p.started);
             let mut entry = handover.connection.clone();
             entry["keptUntil"] = kept_until.into();
-            let copy = json!({ "keptUntil": kept_until, "handover": handover }).to_string();
-            (copy, entry)
+            (copy_json(&handover, kept_until), entry)
         };
-        let ttl = kept_until.saturating_sub(self.epoch_ms()) / 1000 + TTL_SLACK_SECS;
+        let ttl = copy_ttl(kept_until, self.epoch_ms());
         let (tx, rx) = oneshot::channel();
         self.write_copy((id, CopyOp::Store { copy, ttl }, Some(tx)));
         match rx.await {
@@ -191,7 +220,7 @@ impl EdgeInner {
         }
         let id = handle.info.id;
         info!(conn = %id, "parked session ended here: another node took its kept copy");
-        self.forget_session(&parked.session.token);
+        self.forget_session(id);
         self.record(&handle, false);
         self.table.remove(&id);
         self.metrics.connections_open.dec();
@@ -200,15 +229,36 @@ impl EdgeInner {
         None
     }
 
-    /// Takes the copy of a session nobody could hand over (its node is gone). Expired
-    /// copies are ended here (`$disconnect`). The handover, or `None`.
-    pub(crate) async fn take_copy(self: &Arc<Self>, id: ConnectionId) -> Option<serde_json::Value> {
+    /// Takes the copy of the session of `token` that nobody could hand over (its node is
+    /// gone), if the token proves it. Expired copies are ended here (`$disconnect`). The
+    /// handover, or `None`.
+    pub(crate) async fn take_copy(self: &Arc<Self>, token: &str) -> Option<serde_json::Value> {
         if !self.settings.resume.as_ref().is_some_and(|r| r.keep) {
             return None;
         }
-        let copy = self.backplane.take_session(&id.to_string()).await.ok()??;
-        let mut copy: serde_json::Value = serde_json::from_str(&copy).ok()?;
-        let until = copy.get("keptUntil").and_then(|v| v.as_u64()).unwrap_or(0);
+        let id = session::connection_of(token)?;
+        let key = id.to_string();
+        // Read, and check, before the take: a request that names the connection but does
+        // not prove its token leaves the copy (and the session) as they were.
+        let read = self.backplane.read_session(&key).await.ok()??;
+        if !self.copy_proven(id, &read, token) {
+            return None;
+        }
+        let raw = self.backplane.take_session(&key).await.ok()??;
+        let Ok(head) = serde_json::from_str::<CopyHead>(&raw) else {
+            warn!(conn = %id, "unreadable kept session copy dropped");
+            return None;
+        };
+        if !head.handover.token_proof.proves(token) {
+            // Every copy under an id is of that one connection's session, so this copy
+            // was written by something else meanwhile: it goes back as it was.
+            warn!(conn = %id, "a kept session copy changed between its read and its take: put back");
+            let ttl = copy_ttl(head.kept_until, self.epoch_ms());
+            let _ = self.backplane.store_session(&key, Some(raw), ttl).await;
+            return None;
+        }
+        let mut copy: serde_json::Value = serde_json::from_str(&raw).ok()?;
+        let until = head.kept_until;
         let handover = copy.get_mut("handover").map(serde_json::Value::take)?;
         if until < self.epoch_ms() {
             // Its window passed before the survivor's sweep: we took it, so we end it.
@@ -230,6 +280,22 @@ impl EdgeInner {
         Some(handover)
     }
 
+    /// Whether `token` proves the session of the copy `raw` (of connection `id`); a
+    /// refusal is counted and logged.
+    fn copy_proven(&self, id: ConnectionId, raw: &str, token: &str) -> bool {
+        match serde_json::from_str::<CopyHead>(raw) {
+            Ok(head) if head.handover.token_proof.proves(token) => true,
+            Ok(_) => {
+                self.refuse_proof(id, "kept copy");
+                false
+            }
+            Err(e) => {
+                warn!(conn = %id, error = %e, "unreadable kept session copy");
+                false
+            }
+        }
+    }
+
     /// A lost node's connection whose session is kept in the backplane: `$disconnect`
     /// when its window ends, unless a client resumed it elsewhere (took its copy).
     pub(crate) fn disconnect_kept_later(
@@ -248,5 +314,51 @@ impl EdgeInner {
                     .await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{new_token, Kept as Message, Session};
+
+    /// A copy in the backplane holds the proof of the token, never the token or its secret:
+    /// whoever reads the backplane cannot resume the session.
+    #[test]
+    fn a_copy_holds_the_proof_of_the_token_not_its_secret() {
+        let id = switchboard_core::id::IdGenerator::new("n").connection_id();
+        let token = new_token(&id);
+        let (_, secret) = token.split_once('.').unwrap();
+        let mut s = Session::new(token.clone(), 8, 1000);
+        s.frame(b"sent while parked", false);
+        let queued = vec![Message {
+            seq: 0,
+            data: bytes::Bytes::from_static(b"not numbered yet"),
+            binary: false,
+        }];
+        let snapshot = json!({ "connectionId": id.to_string() });
+        let copy = copy_json(&s.handover(snapshot, queued), 7);
+        assert!(!copy.contains(secret), "{copy}");
+
+        // It is still the whole session...
+        let mut value: serde_json::Value = serde_json::from_str(&copy).unwrap();
+        let h: Handover = serde_json::from_value(value["handover"].take()).unwrap();
+        assert_eq!(&h.replay[0].data[..], b"sent while parked");
+        assert_eq!(&h.queued[0].data[..], b"not numbered yet");
+        // ...whose proof a taker reads first, and which proves the real token only.
+        let head: CopyHead = serde_json::from_str(&copy).unwrap();
+        assert_eq!(head.kept_until, 7);
+        assert!(head.handover.token_proof.proves(&token));
+        let mut last_changed = token.clone();
+        let last = last_changed.pop().unwrap();
+        last_changed.push(if last == 'A' { 'B' } else { 'A' });
+        for forged in [format!("{id}.{}", "A".repeat(22)), last_changed] {
+            assert_eq!(session::connection_of(&forged), Some(id), "{forged}");
+            assert!(!head.handover.token_proof.proves(&forged), "{forged}");
+        }
+        // The session restored from it knows no token until a client proves one.
+        let back = Session::restore(&h, 8, 1000);
+        assert!(back.token.is_empty());
+        assert!(back.proof.proves(&token));
     }
 }

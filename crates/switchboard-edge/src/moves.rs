@@ -17,6 +17,11 @@
 //! Everything the home sends on leaves through one ordered queue, so a handover and every
 //! send after it arrive in the order they were made. A connection that ends away from
 //! home tells the home to forget it ([`Command::Forget`]).
+//!
+//! The token's connection id only says whom to ask. The holder hands a session over, and
+//! the home relays a request (and holds sends for it), only when the token proves the
+//! session ([`TokenProof`]): the home keeps the proof of each session that left it. A
+//! request that does not prove it is answered as for an unknown session.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -30,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::server::{EdgeInner, Slot};
-use crate::session::{self, Handover, Kept, Parked, Session};
+use crate::server::{EdgeInner, Slot, Take};
+use crate::session::{self, Handover, Kept, Parked, Session, TokenProof};
 use crate::table::ConnHandle;
 
 /// How long a resume handshake waits for the session it asked for.
@@ -53,10 +58,10 @@ pub(crate) enum TakeAnswer {
     Unknown,
 }
 
-/// Where a connection opened on this node went.
+/// Where a connection opened on this node went, with the proof of its session's token.
 enum Away {
-    /// Held by the node with this tag.
-    At(u32),
+    /// Held by the node with tag `holder`.
+    At { holder: u32, proof: TokenProof },
     /// Being handed from `holder` to `to`, which asked with request number `request`;
     /// this node relayed the request as `relay`. Sends wait in `held` for the answer.
     Moving {
@@ -64,7 +69,16 @@ enum Away {
         to: u32,
         request: u64,
         held: Vec<Command>,
+        proof: TokenProof,
     },
+}
+
+impl Away {
+    fn proof(&self) -> &TokenProof {
+        match self {
+            Away::At { proof, .. } | Away::Moving { proof, .. } => proof,
+        }
+    }
 }
 
 /// Where this node's connections went, and its requests for sessions.
@@ -100,8 +114,7 @@ impl EdgeInner {
     /// The node holding a connection that was opened here and moved away.
     pub fn moved_to(&self, id: &ConnectionId) -> Option<u32> {
         match self.moves.lock().away.get(id)? {
-            Away::At(tag) => Some(*tag),
-            Away::Moving { holder, .. } => Some(*holder),
+            Away::At { holder, .. } | Away::Moving { holder, .. } => Some(*holder),
         }
     }
 
@@ -151,8 +164,8 @@ impl EdgeInner {
         // here can only follow that answer.
         let mut moves = self.moves.lock();
         match moves.away.get_mut(&id) {
-            Some(Away::At(tag)) => {
-                self.forward(*tag, command);
+            Some(Away::At { holder, .. }) => {
+                self.forward(*holder, command);
                 Ok(())
             }
             Some(Away::Moving { held, .. }) => {
@@ -173,7 +186,7 @@ impl EdgeInner {
             let gone = m
                 .away
                 .iter()
-                .filter(|(_, a)| matches!(a, Away::At(t) if *t == tag))
+                .filter(|(_, a)| matches!(a, Away::At { holder, .. } if *holder == tag))
                 .map(|(id, _)| *id)
                 .collect();
             for id in &gone {
@@ -192,7 +205,7 @@ impl EdgeInner {
         if !self.is_home_of(&id) {
             return;
         }
-        let was_away = matches!(self.moves.lock().away.remove(&id), Some(Away::At(_)));
+        let was_away = matches!(self.moves.lock().away.remove(&id), Some(Away::At { .. }));
         if was_away && self.table.get(&id).is_none() {
             self.registry_write(id, None);
         }
@@ -288,7 +301,7 @@ impl EdgeInner {
         }
         let id = session::connection_of(token)?;
         if self.is_home_of(&id) && self.moved_to(&id).is_none() {
-            return self.from_copy(id).await;
+            return self.from_copy(token).await;
         }
         let (tx, rx) = oneshot::channel();
         let request = {
@@ -322,13 +335,15 @@ impl EdgeInner {
         match answer {
             Some(a @ (TakeAnswer::Here | TakeAnswer::InUse)) => Some(a),
             // Nobody could hand it over: perhaps its node is gone and a copy was kept.
-            _ => Some(self.from_copy(id).await.unwrap_or(TakeAnswer::Unknown)),
+            _ => Some(self.from_copy(token).await.unwrap_or(TakeAnswer::Unknown)),
         }
     }
 
-    /// Installs the kept copy of a session nobody could hand over, if there is one.
-    async fn from_copy(self: &Arc<Self>, id: ConnectionId) -> Option<TakeAnswer> {
-        let handover = self.take_copy(id).await?;
+    /// Installs the kept copy of the session of `token` that nobody could hand over, if
+    /// there is one and the token proves it.
+    async fn from_copy(self: &Arc<Self>, token: &str) -> Option<TakeAnswer> {
+        let handover = self.take_copy(token).await?;
+        let id = session::connection_of(token)?;
         let mut moves = self.moves.lock();
         Some(match self.install(handover, Vec::new(), &mut moves) {
             Ok(()) => TakeAnswer::Here,
@@ -370,7 +385,7 @@ impl EdgeInner {
             let mut moves = self.moves.lock();
             match self.answer_take(&token, after, from, &mut moves) {
                 Ok(outcome) => self.answer(from, request, outcome).err(),
-                Err((id, holder)) => {
+                Err((id, holder, proof)) => {
                     // Parked on a third node: relay the request there.
                     let relay = moves.request_number();
                     moves.relays.insert(relay, id);
@@ -381,6 +396,7 @@ impl EdgeInner {
                             to: from,
                             request,
                             held: Vec::new(),
+                            proof,
                         },
                     );
                     let me = self.ids.node_tag();
@@ -408,35 +424,45 @@ impl EdgeInner {
         }
     }
 
-    /// What to answer a request for a session, or (`Err`) the connection and the node
-    /// holding it, to relay the request to.
+    /// What to answer a request for a session, or (`Err`) the connection, the node
+    /// holding it (to relay the request to) and the proof of its token.
     fn answer_take(
         &self,
         token: &str,
         after: u64,
         from: u32,
         moves: &mut Moves,
-    ) -> Result<SessionOutcome, (ConnectionId, u32)> {
+    ) -> Result<SessionOutcome, (ConnectionId, u32, TokenProof)> {
         let Some(id) = session::connection_of(token) else {
             return Ok(SessionOutcome::Unknown);
         };
-        if self.has_session(token) {
-            return Ok(match self.take_parked(token, after) {
-                Err(()) => SessionOutcome::InUse,
-                Ok(None) => SessionOutcome::Unknown,
-                Ok(Some((handle, parked))) => SessionOutcome::Moved {
+        match self.take_parked(token, after) {
+            Take::Parked(handle, parked) => {
+                return Ok(SessionOutcome::Moved {
                     handover: self.hand_over(handle, *parked, from, moves),
-                },
-            });
+                })
+            }
+            Take::InUse => return Ok(SessionOutcome::InUse),
+            Take::Refused => return Ok(SessionOutcome::Unknown),
+            Take::NotHere => {}
         }
         if !self.is_home_of(&id) {
             return Ok(SessionOutcome::Unknown);
         }
-        match moves.away.get(&id) {
-            Some(Away::At(holder)) if *holder != from => Err((id, *holder)),
+        let Some(away) = moves.away.get(&id) else {
+            return Ok(SessionOutcome::Unknown);
+        };
+        if !away.proof().proves(token) {
+            // Checked before anything else: nothing is relayed or held, and the answer
+            // says nothing of where the session is or whether it is moving.
+            self.refuse_proof(id, "home of a moved session");
+            return Ok(SessionOutcome::Unknown);
+        }
+        match away {
+            Away::At { holder, proof } if *holder != from => Err((id, *holder, *proof)),
             // Already on its way somewhere: the client is racing itself.
-            Some(Away::Moving { .. }) => Ok(SessionOutcome::InUse),
-            _ => Ok(SessionOutcome::Unknown),
+            Away::Moving { .. } => Ok(SessionOutcome::InUse),
+            Away::At { .. } => Ok(SessionOutcome::Unknown),
         }
     }
 
@@ -468,10 +494,16 @@ impl EdgeInner {
                 binary: o.binary,
             });
         }
-        self.forget_session(&session.token);
+        self.forget_session(id);
         self.metrics.connections_open.dec();
         if self.is_home_of(&id) {
-            moves.away.insert(id, Away::At(to));
+            moves.away.insert(
+                id,
+                Away::At {
+                    holder: to,
+                    proof: session.proof,
+                },
+            );
             // Sends by id come here first: keep the registry entry, saying where it went
             // (a survivor cleaning up after this node must not `$disconnect` it).
             let mut entry = handover.connection.clone();
@@ -522,6 +554,7 @@ impl EdgeInner {
             to,
             request: asked,
             held,
+            proof,
         }) = moves.away.remove(&id)
         else {
             return; // a stale relay (cannot happen: only the relay's answer clears it)
@@ -532,7 +565,7 @@ impl EdgeInner {
             let held = if moved {
                 held
             } else {
-                moves.away.insert(id, Away::At(holder));
+                moves.away.insert(id, Away::At { holder, proof });
                 for c in held {
                     self.forward(holder, c);
                 }
@@ -554,7 +587,13 @@ impl EdgeInner {
             }
             _ => holder,
         };
-        moves.away.insert(id, Away::At(now_at));
+        moves.away.insert(
+            id,
+            Away::At {
+                holder: now_at,
+                proof,
+            },
+        );
         self.forward(
             to,
             Command::SessionTaken {
@@ -650,7 +689,7 @@ impl EdgeInner {
             started,
             kept: false,
         }));
-        self.add_session(h.token, handle.clone());
+        self.add_session(h.token_proof, handle.clone());
         self.metrics.connections_open.inc();
         self.record(&handle, true);
         info!(conn = %id, "session moved here from another node");

@@ -171,8 +171,10 @@ pub struct EdgeInner {
     authorizer: Option<Arc<switchboard_auth::Authorizer>>,
     /// How other nodes are reached; `local` on a single node.
     pub backplane: Arc<dyn switchboard_cluster::Backplane>,
-    /// Resumable sessions by token.
-    sessions: Mutex<HashMap<String, Arc<ConnHandle>>>,
+    /// Resumable sessions by connection, each with the proof its token must match.
+    sessions: Mutex<
+        HashMap<switchboard_core::ConnectionId, (crate::session::TokenProof, Arc<ConnHandle>)>,
+    >,
     /// Sessions that moved to other nodes, and requests for other nodes' sessions.
     pub(crate) moves: Mutex<crate::moves::Moves>,
     /// The in-order writer of kept sessions' copies (started on first use).
@@ -212,16 +214,19 @@ impl EdgeInner {
         self.shutdown.is_cancelled()
     }
 
-    pub(crate) fn forget_session(&self, token: &str) {
-        self.sessions.lock().remove(token);
+    pub(crate) fn forget_session(&self, id: switchboard_core::ConnectionId) {
+        self.sessions.lock().remove(&id);
     }
 
-    pub(crate) fn has_session(&self, token: &str) -> bool {
-        self.sessions.lock().contains_key(token)
+    pub(crate) fn add_session(&self, proof: crate::session::TokenProof, handle: Arc<ConnHandle>) {
+        self.sessions.lock().insert(handle.info.id, (proof, handle));
     }
 
-    pub(crate) fn add_session(&self, token: String, handle: Arc<ConnHandle>) {
-        self.sessions.lock().insert(token, handle);
+    /// A token named session `id` but did not prove it (`at`: which check refused it). The
+    /// request is answered as for an unknown session; the token is not logged.
+    pub(crate) fn refuse_proof(&self, id: switchboard_core::ConnectionId, at: &'static str) {
+        self.metrics.reject("session_proof");
+        warn!(conn = %id, at, "session token with a wrong secret refused");
     }
 
     /// Waits for a parked session's client, its window, or a close request; ends the
@@ -310,7 +315,7 @@ impl EdgeInner {
             };
             // A copy that another node took meanwhile lives on there: end ours quietly.
             let taken_elsewhere = stored && !edge.take_copy_back(id).await;
-            edge.forget_session(&parked.session.token);
+            edge.forget_session(id);
             let extension = edge.table.extension_of(&handle);
             edge.record(&handle, false);
             edge.table.remove(&id);
@@ -330,26 +335,36 @@ impl EdgeInner {
         });
     }
 
-    /// Takes the parked session of `token` for a resume. `Ok(None)`: no such session
-    /// (start a fresh one). `Err(())`: the session is attached to a live socket (409).
-    pub(crate) fn take_parked(&self, token: &str, after: u64) -> Result<Option<Resumable>, ()> {
-        let Some(handle) = self.sessions.lock().get(token).cloned() else {
-            return Ok(None);
+    /// Takes the parked session of `token` for a resume, if the token proves it (the
+    /// connection id in it only says which session to check).
+    pub(crate) fn take_parked(&self, token: &str, after: u64) -> Take {
+        let Some(id) = crate::session::connection_of(token) else {
+            return Take::NotHere;
         };
+        let Some((proof, handle)) = self.sessions.lock().get(&id).cloned() else {
+            return Take::NotHere;
+        };
+        if !proof.proves(token) {
+            // Checked before anything else, so the answer says nothing of the session.
+            self.refuse_proof(id, "session held here");
+            return Take::Refused;
+        }
         let mut slot = handle.parked.lock();
-        let Some(parked) = slot.take() else {
-            return Err(());
+        let Some(mut parked) = slot.take() else {
+            return Take::InUse;
         };
         if !parked.session.can_resume_after(after) {
             // Messages the client missed are gone: end the session, start afresh.
             *slot = Some(parked);
             drop(slot);
             handle.request_close(CloseRequest::SlowConsumer);
-            return Ok(None);
+            return Take::Refused;
         }
         drop(slot);
+        // A session that moved here knows only its token's proof until now.
+        parked.session.token = token.to_owned();
         handle.wake();
-        Ok(Some((handle, parked)))
+        Take::Parked(handle, parked)
     }
 
     /// Tells the cluster registry about a connection (opened, or closed with `open`
@@ -899,22 +914,23 @@ where
         if let Some(token) = q.get("sb_session").filter(|t| !t.is_empty()) {
             let after: u64 = q.get("sb_last").and_then(|v| v.parse().ok()).unwrap_or(0);
             let mut local = edge.take_parked(token, after);
-            if let Ok(None) = local {
+            if let Take::NotHere = local {
                 // Perhaps parked on another node: ask it to hand the session over.
                 match edge.take_remote(token, after).await {
                     Some(TakeAnswer::Here) => local = edge.take_parked(token, after),
-                    Some(TakeAnswer::InUse) => local = Err(()),
+                    Some(TakeAnswer::InUse) => local = Take::InUse,
                     Some(TakeAnswer::Unknown) | None => {} // a fresh connection
                 }
             }
             match local {
-                Err(()) => return in_use(m),
-                Ok(Some((handle, parked))) => {
+                Take::InUse => return in_use(m),
+                Take::Parked(handle, parked) => {
                     if let Some((handle, parked)) = edge.claim_parked(handle, parked).await {
                         return resume::<S>(edge.clone(), req, &key, handle, parked, after);
                     }
                 }
-                Ok(None) => {} // unknown, expired or lost: a fresh connection
+                // Unknown, expired, lost, or not proven: a fresh connection.
+                Take::Refused | Take::NotHere => {}
             }
         }
     }
@@ -1161,16 +1177,10 @@ where
         if wants_session {
             if let Some(r) = &edge.settings.resume {
                 let token = crate::session::new_token(&conn_handle.info.id);
-                edge.sessions.lock().insert(token.clone(), conn_handle.clone());
-                conn.attach_session(
-                    Box::new(crate::session::Session::new(
-                        token,
-                        r.buffer_messages,
-                        r.buffer_bytes,
-                    )),
-                    None,
-                    None,
-                );
+                let session =
+                    crate::session::Session::new(token, r.buffer_messages, r.buffer_bytes);
+                edge.add_session(session.proof, conn_handle.clone());
+                conn.attach_session(Box::new(session), None, None);
             }
         }
         // No span around the task: entering one on every poll costs more than the echo
@@ -1261,8 +1271,18 @@ where
     resp
 }
 
-/// A parked session taken for a resume, with its connection's handle.
-type Resumable = (Arc<ConnHandle>, Box<crate::session::Parked>);
+/// What became of a request to take a session held on this node for a resume.
+pub(crate) enum Take {
+    /// Parked here, and the token proves it: the request resumes it.
+    Parked(Arc<ConnHandle>, Box<crate::session::Parked>),
+    /// Attached to a live socket (409), and the token proves it.
+    InUse,
+    /// Held here, but not to be resumed: the token does not prove it, or messages the
+    /// client missed are gone. Answered as an unknown session.
+    Refused,
+    /// No session of that connection here.
+    NotHere,
+}
 
 /// A reserved place under `max_connections`, given back on drop.
 pub(crate) struct Slot(Arc<EdgeInner>);

@@ -82,7 +82,11 @@ fn decimal(digits: &[u8]) -> Option<u64> {
 /// One resumable session.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// The token, as its client last presented it (for the hello). Empty in a session that
+    /// arrived from another node until its client resumes it: only [`Self::proof`] travels.
     pub token: String,
+    /// What a request must match to resume, move or take this session.
+    pub proof: TokenProof,
     next_seq: u64,
     replay: VecDeque<(u64, Bytes, bool)>,
     replay_bytes: usize,
@@ -99,8 +103,13 @@ pub(crate) struct Session {
 
 impl Session {
     pub fn new(token: String, max_messages: usize, max_bytes: usize) -> Self {
+        Self::with_proof(TokenProof::of(&token), token, max_messages, max_bytes)
+    }
+
+    fn with_proof(proof: TokenProof, token: String, max_messages: usize, max_bytes: usize) -> Self {
         Self {
             token,
+            proof,
             next_seq: 1,
             replay: VecDeque::new(),
             replay_bytes: 0,
@@ -192,11 +201,73 @@ pub(crate) fn new_token(id: &ConnectionId) -> String {
     format!("{id}.{secret}")
 }
 
-/// The connection a session token belongs to, if it is shaped like one.
+/// The connection a session token belongs to, if it is shaped like one. The id is no
+/// credential (functions and other users see connection ids): it only says where to look;
+/// the token's [`TokenProof`] decides.
 pub(crate) fn connection_of(token: &str) -> Option<ConnectionId> {
     let (id, secret) = token.split_once('.')?;
     (secret.len() == 22).then_some(())?;
     ConnectionId::parse(id)
+}
+
+/// What proves a session token: its SHA-256. A node keeps it beside each session, and
+/// moves and backplane copies carry it instead of the token, so whoever reads a copy or a
+/// move learns nothing that resumes the session. The token holds 128 random bits, so a
+/// plain hash cannot be reversed by guessing. Compared only in constant time; never
+/// logged (its `Debug` shows nothing).
+#[derive(Clone, Copy)]
+pub(crate) struct TokenProof([u8; 32]);
+
+impl TokenProof {
+    /// The proof of `token`.
+    pub fn of(token: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+
+    /// Whether `token` is the token this proves, in time independent of where they differ.
+    pub fn proves(&self, token: &str) -> bool {
+        constant_time_eq(&self.0, &Self::of(token).0)
+    }
+}
+
+impl std::fmt::Debug for TokenProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProof(..)")
+    }
+}
+
+/// Compares two digests in constant time. ring's own comparison is deprecated for outside
+/// use, so this compares HMACs of both under a key drawn at start with `ring::hmac::verify`
+/// (constant time, and even a leak would be about tags an attacker cannot predict).
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    use ring::hmac;
+    static KEY: std::sync::OnceLock<hmac::Key> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()));
+    hmac::verify(key, a, hmac::sign(key, b).as_ref()).is_ok()
+}
+
+impl Serialize for TokenProof {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenProof {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a token proof is 32 bytes"))?;
+        Ok(Self(bytes))
+    }
 }
 
 /// One message kept for a session, as it travels between nodes.
@@ -218,8 +289,8 @@ pub(crate) struct Kept {
 pub(crate) struct Handover {
     /// The connection and its user, groups and state (`event::snapshot` JSON).
     pub connection: serde_json::Value,
-    /// The session token.
-    pub token: String,
+    /// The proof of the session token (never the token: see [`TokenProof`]).
+    pub token_proof: TokenProof,
     /// The next server sequence number.
     pub next_seq: u64,
     /// Unacknowledged server messages, oldest first.
@@ -253,7 +324,7 @@ impl Session {
             .collect();
         Handover {
             connection,
-            token: self.token.clone(),
+            token_proof: self.proof,
             next_seq: self.next_seq,
             replay,
             overflowed: self.overflowed,
@@ -265,9 +336,10 @@ impl Session {
         }
     }
 
-    /// The session a handover describes, under this node's buffer bounds.
+    /// The session a handover describes, under this node's buffer bounds (its token is
+    /// set when a client proves it).
     pub fn restore(h: &Handover, max_messages: usize, max_bytes: usize) -> Self {
-        let mut s = Self::new(h.token.clone(), max_messages, max_bytes);
+        let mut s = Self::with_proof(h.token_proof, String::new(), max_messages, max_bytes);
         s.next_seq = h.next_seq;
         s.overflowed = h.overflowed;
         s.last_client_seq = h.last_client_seq;
@@ -354,6 +426,34 @@ mod tests {
     }
 
     #[test]
+    fn a_token_proof_proves_its_token_only() {
+        let id = switchboard_core::id::IdGenerator::new("n").connection_id();
+        let token = new_token(&id);
+        let proof = TokenProof::of(&token);
+        assert!(proof.proves(&token));
+        for other in [
+            new_token(&id),
+            format!("{id}.{}", "x".repeat(22)),
+            token[..token.len() - 1].to_owned(),
+            format!("{token}x"),
+            String::new(),
+        ] {
+            assert!(!proof.proves(&other), "{other}");
+        }
+        // It travels as text, and comes back the same; anything else is refused.
+        let text = serde_json::to_string(&proof).unwrap();
+        let (_, secret) = token.split_once('.').unwrap();
+        assert!(!text.contains(secret));
+        let back: TokenProof = serde_json::from_str(&text).unwrap();
+        assert!(back.proves(&token));
+        for bad in [r#""""#, r#""AAAA""#, r#""not base64!""#, "7", "null"] {
+            assert!(serde_json::from_str::<TokenProof>(bad).is_err(), "{bad}");
+        }
+        // Its Debug shows nothing of it.
+        assert_eq!(format!("{proof:?}"), "TokenProof(..)");
+    }
+
+    #[test]
     fn a_session_survives_export_and_restore() {
         let mut s = Session::new("t".into(), 8, 1000);
         for i in 1..=4 {
@@ -364,6 +464,7 @@ mod tests {
         let h = s.handover(serde_json::Value::Null, Vec::new());
         let h: Handover = serde_json::from_value(serde_json::to_value(&h).unwrap()).unwrap();
         let mut back = Session::restore(&h, 8, 1000);
+        assert!(back.proof.proves("t") && !back.proof.proves("u"));
         assert_eq!(back.replay_after(2), s.replay_after(2));
         assert_eq!(back.last_client_seq, 7);
         assert_eq!(back.frame(b"p5", false).0, "m5:p5");
