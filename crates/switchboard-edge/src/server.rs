@@ -966,10 +966,18 @@ where
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
+        // A session's resume parameters are the protocol's own, and the token is a
+        // credential (perhaps of a session still parked elsewhere, if this resume fell
+        // through): neither reaches authorizers, functions, snapshots or kept copies.
         query: req
             .uri()
             .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .filter(|(k, _)| !(wants_session && (k == "sb_session" || k == "sb_last")))
+                    .collect()
+            })
             .unwrap_or_default(),
         subprotocol: subprotocol.clone(),
         tls: edge.tls.is_some(),

@@ -366,3 +366,43 @@ async fn forged_tokens_cannot_take_the_copy_of_a_lost_node() {
     all.extend(forged.iter().map(String::as_str));
     log_names_refusals_not_tokens(nodes.remove(0), &all);
 }
+
+/// A resume that falls through to a fresh connection does not pass its resume parameters
+/// on: the token (which might be that of a session still parked elsewhere) reaches
+/// neither the `$connect` function nor the connection's snapshot and kept copy; the
+/// client's own query parameters do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_parameters_reach_neither_functions_nor_the_backplane() {
+    let (redis, fs, nodes) = cluster(&["home", "other"]).await;
+    let (c, token, id) = open(&nodes[0]).await;
+    drop(c);
+    copy_holding(&redis, &id, &[]).await;
+    let forged = &forgeries(&token, &id)[0];
+    let (_, forged_secret) = forged.split_once('.').unwrap();
+    let mut fresh = connect_with(
+        nodes[1].ws,
+        session_hs(format!("/?room=lobby&sb_session={forged}&sb_last=4")),
+    )
+    .await
+    .unwrap();
+    let h = hello(text(&fresh.recv_within(5).await.unwrap()));
+    assert_eq!(h["resumed"], false);
+    let fresh_id = h["connectionId"].as_str().unwrap().to_owned();
+    let connect = fs
+        .events_of("CONNECT")
+        .into_iter()
+        .find(|e| e["requestContext"]["connectionId"] == fresh_id.as_str())
+        .expect("$connect of the fresh connection");
+    assert_eq!(
+        connect["queryStringParameters"],
+        serde_json::json!({ "room": "lobby" }),
+        "{connect}"
+    );
+    drop(fresh);
+    let copy = copy_holding(&redis, &fresh_id, &[]).await;
+    assert!(copy.contains("lobby"), "{copy}");
+    assert!(
+        !copy.contains("sb_session") && !copy.contains(forged_secret),
+        "{copy}"
+    );
+}
