@@ -5,6 +5,12 @@
 //! Paths: `/{stage}/@connections/{id}` and `/@connections/{id}`, with `@` also accepted as
 //! `%40` and `=` in ids as `%3D`. Errors carry `x-amzn-ErrorType` (which botocore reads
 //! first) and a JSON `{"message": ...}` body.
+//!
+//! Authentication is decided from the request head before any of the body is read
+//! ([`admit`]): a missing or wrong bearer token, and a missing, malformed, stale or unknown
+//! SigV4 credential, are refused with 403 while the body is still unsent. A SigV4 body is
+//! then hashed as it streams in, at most the route's body limit ([`read_body`]), and the
+//! signature or declared payload hash checked at its end.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,7 +19,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use switchboard_core::config::{ManagementAuth, ManagementConfig};
 use switchboard_core::event::iso8601;
@@ -21,7 +27,7 @@ use switchboard_core::ConnectionId;
 use switchboard_edge::table::{CloseRequest, SendError};
 use switchboard_edge::EdgeInner;
 
-use crate::sigv4;
+use crate::{sigv4, ManagementMetrics};
 
 /// What the `@connections` handlers need.
 pub struct ConnectionsApi {
@@ -33,6 +39,8 @@ pub struct ConnectionsApi {
     pub stage: String,
     /// Largest message a POST may carry.
     pub max_message_bytes: usize,
+    /// Refusals, by reason.
+    pub metrics: ManagementMetrics,
     /// Connections of other nodes recently seen alive in the registry, so a burst of
     /// posts to the same remote connections costs one publish each, not a registry read
     /// plus a publish. Bounded; see [`REMOTE_CACHE_TTL`].
@@ -87,23 +95,86 @@ fn parse_path(raw: &str, stage: &str) -> Option<Result<String, ()>> {
     }
 }
 
-/// Checks the caller. `None`: allowed.
-pub(crate) fn authenticate(
+/// A caller whose request head passed authentication.
+pub(crate) enum Admission {
+    /// Nothing left to check: `auth = "none"`, or a bearer token.
+    Open,
+    /// SigV4: the body must still match what was signed.
+    Signed(Box<sigv4::PendingBody>),
+}
+
+/// Why a management request was refused before its handler ran. Picks the answer and
+/// the metric label in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No credentials, or a bearer token that is not configured (403).
+    Forbidden(&'static str),
+    /// A SigV4 credential refused from the head: missing, malformed, stale, unknown, or
+    /// a signature that does not match (403).
+    Signature(sigv4::Error),
+    /// The body is not what was signed (403).
+    BodyNotSigned(sigv4::Error),
+    /// The body is over the route's limit, declared or as it arrived (413).
+    BodyTooLarge,
+    /// The body could not be read (400).
+    BodyUnreadable,
+}
+
+impl Refusal {
+    /// The AWS-shaped answer, counted in `switchboard_management_refused_total`.
+    pub(crate) fn respond(self, metrics: &ManagementMetrics) -> Response {
+        let (reason, status, kind, message) = match self {
+            Refusal::Forbidden(m) => (
+                "forbidden",
+                StatusCode::FORBIDDEN,
+                "ForbiddenException",
+                m.to_owned(),
+            ),
+            Refusal::Signature(e) => (
+                "forbidden",
+                StatusCode::FORBIDDEN,
+                "ForbiddenException",
+                e.to_string(),
+            ),
+            Refusal::BodyNotSigned(e) => (
+                "body_not_signed",
+                StatusCode::FORBIDDEN,
+                "ForbiddenException",
+                e.to_string(),
+            ),
+            Refusal::BodyTooLarge => (
+                "body_too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeException",
+                "Request entity too large".to_owned(),
+            ),
+            Refusal::BodyUnreadable => (
+                "body_unreadable",
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                "The request body could not be read".to_owned(),
+            ),
+        };
+        metrics.refuse(reason);
+        aws_error(status, kind, &message)
+    }
+}
+
+/// Checks the caller from the request head alone, before any of the body is read.
+pub(crate) fn admit(
     api: &ConnectionsApi,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Option<Response> {
+) -> Result<Admission, Refusal> {
     if api.auth.auth == ManagementAuth::None {
-        return None;
+        return Ok(Admission::Open);
     }
-    let forbidden = |msg: &str| Some(aws_error(StatusCode::FORBIDDEN, "ForbiddenException", msg));
     let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return forbidden("Missing Authentication Token");
+        return Err(Refusal::Forbidden("Missing Authentication Token"));
     };
     if let Some(token) = auth.strip_prefix("Bearer ") {
         let ok = api
@@ -112,17 +183,16 @@ pub(crate) fn authenticate(
             .iter()
             .any(|t| constant_time_eq(t.as_bytes(), token.trim().as_bytes()));
         return if ok {
-            None
+            Ok(Admission::Open)
         } else {
-            forbidden("Invalid bearer token")
+            Err(Refusal::Forbidden("Invalid bearer token"))
         };
     }
-    let req = sigv4::Request {
+    let head = sigv4::Head {
         method: method.as_str(),
         raw_path: uri.path(),
         raw_query: uri.query(),
         headers,
-        body,
     };
     let creds = &api.auth.credentials;
     let secret_for = |akid: &str| {
@@ -131,31 +201,75 @@ pub(crate) fn authenticate(
             .find(|c| c.access_key_id == akid)
             .map(|c| c.secret_access_key.clone())
     };
-    match sigv4::verify(
-        &req,
+    sigv4::verify_head(
+        &head,
         secret_for,
         SystemTime::now(),
         Duration::from_secs(api.auth.clock_skew_secs),
-    ) {
-        Ok(_) => None,
-        Err(e) => forbidden(&e.to_string()),
-    }
+    )
+    .map(|pending| Admission::Signed(Box::new(pending)))
+    .map_err(Refusal::Signature)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads a body of at most `max` bytes. `Err`: too large (or unreadable).
-pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, Response> {
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(aws_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            "Request entity too large",
-        )),
+/// Reads a body of at most `max` bytes, feeding it to the signature check as it arrives;
+/// a `Content-Length` over `max` is refused before a byte is read.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    max: usize,
+    admission: Admission,
+) -> Result<Bytes, Refusal> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Refusal::BodyTooLarge);
     }
+    let mut pending = match admission {
+        Admission::Open => None,
+        Admission::Signed(p) => Some(p),
+    };
+    // The first piece is kept as it came; only a body in several pieces is copied.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Refusal::BodyUnreadable)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        if data.len() > max - len {
+            return Err(Refusal::BodyTooLarge);
+        }
+        if let Some(p) = pending.as_mut() {
+            p.update(&data);
+        }
+        match &first {
+            None => first = Some(data),
+            Some(f) => {
+                if rest.is_empty() {
+                    // At most `max`: a larger declared length was refused above.
+                    let expected = declared.map_or(0, |n| n as usize);
+                    rest.reserve(expected.max(f.len() + data.len()));
+                    rest.extend_from_slice(f);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    if let Some(p) = pending {
+        p.finish().map_err(Refusal::BodyNotSigned)?;
+    }
+    Ok(if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        rest.freeze()
+    })
 }
 
 /// Handles every request the other management routes did not match.
@@ -173,14 +287,14 @@ pub async fn handle(
         }
         None => return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Not Found"),
     };
-    // Read one byte past the limit so an oversized POST is told so, not cut short.
-    let body = match read_body(body, api.max_message_bytes.saturating_add(1)).await {
-        Ok(b) => b,
-        Err(r) => return r,
+    let admission = match admit(&api, &method, &uri, &headers) {
+        Ok(a) => a,
+        Err(refused) => return refused.respond(&api.metrics),
     };
-    if let Some(denied) = authenticate(&api, &method, &uri, &headers, &body) {
-        return denied;
-    }
+    let body = match read_body(&headers, body, api.max_message_bytes, admission).await {
+        Ok(b) => b,
+        Err(refused) => return refused.respond(&api.metrics),
+    };
     let Some(id) = ConnectionId::parse(&id_text) else {
         return gone(&id_text);
     };

@@ -5,19 +5,36 @@
 //! `/healthz` answers 200 while the process runs. `/readyz` answers 200 while the node
 //! accepts connections and its backplane is usable, and 503 once shutdown has begun, so a
 //! load balancer stops sending new clients before connections are closed.
+//!
+//! What the door refuses before any handler runs ([`serve`], [`router`]): a request head
+//! over [`HeadLimits`] (431, from hyper, with no more of it buffered), and a path with a
+//! `.` or `..` segment (400), so a signature can only reach the route its path names. The
+//! management handlers then check credentials from the head alone before they read a
+//! body ([`connections`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use switchboard_cluster::Backplane;
+use switchboard_core::config::{ManagementConfig, DEFAULT_MAX_REQUEST_HEADERS};
+use switchboard_edge::metrics::ReasonLabel;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
 
 pub mod connections;
 pub mod sigv4;
@@ -33,7 +50,31 @@ pub struct ApiState {
     pub backplane: Arc<dyn Backplane>,
 }
 
+/// Requests the management listener refused before a handler acted on them, by reason
+/// (`switchboard_management_refused_total{reason}`).
+#[derive(Clone, Default)]
+pub struct ManagementMetrics {
+    refused: Family<ReasonLabel, Counter>,
+}
+
+impl ManagementMetrics {
+    /// Registers the metrics under the `switchboard_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.sub_registry_with_prefix("switchboard").register(
+            "management_refused",
+            "Management requests refused at the door, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    /// Counts one refusal.
+    pub fn refuse(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
 /// The management router: fixed paths first, everything else is an `@connections` path.
+/// Every route, the fallback included, first refuses paths with dot segments.
 pub fn router(state: Arc<ApiState>, connections: Arc<connections::ConnectionsApi>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -44,8 +85,125 @@ pub fn router(state: Arc<ApiState>, connections: Arc<connections::ConnectionsApi
         .fallback_service(
             Router::new()
                 .fallback(connections::handle)
-                .with_state(connections),
+                .with_state(connections.clone()),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            connections,
+            refuse_dot_segments,
+        ))
+}
+
+/// 400 for a path with a `.` or `..` segment, in any percent-encoding. Such a path is
+/// never what an SDK signed (it signs the path with the segment resolved), and routes
+/// matched on it are not the ones its signature names; no client of this API needs one.
+async fn refuse_dot_segments(
+    State(api): State<Arc<connections::ConnectionsApi>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if sigv4::has_dot_segment(req.uri().path()) {
+        api.metrics.refuse("dot_segment_path");
+        return connections::aws_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            "The request path must not contain '.' or '..' segments",
+        );
+    }
+    next.run(req).await
+}
+
+/// Bounds of a request head on the management listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Request line plus headers, bytes.
+    pub max_bytes: usize,
+    /// Header lines.
+    pub max_headers: usize,
+}
+
+impl From<&ManagementConfig> for HeadLimits {
+    fn from(m: &ManagementConfig) -> Self {
+        Self {
+            max_bytes: m.max_request_head_bytes,
+            max_headers: m.max_request_headers,
+        }
+    }
+}
+
+/// Serves `router` on `listener` over HTTP/1.1 until `shutdown` completes, then lets the
+/// requests in flight finish (idle keep-alive connections close at once) and returns when
+/// every connection has ended.
+///
+/// Each connection's request heads are bounded by `limits`: hyper answers 431 itself once
+/// a head passes `max_bytes` or has more than `max_headers` lines, and its read buffer is
+/// capped at `max_bytes` (at least hyper's floor of 8 KiB), so no more than that of a head
+/// is held. Bodies stream through that buffer in pieces of at most that size.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HeadLimits,
+    metrics: ManagementMetrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .max_header_size(limits.max_bytes)
+        .max_buf_size(limits.max_bytes.max(8192))
+        .keep_alive(true);
+    // hyper keeps up to 100 header slots on the stack and allocates per request for any
+    // other count, so the default is left as hyper's own.
+    if limits.max_headers != DEFAULT_MAX_REQUEST_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
+    // Dropped by every connection task when it ends; `closed()` then completes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    warn!(error = %e, "management accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let metrics = metrics.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            let mut stopping = false;
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    changed = stop.changed(), if !stopping => {
+                        stopping = true;
+                        if changed.is_ok() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_parse_too_large() => {
+                    metrics.refuse("head_too_large");
+                    debug!(%peer, "management request head over its limits: 431");
+                }
+                Err(e) => debug!(%peer, error = %e, "management connection error"),
+            }
+            drop(stop);
+        });
+    }
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {

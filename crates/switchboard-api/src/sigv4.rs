@@ -1,24 +1,33 @@
 //! AWS Signature Version 4 verification of incoming requests, sans-IO.
 //!
-//! The caller hands over the request as it arrived (method, still-encoded path and query,
-//! headers, body), a lookup from access key id to secret, and the current time; [`verify`]
-//! answers who signed it or why it is refused. Only header-signed requests
-//! (`Authorization: AWS4-HMAC-SHA256 ...`) are accepted, not presigned query strings.
+//! The caller hands over the request head as it arrived (method, still-encoded path and
+//! query, headers), a lookup from access key id to secret, and the current time;
+//! [`verify_head`] refuses a missing, malformed, stale or unknown credential before any
+//! of the body is read, and answers a [`PendingBody`] that the body is fed through as it
+//! streams in. [`PendingBody::finish`] answers who signed the request or why it is
+//! refused. [`verify`] does both for a request whose body is already at hand. Only
+//! header-signed requests (`Authorization: AWS4-HMAC-SHA256 ...`) are accepted, not
+//! presigned query strings.
+//!
+//! When the signer declared the payload hash (`x-amz-content-sha256`, as the JS SDK does),
+//! the signature covers that header and is checked from the head alone; the body must
+//! then hash to it. When it did not (botocore for `execute-api`), the canonical request
+//! ends with the body's hash, so the signature is checked once the body is in.
 //!
 //! The canonical request is rebuilt the way the AWS SDKs build it for non-S3 services: the
 //! path as received is URI-encoded once more, so a received `/prod/@connections/abc%3D` was
-//! signed as `/prod/%40connections/abc%253D`. botocore and the JS SDK v3 also drop empty,
-//! `.` and `..` path segments before encoding, the Go SDK does not; when a path has such
-//! segments both forms are tried, so the caller must route on a path that has none.
-//! HTTP/2 requests carry the host in `:authority`: the caller puts it in a `host` header.
+//! signed as `/prod/%40connections/abc%253D`. botocore and the JS SDK v3 drop empty path
+//! segments before encoding, the Go SDK does not; when a path has empty segments both
+//! forms are tried, so the caller must route on a path in which empty segments do not
+//! matter. A path with a `.` or `..` segment (in any percent-encoding) is refused outright:
+//! the SDKs would sign it with the segment resolved, which names another route than the
+//! one the path reaches. HTTP/2 requests carry the host in `:authority`: the caller puts
+//! it in a `host` header.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
-
-type HmacSha256 = Hmac<Sha256>;
+use ring::{digest, hmac};
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The signing name of the API Gateway management API.
@@ -26,7 +35,20 @@ const SERVICE: &str = "execute-api";
 const TERMINATOR: &str = "aws4_request";
 const UNSIGNED_PAYLOAD: &[u8] = b"UNSIGNED-PAYLOAD";
 
-/// An incoming request, as received.
+/// The head of an incoming request, as received.
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    /// The HTTP method, e.g. `POST`.
+    pub method: &'a str,
+    /// The path exactly as received, still percent-encoded.
+    pub raw_path: &'a str,
+    /// The query string exactly as received, without the `?`.
+    pub raw_query: Option<&'a str>,
+    /// Every header of the request; must hold `host`.
+    pub headers: &'a HeaderMap,
+}
+
+/// An incoming request, as received, with its whole body.
 pub struct Request<'a> {
     /// The HTTP method, e.g. `POST`.
     pub method: &'a str,
@@ -38,6 +60,18 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// The whole body.
     pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// Everything but the body.
+    pub fn head(&self) -> Head<'a> {
+        Head {
+            method: self.method,
+            raw_path: self.raw_path,
+            raw_query: self.raw_query,
+            headers: self.headers,
+        }
+    }
 }
 
 /// Who signed a request that verified.
@@ -86,7 +120,13 @@ pub enum Error {
     /// A header named in SignedHeaders is not in the request.
     #[error("A signed header is missing from the request")]
     SignedHeaderMissing,
-    /// `x-amz-content-sha256` is neither `UNSIGNED-PAYLOAD` nor the SHA-256 of the body.
+    /// The path has a `.` or `..` segment.
+    #[error("The request path must not contain '.' or '..' segments")]
+    DotSegmentPath,
+    /// `x-amz-content-sha256` is neither `UNSIGNED-PAYLOAD` nor a hex SHA-256.
+    #[error("Malformed x-amz-content-sha256 header")]
+    MalformedPayloadHash,
+    /// `x-amz-content-sha256` is not the SHA-256 of the body.
     #[error("x-amz-content-sha256 does not match the request body")]
     PayloadHashMismatch,
     /// The signature is not the one the secret gives for this request.
@@ -94,28 +134,137 @@ pub enum Error {
     SignatureMismatch,
 }
 
-/// Verifies the SigV4 signature of `req` for the service `execute-api`, in any region.
-///
-/// `secret_for` maps an access key id to its secret access key; `now` is the current time;
-/// a request whose `x-amz-date` is more than `max_skew` away from `now` is refused (AWS
-/// allows 5 minutes). The signature is compared in constant time.
+/// Verifies the SigV4 signature of `req`, body included, for the service `execute-api`,
+/// in any region. See [`verify_head`].
 pub fn verify(
     req: &Request<'_>,
     secret_for: impl Fn(&str) -> Option<String>,
     now: SystemTime,
     max_skew: Duration,
 ) -> Result<Verified, Error> {
-    verify_for_service(req, SERVICE, secret_for, now, max_skew)
+    let mut pending = verify_head(&req.head(), secret_for, now, max_skew)?;
+    pending.update(req.body);
+    pending.finish()
 }
 
-fn verify_for_service(
-    req: &Request<'_>,
+/// Verifies everything about a request that needs no body, for the service
+/// `execute-api`, in any region; the body is then fed to the answer.
+///
+/// `secret_for` maps an access key id to its secret access key; `now` is the current time;
+/// a request whose `x-amz-date` is more than `max_skew` away from `now` is refused (AWS
+/// allows 5 minutes). The signature is compared in constant time.
+pub fn verify_head(
+    head: &Head<'_>,
+    secret_for: impl Fn(&str) -> Option<String>,
+    now: SystemTime,
+    max_skew: Duration,
+) -> Result<PendingBody, Error> {
+    verify_head_for_service(head, SERVICE, secret_for, now, max_skew)
+}
+
+/// A request whose head verified: its body is fed through [`PendingBody::update`] as it
+/// arrives, and [`PendingBody::finish`] gives the verdict. Holds no more than a few hash
+/// states, whatever the body's size.
+pub struct PendingBody {
+    verified: Verified,
+    body: digest::Context,
+    check: BodyCheck,
+}
+
+enum BodyCheck {
+    /// Signed over `UNSIGNED-PAYLOAD`: the body is not covered.
+    Unsigned,
+    /// Signed over this declared hash, which the body must have.
+    Declared([u8; 32]),
+    /// The canonical request ends with the body's hash, so the signature can only be
+    /// checked at the end.
+    Deferred(Box<Deferred>),
+}
+
+/// A signature to check once the body's hash is known.
+struct Deferred {
+    key: hmac::Key,
+    /// `ALGORITHM \n date \n scope \n`: the string to sign before the request's hash.
+    string_to_sign: Vec<u8>,
+    /// One running hash of the canonical request per candidate path.
+    canonical: Vec<digest::Context>,
+    signature: [u8; 32],
+}
+
+impl PendingBody {
+    /// Feeds the next piece of the body.
+    pub fn update(&mut self, chunk: &[u8]) {
+        if !matches!(self.check, BodyCheck::Unsigned) {
+            self.body.update(chunk);
+        }
+    }
+
+    /// The verdict, once the whole body has been fed.
+    pub fn finish(self) -> Result<Verified, Error> {
+        let body = self.body.finish();
+        match self.check {
+            BodyCheck::Unsigned => Ok(self.verified),
+            BodyCheck::Declared(declared) => {
+                if body.as_ref() == declared {
+                    Ok(self.verified)
+                } else {
+                    Err(Error::PayloadHashMismatch)
+                }
+            }
+            BodyCheck::Deferred(deferred) => {
+                let Deferred {
+                    key,
+                    mut string_to_sign,
+                    canonical,
+                    signature,
+                } = *deferred;
+                let body_hex = hex32(body.as_ref());
+                let prefix = string_to_sign.len();
+                for mut creq in canonical {
+                    creq.update(&body_hex);
+                    string_to_sign.truncate(prefix);
+                    string_to_sign.extend_from_slice(&hex32(creq.finish().as_ref()));
+                    if hmac::verify(&key, &string_to_sign, &signature).is_ok() {
+                        return Ok(self.verified);
+                    }
+                }
+                Err(Error::SignatureMismatch)
+            }
+        }
+    }
+}
+
+/// What `x-amz-content-sha256` declares.
+enum DeclaredPayload<'a> {
+    /// No such header: the canonical request ends with the body's hash.
+    Absent,
+    /// `UNSIGNED-PAYLOAD`, or a hex hash: as sent, for the canonical request.
+    Sent(&'a [u8], Option<[u8; 32]>),
+}
+
+fn declared_payload(headers: &HeaderMap) -> Result<DeclaredPayload<'_>, Error> {
+    let Some(value) = headers.get("x-amz-content-sha256") else {
+        return Ok(DeclaredPayload::Absent);
+    };
+    let value = value.as_bytes();
+    if value == UNSIGNED_PAYLOAD {
+        return Ok(DeclaredPayload::Sent(value, None));
+    }
+    let hash = std::str::from_utf8(value)
+        .ok()
+        .and_then(parse_hex32)
+        .ok_or(Error::MalformedPayloadHash)?;
+    Ok(DeclaredPayload::Sent(value, Some(hash)))
+}
+
+fn verify_head_for_service(
+    head: &Head<'_>,
     service: &str,
     secret_for: impl Fn(&str) -> Option<String>,
     now: SystemTime,
     max_skew: Duration,
-) -> Result<Verified, Error> {
-    let header = req
+) -> Result<PendingBody, Error> {
+    let header = head
         .headers
         .get(http::header::AUTHORIZATION)
         .ok_or(Error::MissingAuthorization)?;
@@ -123,7 +272,7 @@ fn verify_for_service(
     if auth.service != service {
         return Err(Error::WrongService);
     }
-    let amz_date = req
+    let amz_date = head
         .headers
         .get("x-amz-date")
         .ok_or(Error::MissingDate)?
@@ -143,31 +292,80 @@ fn verify_for_service(
     if !auth.signed_headers.split(';').any(|h| h == "host") {
         return Err(Error::HostNotSigned);
     }
-    let payload = payload_hash(req)?;
+    let raw_path = if head.raw_path.is_empty() {
+        "/"
+    } else {
+        head.raw_path
+    };
+    if has_dot_segment(raw_path) {
+        return Err(Error::DotSegmentPath);
+    }
+    let declared = declared_payload(head.headers)?;
     // Looked up last, so that malformed or stale requests never reach the credential store.
     let secret = secret_for(auth.access_key_id).ok_or(Error::UnknownAccessKey)?;
     let key = signing_key(&secret, auth.date, auth.region, auth.service);
-
-    let raw_path = if req.raw_path.is_empty() {
-        "/"
-    } else {
-        req.raw_path
+    let string_to_sign = string_to_sign_prefix(amz_date, &auth);
+    let verified = Verified {
+        access_key_id: auth.access_key_id.to_owned(),
+        region: auth.region.to_owned(),
     };
-    let normalized = normalize_path(raw_path);
-    let candidates = [Some(raw_path), normalized.as_deref()];
-    for path in candidates.into_iter().flatten() {
-        let creq = canonical_request(req, path, auth.signed_headers, payload.as_bytes())?;
-        if string_to_sign_mac(&key, amz_date, &auth, &creq)
-            .verify_slice(&auth.signature)
-            .is_ok()
-        {
-            return Ok(Verified {
-                access_key_id: auth.access_key_id.to_owned(),
-                region: auth.region.to_owned(),
-            });
+
+    let collapsed = collapse_empty_segments(raw_path);
+    let candidates = [Some(raw_path), collapsed.as_deref()];
+    let body = digest::Context::new(&digest::SHA256);
+    match declared {
+        DeclaredPayload::Sent(sent, hash) => {
+            let mut message = string_to_sign;
+            let prefix = message.len();
+            for path in candidates.into_iter().flatten() {
+                let mut creq = canonical_request_prefix(head, path, auth.signed_headers)?;
+                creq.extend_from_slice(sent);
+                message.truncate(prefix);
+                message.extend_from_slice(&hex32(digest::digest(&digest::SHA256, &creq).as_ref()));
+                if hmac::verify(&key, &message, &auth.signature).is_ok() {
+                    let check = match hash {
+                        Some(h) => BodyCheck::Declared(h),
+                        None => BodyCheck::Unsigned,
+                    };
+                    return Ok(PendingBody {
+                        verified,
+                        body,
+                        check,
+                    });
+                }
+            }
+            Err(Error::SignatureMismatch)
+        }
+        DeclaredPayload::Absent => {
+            let mut canonical = Vec::with_capacity(2);
+            for path in candidates.into_iter().flatten() {
+                let creq = canonical_request_prefix(head, path, auth.signed_headers)?;
+                let mut running = digest::Context::new(&digest::SHA256);
+                running.update(&creq);
+                canonical.push(running);
+            }
+            Ok(PendingBody {
+                verified,
+                body,
+                check: BodyCheck::Deferred(Box::new(Deferred {
+                    key,
+                    string_to_sign,
+                    canonical,
+                    signature: auth.signature,
+                })),
+            })
         }
     }
-    Err(Error::SignatureMismatch)
+}
+
+/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded (`%2e`,
+/// `.%2E`, ...): the segments a client's URL library or signer may resolve, so that what
+/// was signed and what is routed could differ.
+pub fn has_dot_segment(raw_path: &str) -> bool {
+    raw_path.split('/').any(|segment| {
+        let decoded = percent_decode(segment.as_bytes());
+        decoded == b"." || decoded == b".."
+    })
 }
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
@@ -251,58 +449,25 @@ fn is_lowercase_token(name: &str) -> bool {
         })
 }
 
-/// The hash that ends the canonical request.
-enum PayloadHash<'a> {
-    /// `x-amz-content-sha256` as sent: `UNSIGNED-PAYLOAD` or the hex hash of the body.
-    Declared(&'a [u8]),
-    /// The lowercase hex SHA-256 of the body.
-    Computed([u8; 64]),
-}
-
-impl PayloadHash<'_> {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            PayloadHash::Declared(v) => v,
-            PayloadHash::Computed(hex) => hex,
-        }
-    }
-}
-
-fn payload_hash<'a>(req: &Request<'a>) -> Result<PayloadHash<'a>, Error> {
-    let Some(declared) = req.headers.get("x-amz-content-sha256") else {
-        return Ok(PayloadHash::Computed(hex32(
-            &Sha256::digest(req.body).into(),
-        )));
-    };
-    let declared = declared.as_bytes();
-    // The header is signed, so a body swapped under it must still be caught here.
-    if declared != UNSIGNED_PAYLOAD
-        && !declared.eq_ignore_ascii_case(&hex32(&Sha256::digest(req.body).into()))
-    {
-        return Err(Error::PayloadHashMismatch);
-    }
-    Ok(PayloadHash::Declared(declared))
-}
-
-/// The canonical request for `req` with `path` (as received, or normalized) as its path.
-fn canonical_request(
-    req: &Request<'_>,
+/// The canonical request for `head` with `path` (as received, or with empty segments
+/// dropped) as its path, up to the payload hash that ends it.
+fn canonical_request_prefix(
+    head: &Head<'_>,
     path: &str,
     signed_headers: &str,
-    payload_hash: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(256 + path.len() + req.raw_query.map_or(0, str::len));
-    out.extend_from_slice(req.method.as_bytes());
+    let mut out = Vec::with_capacity(256 + path.len() + head.raw_query.map_or(0, str::len));
+    out.extend_from_slice(head.method.as_bytes());
     out.push(b'\n');
     // The path arrives encoded once; encoding it again is what the SDKs sign.
     uri_encode(&mut out, path.as_bytes(), true);
     out.push(b'\n');
-    canonical_query(&mut out, req.raw_query.unwrap_or(""));
+    canonical_query(&mut out, head.raw_query.unwrap_or(""));
     out.push(b'\n');
     for name in signed_headers.split(';') {
         out.extend_from_slice(name.as_bytes());
         out.push(b':');
-        let mut values = req.headers.get_all(name).iter().peekable();
+        let mut values = head.headers.get_all(name).iter().peekable();
         if values.peek().is_none() {
             return Err(Error::SignedHeaderMissing);
         }
@@ -317,6 +482,18 @@ fn canonical_request(
     out.push(b'\n');
     out.extend_from_slice(signed_headers.as_bytes());
     out.push(b'\n');
+    Ok(out)
+}
+
+/// The whole canonical request, ending with `payload_hash`.
+#[cfg(test)]
+fn canonical_request(
+    head: &Head<'_>,
+    path: &str,
+    signed_headers: &str,
+    payload_hash: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let mut out = canonical_request_prefix(head, path, signed_headers)?;
     out.extend_from_slice(payload_hash);
     Ok(out)
 }
@@ -362,28 +539,19 @@ fn trim_all(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
-/// The path as botocore and the JS SDK v3 sign it: empty and `.` segments dropped, `..`
-/// removing the one before. `None` when that changes nothing.
-fn normalize_path(path: &str) -> Option<String> {
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut normalized = String::with_capacity(path.len());
+/// The path as botocore and the JS SDK v3 sign it once dot segments are ruled out: empty
+/// segments dropped. `None` when that changes nothing.
+fn collapse_empty_segments(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut collapsed = String::with_capacity(path.len());
     if path.starts_with('/') {
-        normalized.push('/');
+        collapsed.push('/');
     }
-    normalized.push_str(&segments.join("/"));
+    collapsed.push_str(&segments.join("/"));
     if path.ends_with('/') && !segments.is_empty() {
-        normalized.push('/');
+        collapsed.push('/');
     }
-    (normalized != path).then_some(normalized)
+    (collapsed != path).then_some(collapsed)
 }
 
 /// SigV4 URI encoding: unreserved characters kept, `/` kept when `keep_slash`, every other
@@ -427,56 +595,40 @@ fn percent_decode(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> hmac::Key {
     let mut k_secret = Vec::with_capacity(4 + secret.len());
     k_secret.extend_from_slice(b"AWS4");
     k_secret.extend_from_slice(secret.as_bytes());
-    let k_date = hmac(&k_secret, &[date.as_bytes()]);
-    let k_region = hmac(&k_date, &[region.as_bytes()]);
-    let k_service = hmac(&k_region, &[service.as_bytes()]);
-    hmac(&k_service, &[TERMINATOR.as_bytes()])
+    let mut key = hmac::Key::new(hmac::HMAC_SHA256, &k_secret);
+    for part in [date, region, service, TERMINATOR] {
+        key = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            hmac::sign(&key, part.as_bytes()).as_ref(),
+        );
+    }
+    key
 }
 
-/// The HMAC of the string to sign, ready to compare with the received signature.
-fn string_to_sign_mac(
-    key: &[u8; 32],
-    amz_date: &str,
-    auth: &Authorization<'_>,
-    canonical_request: &[u8],
-) -> HmacSha256 {
-    let creq_hash = hex32(&Sha256::digest(canonical_request).into());
-    let mut mac = new_mac(key);
+/// The string to sign up to the canonical request's hash, which ends it.
+fn string_to_sign_prefix(amz_date: &str, auth: &Authorization<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
     for part in [
-        ALGORITHM.as_bytes(),
-        b"\n",
-        amz_date.as_bytes(),
-        b"\n",
-        auth.date.as_bytes(),
-        b"/",
-        auth.region.as_bytes(),
-        b"/",
-        auth.service.as_bytes(),
-        b"/",
-        TERMINATOR.as_bytes(),
-        b"\n",
-        &creq_hash,
+        ALGORITHM,
+        "\n",
+        amz_date,
+        "\n",
+        auth.date,
+        "/",
+        auth.region,
+        "/",
+        auth.service,
+        "/",
+        TERMINATOR,
+        "\n",
     ] {
-        mac.update(part);
+        out.extend_from_slice(part.as_bytes());
     }
-    mac
-}
-
-fn new_mac(key: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length: longer ones are hashed, shorter ones padded.
-    <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes a key of any length")
-}
-
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = new_mac(key);
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
+    out
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ` (UTC).
@@ -523,9 +675,10 @@ fn days_from_civil(year: u32, month: u32, day: u32) -> u64 {
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    for (i, b) in bytes.iter().enumerate() {
+/// Lowercase hex of a SHA-256 (32 bytes; a shorter input leaves zeros).
+fn hex32(bytes: &[u8]) -> [u8; 64] {
+    let mut out = [b'0'; 64];
+    for (i, b) in bytes.iter().take(32).enumerate() {
         out[2 * i] = HEX_LOWER[usize::from(b >> 4)];
         out[2 * i + 1] = HEX_LOWER[usize::from(b & 15)];
     }
@@ -552,6 +705,9 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -598,8 +754,9 @@ mod tests {
     // case's request.txt, header-canonical-request.txt and header-signature.txt. Credentials
     // AKIDEXAMPLE / wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, us-east-1, service `service`,
     // 20150830T123600Z. Left out: get-header-value-multiline (an obs-folded header cannot
-    // reach a HeaderMap). The `-normalized` cases verify through the normalized path, the
-    // `-unnormalized` ones through the path as received.
+    // reach a HeaderMap). The `-normalized` cases verify through the path with empty
+    // segments dropped, the `-unnormalized` ones through the path as received; the cases
+    // whose path has `.` or `..` segments are refused, however they were signed.
 
     const SUITE_AKID: &str = "AKIDEXAMPLE";
     const SUITE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -948,38 +1105,54 @@ mod tests {
                 HeaderValue::from_str(&authorization).unwrap(),
             );
             let req = request(case.method, case.target, &map, case.body.as_bytes());
+            let dots = has_dot_segment(req.raw_path);
 
-            let path = if case.normalized {
-                normalize_path(req.raw_path).unwrap()
+            if !(dots && case.normalized) {
+                let path = if case.normalized {
+                    collapse_empty_segments(req.raw_path).unwrap()
+                } else {
+                    req.raw_path.to_owned()
+                };
+                let payload = match map.get("x-amz-content-sha256") {
+                    Some(declared) => declared.as_bytes().to_vec(),
+                    None => sha256_hex(req.body).into_bytes(),
+                };
+                let creq = canonical_request(&req.head(), &path, signed, &payload).unwrap();
+                assert_eq!(
+                    String::from_utf8(creq).unwrap(),
+                    case.creq,
+                    "canonical request of {}",
+                    case.name
+                );
+            }
+
+            let verified = verify_suite(&req, "service");
+            let expected = if dots {
+                Err(Error::DotSegmentPath)
             } else {
-                req.raw_path.to_owned()
-            };
-            let payload = payload_hash(&req).unwrap();
-            let creq = canonical_request(&req, &path, signed, payload.as_bytes()).unwrap();
-            assert_eq!(
-                String::from_utf8(creq).unwrap(),
-                case.creq,
-                "canonical request of {}",
-                case.name
-            );
-
-            let verified = verify_for_service(
-                &req,
-                "service",
-                |akid| (akid == SUITE_AKID).then(|| SUITE_SECRET.to_owned()),
-                at(SUITE_DATE),
-                Duration::from_secs(300),
-            );
-            assert_eq!(
-                verified,
                 Ok(Verified {
                     access_key_id: SUITE_AKID.to_owned(),
                     region: "us-east-1".to_owned(),
-                }),
-                "{}",
-                case.name
-            );
+                })
+            };
+            assert_eq!(verified, expected, "{}", case.name);
         }
+    }
+
+    fn verify_suite(req: &Request<'_>, service: &str) -> Result<Verified, Error> {
+        let mut pending = verify_head_for_service(
+            &req.head(),
+            service,
+            |akid| (akid == SUITE_AKID).then(|| SUITE_SECRET.to_owned()),
+            at(SUITE_DATE),
+            Duration::from_secs(300),
+        )?;
+        pending.update(req.body);
+        pending.finish()
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        String::from_utf8(hex32(digest::digest(&digest::SHA256, data).as_ref()).to_vec()).unwrap()
     }
 
     #[test]
@@ -996,7 +1169,7 @@ mod tests {
         let req = request("GET", "/", &map, b"");
         let secret = |_: &str| Some(SUITE_SECRET.to_owned());
         let skew = Duration::from_secs(300);
-        assert!(verify_for_service(&req, "service", secret, at(SUITE_DATE), skew).is_ok());
+        assert!(verify_suite(&req, "service").is_ok());
         assert_eq!(
             verify(&req, secret, at(SUITE_DATE), skew),
             Err(Error::WrongService)
@@ -1066,7 +1239,8 @@ mod tests {
             ),
         ] {
             let req = request("GET", raw, &map, b"");
-            let creq = canonical_request(&req, raw, "host", EMPTY_SHA256.as_bytes()).unwrap();
+            let creq =
+                canonical_request(&req.head(), raw, "host", EMPTY_SHA256.as_bytes()).unwrap();
             let creq = String::from_utf8(creq).unwrap();
             assert_eq!(creq.lines().nth(1), Some(signed));
         }
@@ -1096,20 +1270,80 @@ mod tests {
             BOTO_DATE,
             "AWS4-HMAC-SHA256 Credential=AKIDSWITCHBOARD/20240517/eu-west-3/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=bd8f7399663f9f242af46e7cf34fb040a6ea47fcc320be49a46b8d67c5c0428d",
         );
+        // Sent with the empty segment, which the router skips too: it verifies.
         let req = request(
             "GET",
-            "/prod//@connections/./abc%3D?b=2&a=%2B1&a=0",
+            "/prod//@connections/abc%3D?b=2&a=%2B1&a=0",
             &map,
             b"",
         );
         assert_eq!(verify_boto(&req), ok("eu-west-3", BOTO_AKID));
         let req = request(
             "GET",
-            "/prod//@connections/./abc%3D?b=2&a=%2B1&a=1",
+            "/prod//@connections/abc%3D?b=2&a=%2B1&a=1",
             &map,
             b"",
         );
         assert_eq!(verify_boto(&req), Err(Error::SignatureMismatch));
+        // Sent as the URL was written, with its `.` segment: refused, signature or not.
+        for target in [
+            "/prod//@connections/./abc%3D?b=2&a=%2B1&a=0",
+            "/prod//@connections/%2e/abc%3D?b=2&a=%2B1&a=0",
+            "/prod/x/../@connections/abc%3D?b=2&a=%2B1&a=0",
+            "/prod/x/.%2E/@connections/abc%3D?b=2&a=%2B1&a=0",
+        ] {
+            let req = request("GET", target, &map, b"");
+            assert_eq!(verify_boto(&req), Err(Error::DotSegmentPath), "{target}");
+        }
+    }
+
+    #[test]
+    fn a_signature_for_one_path_does_not_cover_a_dot_path_that_resolves_to_it() {
+        // Signed for /prod/@connections/abc%3D (BOTO_POST_AUTH); sent to paths that a
+        // resolver of dot segments turns into it.
+        let map = signed_headers(BOTO_HOST, BOTO_DATE, BOTO_POST_AUTH);
+        for path in [
+            "/prod/@connections/./abc%3D",
+            "/prod/other/../@connections/abc%3D",
+            "/prod/%2E%2e/prod/@connections/abc%3D",
+            "/./prod/@connections/abc%3D",
+        ] {
+            let req = request("POST", path, &map, POST_BODY);
+            assert_eq!(verify_boto(&req), Err(Error::DotSegmentPath), "{path}");
+        }
+        let req = request("POST", "/prod/@connections/abc%3D", &map, POST_BODY);
+        assert_eq!(verify_boto(&req), ok("us-east-1", BOTO_AKID));
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        for path in [
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/%2e",
+            "/%2E%2e/x",
+            "/.%2e/",
+            "/a/%2E",
+            ".",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "//",
+            "/a.b",
+            "/...",
+            "/.a",
+            "/a./",
+            "/%2e%2e%2e",
+            "/%252e",
+            "/%2",
+            "/a%2Fb",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
     }
 
     #[test]
@@ -1380,6 +1614,99 @@ mod tests {
                 "ünï".as_bytes()
             ),
             ok("us-east-1", BOTO_AKID)
+        );
+    }
+
+    #[test]
+    fn credentials_are_refused_from_the_head_alone() {
+        let at_date = at("20261122T000241Z");
+        let skew = Duration::from_secs(300);
+        let head_of = |map: &HeaderMap| -> Result<(), Error> {
+            let head = Head {
+                method: "POST",
+                raw_path: "/prod/@connections/abc%3D",
+                raw_query: None,
+                headers: map,
+            };
+            verify_head(&head, boto_secret, at_date, skew).map(|_| ())
+        };
+        let without = |name: &str| -> HeaderMap {
+            headers(
+                &JS_POST
+                    .iter()
+                    .copied()
+                    .filter(|(n, _)| *n != name)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            head_of(&without("authorization")),
+            Err(Error::MissingAuthorization)
+        );
+        let mut map = headers(JS_POST);
+        map.insert(
+            "authorization",
+            HeaderValue::from_static("AWS4-HMAC-SHA256 x"),
+        );
+        assert_eq!(head_of(&map), Err(Error::MalformedAuthorization));
+        let stale = verify_head(
+            &Head {
+                method: "POST",
+                raw_path: "/prod/@connections/abc%3D",
+                raw_query: None,
+                headers: &headers(JS_POST),
+            },
+            boto_secret,
+            at_date + Duration::from_secs(301),
+            skew,
+        );
+        assert_eq!(stale.err(), Some(Error::RequestTimeSkewed));
+        let unknown = verify_head(
+            &Head {
+                method: "POST",
+                raw_path: "/prod/@connections/abc%3D",
+                raw_query: None,
+                headers: &headers(JS_POST),
+            },
+            |_| None,
+            at_date,
+            skew,
+        );
+        assert_eq!(unknown.err(), Some(Error::UnknownAccessKey));
+        // The JS SDK declares the payload hash, so even a wrong signature is caught from
+        // the head; a body that does not hash to the declaration is caught at its end.
+        let mut map = headers(JS_POST);
+        map.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(EMPTY_SHA256),
+        );
+        assert_eq!(head_of(&map), Err(Error::SignatureMismatch));
+        let map = headers(JS_POST);
+        let head = Head {
+            method: "POST",
+            raw_path: "/prod/@connections/abc%3D",
+            raw_query: None,
+            headers: &map,
+        };
+        let mut pending = verify_head(&head, boto_secret, at_date, skew).unwrap();
+        pending.update(b"hello ");
+        pending.update(b"world!");
+        assert_eq!(pending.finish(), Err(Error::PayloadHashMismatch));
+        let mut pending = verify_head(&head, boto_secret, at_date, skew).unwrap();
+        pending.update(b"hello ");
+        pending.update(b"world");
+        assert_eq!(pending.finish(), ok("us-east-1", BOTO_AKID));
+    }
+
+    #[test]
+    fn a_malformed_declared_payload_hash_is_refused() {
+        let mut map = headers(JS_POST);
+        map.insert("x-amz-content-sha256", HeaderValue::from_static("abc"));
+        let req = request("POST", "/prod/@connections/abc%3D", &map, b"hello world");
+        let now = at("20261122T000241Z");
+        assert_eq!(
+            verify(&req, boto_secret, now, Duration::from_secs(300)),
+            Err(Error::MalformedPayloadHash)
         );
     }
 

@@ -24,7 +24,7 @@ use switchboard_edge::table::{CloseRequest, ConnHandle, ConnectionTable, Fanout}
 
 use switchboard_cluster::Command;
 
-use crate::connections::{authenticate, aws_error, read_body, ConnectionsApi};
+use crate::connections::{admit, aws_error, read_body, ConnectionsApi};
 
 /// Largest batch accepted.
 const MAX_BATCH: usize = 100;
@@ -54,9 +54,14 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Authenticates every `/v1` request; the body is read once here (bounded) and put back.
+/// Authenticates every `/v1` request from its head, before any of the body is read; the
+/// body is then read once here (bounded, checked against its signature) and put back.
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let admission = match admit(&api, &parts.method, &parts.uri, &parts.headers) {
+        Ok(a) => a,
+        Err(refused) => return refused.respond(&api.metrics),
+    };
     // A batch may carry many messages; everything else at most one.
     let limit = api
         .max_message_bytes
@@ -65,20 +70,10 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
         } else {
             1
         });
-    let bytes = match read_body(body, limit.saturating_add(1)).await {
+    let bytes = match read_body(&parts.headers, body, limit, admission).await {
         Ok(b) => b,
-        Err(r) => return r.into_response(),
+        Err(refused) => return refused.respond(&api.metrics),
     };
-    if let Some(denied) = authenticate(&api, &parts.method, &parts.uri, &parts.headers, &bytes) {
-        return denied;
-    }
-    if bytes.len() > limit {
-        return aws_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            "Request entity too large",
-        );
-    }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }

@@ -45,6 +45,9 @@ pub(crate) struct Settings {
     pub idle_timeout: Duration,
     pub max_connection: Option<Duration>,
     pub handshake_timeout: Duration,
+    /// Request head bounds: bytes (request line plus headers) and header lines.
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
     pub write_timeout: Duration,
     pub ping_interval: Option<Duration>,
     pub pong_timeout: Duration,
@@ -600,6 +603,8 @@ impl Edge {
             idle_timeout: secs(l.idle_timeout_secs),
             max_connection: (l.max_connection_secs > 0).then(|| secs(l.max_connection_secs)),
             handshake_timeout: secs(l.handshake_timeout_secs),
+            max_head_bytes: l.max_request_head_bytes,
+            max_headers: l.max_request_headers,
             write_timeout: secs(l.write_timeout_secs),
             ping_interval: (k.ping_interval_secs > 0).then(|| secs(k.ping_interval_secs)),
             pong_timeout: secs(k.pong_timeout_secs),
@@ -758,18 +763,33 @@ where
         let edge = service_edge.clone();
         async move { Ok::<_, Infallible>(handle::<S>(edge, req, peer).await) }
     });
+    let settings = &edge.settings;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
-        .max_buf_size(64 * 1024)
+        // hyper answers 431 itself once the head passes `max_header_size` or has more
+        // lines than `max_headers`. Its read buffer is capped at the same size (hyper's
+        // floor is 8 KiB), so no more of a head than the bound is ever buffered; nothing
+        // else is read through it here, since an upgraded stream leaves hyper.
+        .max_header_size(settings.max_head_bytes)
+        .max_buf_size(settings.max_head_bytes.max(8192))
         .keep_alive(true);
+    // hyper keeps up to 100 header slots on the stack and allocates per request for any
+    // other count, so the default is left as hyper's own.
+    if settings.max_headers != switchboard_core::config::DEFAULT_MAX_REQUEST_HEADERS {
+        builder.max_headers(settings.max_headers);
+    }
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::select! {
         r = tokio::time::timeout(budget, conn) => match r {
             Ok(Ok(())) => {}
+            Ok(Err(e)) if e.is_parse_too_large() => {
+                edge.metrics.reject("head_too_large");
+                debug!(%peer, "request head over limits.max_request_head_bytes or max_request_headers: 431");
+            }
             Ok(Err(e)) => debug!(%peer, error = %e, "HTTP connection error"),
             Err(_) => debug!(%peer, "HTTP connection exceeded the handshake budget"),
         },

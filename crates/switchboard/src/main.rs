@@ -330,6 +330,8 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
         "Commands from other nodes dropped because this node's inbox was full",
         inbox_dropped,
     );
+    let mgmt_metrics = switchboard_api::ManagementMetrics::default();
+    mgmt_metrics.register(&mut registry);
     let api = Arc::new(ApiState {
         registry,
         accepting: true.into(),
@@ -357,16 +359,20 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
             auth: management,
             stage: cfg.api.stage.clone(),
             max_message_bytes: cfg.limits.max_message_bytes,
+            metrics: mgmt_metrics.clone(),
             remote_seen: Default::default(),
         });
         let router = switchboard_api::router(api.clone(), connections);
-        tokio::spawn(async move {
-            axum::serve(mgmt_listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        })
+        let limits = switchboard_api::HeadLimits::from(&cfg.management);
+        tokio::spawn(switchboard_api::serve(
+            mgmt_listener,
+            router,
+            limits,
+            mgmt_metrics,
+            async move {
+                let _ = stopped.await;
+            },
+        ))
     };
     let edge_task = {
         let edge = edge.clone();
