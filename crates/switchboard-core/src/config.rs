@@ -396,6 +396,26 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 const REQUEST_HEAD_BYTES: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
 const REQUEST_HEADERS: std::ops::RangeInclusive<usize> = 8..=1000;
 
+/// The longest duration any key accepts, 365 days (in seconds). Nothing in a gateway
+/// needs longer, and near the top of `u64` a deadline computed as `now + duration`
+/// overflows the clock: a panic in every connection or invocation task that computes it.
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
+/// The same bound for the keys in milliseconds.
+pub const MAX_DURATION_MS: u64 = MAX_DURATION_SECS * 1000;
+/// Most messages `limits.outbound_queue_messages` accepts: the queue is a tokio channel,
+/// which panics when asked for more than 2^61 - 1 slots, and `outbound_queue_bytes` is
+/// what bounds its memory anyway.
+pub const MAX_QUEUE_MESSAGES: usize = 1 << 20;
+/// Most invocations in flight an `http` function accepts.
+pub const MAX_HTTP_CONCURRENCY: usize = 65_536;
+/// Most workers a `lambda` function accepts (each is a process; the pool reserves a
+/// slot per worker up front).
+pub const MAX_LAMBDA_WORKERS: usize = 4096;
+/// Largest `max_response_bytes` an `http` function accepts (as `limits.max_message_bytes`).
+const MAX_BODY_BYTES: usize = 1 << 30;
+/// The JWT algorithms the authorizer knows (switchboard-auth's `Alg`).
+const JWT_ALGORITHMS: [&str; 3] = ["HS256", "RS256", "ES256"];
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
@@ -822,7 +842,7 @@ impl Config {
             errors.push(err("router.selection_expression", e.to_string()));
         }
         for (key, route) in &self.routes {
-            let path = format!("routes.\"{key}\"");
+            let path = format!("routes.{}", quoted_key(key));
             if key.starts_with('$')
                 && !["$connect", "$disconnect", "$default"].contains(&key.as_str())
             {
@@ -843,7 +863,7 @@ impl Config {
         }
         for (name, f) in &self.functions {
             if let FunctionConfig::Http(h) = f {
-                let key = format!("functions.{name}");
+                let key = format!("functions.{}", table_key(name));
                 if !h.url.starts_with("http://") {
                     errors.push(err(
                         format!("{key}.url"),
@@ -924,12 +944,255 @@ impl Config {
                 ));
             }
         }
+        self.check_bounds(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
     }
+
+    /// Bounds that keep every value usable: no duration so long that a deadline
+    /// overflows the clock, no count so large that a queue or a pool cannot be built, no
+    /// zero where the gateway would do nothing useful, and the checks the components make
+    /// at start (so `check-config` finds them too).
+    fn check_bounds(&self, errors: &mut Vec<ConfigError>) {
+        let mut secs = |key: String, v: u64| {
+            if v > MAX_DURATION_SECS {
+                errors.push(err(
+                    key,
+                    format!("must be at most {MAX_DURATION_SECS} (365 days)"),
+                ));
+            }
+        };
+        let l = &self.limits;
+        secs(
+            "server.shutdown_grace_secs".into(),
+            self.server.shutdown_grace_secs,
+        );
+        secs("limits.idle_timeout_secs".into(), l.idle_timeout_secs);
+        secs("limits.max_connection_secs".into(), l.max_connection_secs);
+        secs(
+            "limits.handshake_timeout_secs".into(),
+            l.handshake_timeout_secs,
+        );
+        secs("limits.write_timeout_secs".into(), l.write_timeout_secs);
+        secs(
+            "keepalive.ping_interval_secs".into(),
+            self.keepalive.ping_interval_secs,
+        );
+        secs(
+            "keepalive.pong_timeout_secs".into(),
+            self.keepalive.pong_timeout_secs,
+        );
+        secs("resume.window_secs".into(), self.resume.window_secs);
+        secs("cluster.heartbeat_secs".into(), self.cluster.heartbeat_secs);
+        secs("cluster.node_ttl_secs".into(), self.cluster.node_ttl_secs);
+        secs(
+            "management.clock_skew_secs".into(),
+            self.management.clock_skew_secs,
+        );
+        match &self.authorizer {
+            Some(AuthorizerConfig::Jwt(j)) => {
+                secs("authorizer.jwks_refresh_secs".into(), j.jwks_refresh_secs);
+                secs("authorizer.leeway_secs".into(), j.leeway_secs);
+            }
+            Some(AuthorizerConfig::Request(r)) => {
+                secs("authorizer.cache_ttl_secs".into(), r.cache_ttl_secs);
+            }
+            None => {}
+        }
+        for (name, f) in &self.functions {
+            if let FunctionConfig::Lambda(la) = f {
+                secs(
+                    format!("functions.{}.idle_secs", table_key(name)),
+                    la.idle_secs,
+                );
+            }
+        }
+        let mut ms = |key: String, v: u64, zero_ok: bool| {
+            if v == 0 && !zero_ok {
+                errors.push(err(key, "must be greater than 0"));
+            } else if v > MAX_DURATION_MS {
+                errors.push(err(
+                    key,
+                    format!("must be at most {MAX_DURATION_MS} (365 days)"),
+                ));
+            }
+        };
+        // 0 is refused for HTTP functions above, with the other HTTP checks.
+        for (name, f) in &self.functions {
+            let key = format!("functions.{}.timeout_ms", table_key(name));
+            match f {
+                FunctionConfig::Http(h) => ms(key, h.timeout_ms, true),
+                FunctionConfig::Lambda(la) => ms(key, la.timeout_ms, false),
+                FunctionConfig::Builtin { .. } => {}
+            }
+        }
+        // With `.max(1)` in the backplane link, 0 meant every cross-node operation failed
+        // after a millisecond.
+        let clustered = self.cluster.backplane != BackplaneKind::Local;
+        ms(
+            "cluster.op_timeout_ms".into(),
+            self.cluster.op_timeout_ms,
+            !clustered,
+        );
+
+        if l.outbound_queue_messages > MAX_QUEUE_MESSAGES {
+            errors.push(err(
+                "limits.outbound_queue_messages",
+                format!("must be at most {MAX_QUEUE_MESSAGES}"),
+            ));
+        }
+        if self.management.clock_skew_secs == 0 {
+            // X-Amz-Date has whole seconds: a skew of 0 refuses nearly every signature.
+            errors.push(err("management.clock_skew_secs", "must be at least 1"));
+        }
+        let r = &self.resume;
+        if r.enabled {
+            for (key, v) in [
+                ("resume.window_secs", r.window_secs as usize),
+                ("resume.buffer_messages", r.buffer_messages),
+                ("resume.buffer_bytes", r.buffer_bytes),
+            ] {
+                if v == 0 {
+                    // A session that cannot wait, or keep one message, can never resume.
+                    errors.push(err(key, "must be greater than 0 while resume is enabled"));
+                }
+            }
+        }
+        if let Some(st) = &self.static_files {
+            let index = st.index.as_str();
+            if index.is_empty()
+                || index == "."
+                || index == ".."
+                || index.contains(['/', '\\', '\0'])
+            {
+                // Joined to every directory served: `/etc/passwd` or `../x` would serve a
+                // file outside `static.dir`.
+                errors.push(err(
+                    "static.index",
+                    "must be a file name (no '/', '\\', and not '.' or '..')",
+                ));
+            }
+        }
+        for (name, f) in &self.functions {
+            let key = format!("functions.{}", table_key(name));
+            match f {
+                FunctionConfig::Http(h) => {
+                    if h.max_concurrency > MAX_HTTP_CONCURRENCY {
+                        errors.push(err(
+                            format!("{key}.max_concurrency"),
+                            format!("must be at most {MAX_HTTP_CONCURRENCY}"),
+                        ));
+                    }
+                    if !(1..=MAX_BODY_BYTES).contains(&h.max_response_bytes) {
+                        errors.push(err(
+                            format!("{key}.max_response_bytes"),
+                            format!("must be between 1 and {MAX_BODY_BYTES}"),
+                        ));
+                    }
+                }
+                FunctionConfig::Lambda(la) => {
+                    if !(1..=MAX_LAMBDA_WORKERS).contains(&la.max_concurrency) {
+                        errors.push(err(
+                            format!("{key}.max_concurrency"),
+                            format!("must be between 1 and {MAX_LAMBDA_WORKERS}"),
+                        ));
+                    }
+                    if la.min_warm > la.max_concurrency {
+                        errors.push(err(
+                            format!("{key}.min_warm"),
+                            "must not exceed max_concurrency",
+                        ));
+                    }
+                }
+                FunctionConfig::Builtin { .. } => {}
+            }
+        }
+        match &self.authorizer {
+            Some(AuthorizerConfig::Jwt(j)) => {
+                if j.token_sources.is_empty() {
+                    errors.push(err(
+                        "authorizer.token_sources",
+                        "must name at least one source",
+                    ));
+                }
+                if j.token_sources.contains(&TokenSource::Query) && j.query_param.is_empty() {
+                    errors.push(err("authorizer.query_param", "must not be empty"));
+                }
+                if j.token_sources.contains(&TokenSource::Protocol) && j.protocol_prefix.is_empty()
+                {
+                    errors.push(err("authorizer.protocol_prefix", "must not be empty"));
+                }
+                if j.algorithms.is_empty() {
+                    errors.push(err(
+                        "authorizer.algorithms",
+                        "must name at least one algorithm",
+                    ));
+                }
+                for a in &j.algorithms {
+                    if !JWT_ALGORITHMS.iter().any(|k| k.eq_ignore_ascii_case(a)) {
+                        errors.push(err(
+                            "authorizer.algorithms",
+                            format!("{a:?} is not one of HS256, RS256, ES256"),
+                        ));
+                    }
+                }
+                if j.jwks_url.is_some() && j.jwks_refresh_secs == 0 {
+                    errors.push(err("authorizer.jwks_refresh_secs", "must be at least 1"));
+                }
+            }
+            Some(AuthorizerConfig::Request(ra)) => {
+                if !self.functions.contains_key(&ra.function) {
+                    errors.push(err(
+                        "authorizer.function",
+                        format!("no function named {:?} in [functions]", ra.function),
+                    ));
+                }
+                if ra.identity_sources.is_empty()
+                    && ra.cache_ttl_secs > 0
+                    && ra.cache_max_entries > 0
+                {
+                    // One cache entry for everyone: the first answer would decide for all.
+                    errors.push(err(
+                        "authorizer.identity_sources",
+                        "required while answers are cached (cache_ttl_secs > 0)",
+                    ));
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// `name` as one segment of a dotted key: as it is when TOML allows it bare, else quoted.
+fn table_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare {
+        name.to_owned()
+    } else {
+        quoted_key(name)
+    }
+}
+
+/// `name` as a quoted TOML key (a basic string).
+fn quoted_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// RFC 7230 `tchar`.
@@ -1044,5 +1307,217 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert!(c.routes["$default"].two_way);
+    }
+
+    /// The keys validation names for `toml_text`, in order.
+    fn refused(toml_text: &str) -> Vec<String> {
+        let c: Config = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
+        c.validate()
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
+    }
+
+    /// Accepted before, these panicked every connection: `now + idle_timeout` overflowed
+    /// the clock ("overflow when adding duration to instant" in the connection task).
+    /// Every duration is bounded, seconds and milliseconds alike.
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        let huge = i64::MAX;
+        let text = format!(
+            "[server]\nshutdown_grace_secs = {huge}\n\
+             [limits]\nidle_timeout_secs = {huge}\nmax_connection_secs = {huge}\n\
+             handshake_timeout_secs = {huge}\nwrite_timeout_secs = {huge}\n\
+             [keepalive]\nping_interval_secs = {huge}\npong_timeout_secs = {huge}\n\
+             [resume]\nwindow_secs = {huge}\n\
+             [cluster]\nheartbeat_secs = {huge}\nnode_ttl_secs = {huge}\nop_timeout_ms = {huge}\n\
+             [management]\nclock_skew_secs = {huge}\n\
+             [functions.h]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\ntimeout_ms = {huge}\n\
+             [functions.l]\nkind = \"lambda\"\nhandler = \"a.b\"\ntimeout_ms = {huge}\nidle_secs = {huge}\n\
+             [authorizer]\nkind = \"jwt\"\nsecret = \"s\"\njwks_refresh_secs = {huge}\nleeway_secs = {huge}\n"
+        );
+        assert_eq!(
+            refused(&text),
+            [
+                "server.shutdown_grace_secs",
+                "limits.idle_timeout_secs",
+                "limits.max_connection_secs",
+                "limits.handshake_timeout_secs",
+                "limits.write_timeout_secs",
+                "keepalive.ping_interval_secs",
+                "keepalive.pong_timeout_secs",
+                "resume.window_secs",
+                "cluster.heartbeat_secs",
+                "cluster.node_ttl_secs",
+                "management.clock_skew_secs",
+                "authorizer.jwks_refresh_secs",
+                "authorizer.leeway_secs",
+                "functions.l.idle_secs",
+                "functions.h.timeout_ms",
+                "functions.l.timeout_ms",
+                "cluster.op_timeout_ms",
+            ]
+        );
+        let year = MAX_DURATION_SECS;
+        let ok = format!(
+            "[limits]\nidle_timeout_secs = {year}\n[functions.h]\nkind = \"http\"\n\
+             url = \"http://127.0.0.1:1/\"\ntimeout_ms = {}\n",
+            year * 1000
+        );
+        assert!(refused(&ok).is_empty());
+    }
+
+    /// Accepted before, this panicked every handshake: the outbound queue is a tokio
+    /// channel, which refuses more than 2^61 - 1 slots ("a semaphore may not have more
+    /// than MAX_PERMITS permits").
+    #[test]
+    fn an_outbound_queue_too_long_to_build_is_refused() {
+        assert_eq!(
+            refused("[limits]\noutbound_queue_messages = 4611686018427387904\n"),
+            ["limits.outbound_queue_messages"]
+        );
+        assert_eq!(
+            refused("[limits]\noutbound_queue_messages = 1048577\n"),
+            ["limits.outbound_queue_messages"]
+        );
+        assert!(refused("[limits]\noutbound_queue_messages = 1048576\n").is_empty());
+    }
+
+    /// A zero where the gateway would do nothing useful: a SigV4 skew of 0 refuses
+    /// nearly every signature (X-Amz-Date has whole seconds); a resumable session that
+    /// cannot wait or keep a message never resumes; a clustered operation with no time
+    /// fails at once.
+    #[test]
+    fn zeros_that_leave_a_feature_useless_are_refused() {
+        assert_eq!(
+            refused("[management]\nclock_skew_secs = 0\n"),
+            ["management.clock_skew_secs"]
+        );
+        assert_eq!(
+            refused("[resume]\nenabled = true\nwindow_secs = 0\nbuffer_messages = 0\nbuffer_bytes = 0\n"),
+            ["resume.window_secs", "resume.buffer_messages", "resume.buffer_bytes"]
+        );
+        // Unused while resume is off.
+        assert!(refused("[resume]\nwindow_secs = 0\nbuffer_messages = 0\n").is_empty());
+        assert_eq!(
+            refused("[server]\nnode_id = \"a\"\n[cluster]\nbackplane = \"redis\"\nurls = [\"redis://127.0.0.1\"]\nop_timeout_ms = 0\n"),
+            ["cluster.op_timeout_ms"]
+        );
+        assert!(refused("[cluster]\nop_timeout_ms = 0\n").is_empty());
+    }
+
+    /// `static.index` is joined to the directory being served: an absolute path replaced
+    /// it (`GET /` served `/etc/passwd`), and `..` climbed out of `static.dir`.
+    #[test]
+    fn static_index_must_be_a_file_name() {
+        for bad in [
+            "/etc/passwd",
+            "../secret.txt",
+            "a/b.html",
+            "..",
+            ".",
+            "",
+            "a\\\\b",
+        ] {
+            let text = format!("[static]\ndir = \"www\"\nindex = \"{bad}\"\n");
+            assert_eq!(refused(&text), ["static.index"], "{bad:?}");
+        }
+        assert!(refused("[static]\ndir = \"www\"\nindex = \"home.html\"\n").is_empty());
+    }
+
+    /// What the HTTP and Lambda invokers refused (or crashed on) at start is refused by
+    /// `check-config` too: a Lambda pool of 2^62 workers reserved its slots up front
+    /// (capacity overflow at start); 0 workers or a 0 ms timeout could run nothing.
+    #[test]
+    fn function_bounds_are_checked_before_start() {
+        let http = "[functions.h]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n";
+        assert_eq!(
+            refused(&format!(
+                "{http}max_concurrency = 65537\nmax_response_bytes = 0\n"
+            )),
+            [
+                "functions.h.max_concurrency",
+                "functions.h.max_response_bytes"
+            ]
+        );
+        assert_eq!(
+            refused(&format!("{http}max_response_bytes = 1073741825\n")),
+            ["functions.h.max_response_bytes"]
+        );
+        let lambda = "[functions.\"my fn\"]\nkind = \"lambda\"\nhandler = \"a.b\"\n";
+        assert_eq!(
+            refused(&format!("{lambda}timeout_ms = 0\nmax_concurrency = 0\n")),
+            [
+                "functions.\"my fn\".timeout_ms",
+                "functions.\"my fn\".max_concurrency"
+            ]
+        );
+        assert_eq!(
+            refused(&format!("{lambda}max_concurrency = 4611686018427387904\n")),
+            ["functions.\"my fn\".max_concurrency"]
+        );
+        assert_eq!(
+            refused(&format!("{lambda}max_concurrency = 2\nmin_warm = 3\n")),
+            ["functions.\"my fn\".min_warm"]
+        );
+        assert!(refused(&format!(
+            "{lambda}max_concurrency = 4096\nmin_warm = 4096\n"
+        ))
+        .is_empty());
+    }
+
+    /// The authorizer's own checks at start, made by `check-config` too.
+    #[test]
+    fn authorizer_checks_made_at_start_are_made_by_validation() {
+        let jwt = "[authorizer]\nkind = \"jwt\"\nsecret = \"s\"\n";
+        assert_eq!(
+            refused(&format!("{jwt}token_sources = []\nalgorithms = []\n")),
+            ["authorizer.token_sources", "authorizer.algorithms"]
+        );
+        assert_eq!(
+            refused(&format!("{jwt}query_param = \"\"\nprotocol_prefix = \"\"\nalgorithms = [\"hs256\", \"none\", \"HS512\"]\n")),
+            [
+                "authorizer.query_param",
+                "authorizer.protocol_prefix",
+                "authorizer.algorithms",
+                "authorizer.algorithms",
+            ]
+        );
+        assert_eq!(
+            refused(&format!(
+                "{jwt}jwks_url = \"https://idp.example/jwks\"\njwks_refresh_secs = 0\n"
+            )),
+            ["authorizer.jwks_refresh_secs"]
+        );
+        // Sources that are not used need no parameter.
+        assert!(refused(&format!(
+            "{jwt}token_sources = [\"header\"]\nquery_param = \"\"\n"
+        ))
+        .is_empty());
+        let request =
+            "[authorizer]\nkind = \"request\"\nfunction = \"auth\"\nidentity_sources = []\n";
+        assert_eq!(
+            refused(request),
+            ["authorizer.function", "authorizer.identity_sources"]
+        );
+        let with_function = format!("{request}cache_ttl_secs = 0\n[functions.auth]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n");
+        assert!(refused(&with_function).is_empty());
+    }
+
+    /// Function and route names that are not bare TOML keys are quoted in the key an
+    /// error names, so the loader can find their line (a name with a dot read as two).
+    #[test]
+    fn odd_names_are_quoted_in_error_keys() {
+        let text = "[functions.\"a.b\"]\nkind = \"http\"\nurl = \"ftp://x\"\n\
+                    [routes.\"say \\\"hi\\\"\"]\nfunction = \"nope\"\n";
+        assert_eq!(
+            refused(text),
+            [
+                "routes.\"say \\\"hi\\\"\".function",
+                "functions.\"a.b\".url",
+            ]
+        );
     }
 }
