@@ -88,7 +88,12 @@ fn accept_offer(offer: &str, cfg: &DeflateConfig) -> Option<(DeflateParams, Stri
         };
         let bits = |v: Option<&str>| -> Option<u8> {
             let v = v?;
-            if v.is_empty() || v.len() > 2 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            // A decimal from 8 to 15 without leading zeroes (RFC 7692 §7.1.2).
+            if v.is_empty()
+                || v.len() > 2
+                || v.starts_with('0')
+                || !v.bytes().all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             v.parse().ok().filter(|b| (8..=15).contains(b))
@@ -379,6 +384,8 @@ mod tests {
         assert!(negotiate(["permessage-deflate; server_no_context_takeover=1"], &cfg()).is_none());
         assert!(negotiate(["x-webkit-deflate-frame"], &cfg()).is_none());
         assert!(negotiate(["permessage-deflate; client_max_window_bits=7"], &cfg()).is_none());
+        assert!(negotiate(["permessage-deflate; server_max_window_bits=010"], &cfg()).is_none());
+        assert!(negotiate(["permessage-deflate; server_max_window_bits=09"], &cfg()).is_none());
     }
 
     #[test]

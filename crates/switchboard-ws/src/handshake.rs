@@ -1,4 +1,5 @@
-//! The opening handshake's key arithmetic (RFC 6455 §4.2.2).
+//! The opening handshake's pure parts (RFC 6455 §4.2): the key and its accept value, and
+//! the choice of a subprotocol. The extension offer is parsed in [`crate::deflate`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -17,6 +18,36 @@ pub fn accept_key(key: &[u8]) -> String {
     sha.update(key);
     sha.update(GUID);
     STANDARD.encode(sha.finalize())
+}
+
+/// The server's most preferred subprotocol among those the client offered: the first of
+/// `ours` that appears in the comma-separated `Sec-WebSocket-Protocol` request header
+/// values. Only a token (RFC 9110 §5.6.2) is ever chosen, so the answer is always a valid
+/// header value the client itself sent; `None` when nothing matches (the response then
+/// carries no `Sec-WebSocket-Protocol`).
+pub fn select_subprotocol<'a, 'b, S: AsRef<str>>(
+    ours: &'a [S],
+    offered_values: impl IntoIterator<Item = &'b str>,
+) -> Option<&'a str> {
+    if ours.is_empty() {
+        return None;
+    }
+    let offered: Vec<&str> = offered_values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| is_token(p))
+        .collect();
+    ours.iter()
+        .map(AsRef::as_ref)
+        .find(|p| is_token(p) && offered.contains(p))
+}
+
+/// An RFC 9110 token: one or more of `!#$%&'*+-.^_`|~`, digits and letters.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A fresh random key for a client handshake.
@@ -38,5 +69,18 @@ mod tests {
         assert!(!is_valid_key(b"short"));
         assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ!!"));
         assert!(is_valid_key(client_key().as_bytes()));
+    }
+
+    #[test]
+    fn subprotocols_by_server_preference_tokens_only() {
+        let ours = ["chat.v2", "chat.v1", "bad one"];
+        assert_eq!(
+            select_subprotocol(&ours, ["other, chat.v1", " chat.v2 "]),
+            Some("chat.v2")
+        );
+        assert_eq!(select_subprotocol(&ours, ["chat.v1,"]), Some("chat.v1"));
+        assert_eq!(select_subprotocol(&ours, ["bad one"]), None);
+        assert_eq!(select_subprotocol(&ours, ["CHAT.V1", ""]), None);
+        assert_eq!(select_subprotocol::<&str>(&[], ["chat.v1"]), None);
     }
 }
