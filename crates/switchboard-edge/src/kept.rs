@@ -361,4 +361,61 @@ mod tests {
         assert!(back.token.is_empty());
         assert!(back.proof.proves(&token));
     }
+
+    /// Session tokens come from clients and copies from the backplane: both are hostile.
+    /// On any string, `connection_of` never panics and names a connection only for the
+    /// `<id>.<22 characters>` shape; a proof proves exactly its own token, however the
+    /// token is changed; any text read as a copy is refused cleanly or read whole.
+    #[test]
+    fn fuzz_edge_session_proof() {
+        use switchboard_fuzz::proptest::prelude::*;
+        let ids = switchboard_core::id::IdGenerator::new("fuzz");
+        let input = (
+            any::<String>(),
+            any::<usize>(),
+            any::<char>(),
+            prop_oneof![
+                any::<String>(),
+                "\\{\"keptUntil\":[0-9]{1,20},\"handover\":\\{\"tokenProof\":\"[A-Za-z0-9_=-]{0,50}\"\\}\\}",
+            ],
+        );
+        switchboard_fuzz::run(
+            "fuzz_edge_session_proof",
+            50_000,
+            input,
+            |(text, at, c, copy)| {
+                let token = new_token(&ids.connection_id());
+                let (id_part, _) = token.split_once('.').unwrap();
+                let proof = TokenProof::of(&token);
+                let mut changed: Vec<char> = token.chars().collect();
+                let i = at % changed.len();
+                changed[i] = c;
+                let changed: String = changed.into_iter().collect();
+                let candidates = [
+                    text.clone(),
+                    changed,
+                    token[..at % token.len()].to_owned(),
+                    format!("{token}{text}"),
+                    format!("{id_part}.{text}"),
+                ];
+                for s in &candidates {
+                    prop_assert_eq!(proof.proves(s), *s == token, "{:?}", s);
+                    if let Some(id) = session::connection_of(s) {
+                        let (head, secret) = s.split_once('.').unwrap();
+                        prop_assert_eq!(head, id.to_string());
+                        prop_assert_eq!(secret.len(), 22);
+                    }
+                }
+                prop_assert!(proof.proves(&token));
+                // Whatever a copy holds, reading it never panics, and its proof proves
+                // only the token it was made from.
+                if let Ok(head) = serde_json::from_str::<CopyHead>(&copy) {
+                    let text = serde_json::to_string(&head.handover.token_proof).unwrap();
+                    let back: TokenProof = serde_json::from_str(&text).unwrap();
+                    prop_assert!(!back.proves(&token));
+                }
+                Ok(())
+            },
+        );
+    }
 }
