@@ -548,6 +548,9 @@ fn key_from_jwk(jwk: &Value, origin: JwksOrigin) -> Result<VerifyKey, Skip> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -248,8 +248,7 @@ async fn pem_rsa_key_with_a_negative_modulus_is_refused() {
     let file = TempFile::new("neg.pem", &to_pem(&bad));
     let e = try_authorizer(json!({"kind": "jwt", "public_keys": [file.path]}))
         .await
-        .err()
-        .expect("a negative modulus was accepted");
+        .expect_err("a negative modulus was accepted");
     assert!(e.contains("negative"), "{e}");
 }
 
@@ -264,8 +263,7 @@ async fn ec_jwk_off_the_curve_is_refused_when_loaded() {
     jwk["y"] = json!(b64url(&y));
     let e = jwks_file_authorizer(vec![jwk])
         .await
-        .err()
-        .expect("a point off the curve was accepted");
+        .expect_err("a point off the curve was accepted");
     assert!(e.contains("not on the curve"), "{e}");
     // Coordinates of the wrong length, with or without leading zeros.
     for (x, y) in [(31, 32), (32, 33), (0, 32)] {
@@ -285,8 +283,7 @@ async fn pem_ec_key_off_the_curve_is_refused() {
     let file = TempFile::new("ec.pem", &to_pem(&der));
     let e = try_authorizer(json!({"kind": "jwt", "public_keys": [file.path]}))
         .await
-        .err()
-        .expect("a point off the curve was accepted");
+        .expect_err("a point off the curve was accepted");
     assert!(e.contains("not on the curve"), "{e}");
 }
 
