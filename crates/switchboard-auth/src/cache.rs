@@ -23,11 +23,16 @@ pub(crate) struct TtlCache<K, V> {
     next_seq: u64,
 }
 
+/// Longer TTLs are cut to this: it is forever for a cache, and `now + ttl` stays within
+/// what `Instant` can represent (the configuration bounds the TTL to 365 days, but this
+/// type does not rely on that).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
-    /// `max_entries` is raised to at least 1.
+    /// `max_entries` is raised to at least 1, `ttl` cut to 100 years.
     pub(crate) fn new(ttl: Duration, max_entries: usize) -> Self {
         Self {
-            ttl,
+            ttl: ttl.min(MAX_TTL),
             max_entries: max_entries.max(1),
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -121,6 +126,26 @@ mod tests {
         c.insert("z", 0, t0 + s(100));
         assert_eq!(c.len(), 1);
         assert!(c.order.len() <= 4 + 1);
+    }
+
+    /// `cache_ttl_secs` is a u64 from the configuration: a TTL past what `Instant` can
+    /// add used to panic on the first insert (every handshake).
+    #[test]
+    fn a_ttl_beyond_the_clock_range_means_forever_not_a_panic() {
+        let t0 = Instant::now();
+        let mut c = TtlCache::new(Duration::from_secs(u64::MAX), 2);
+        c.insert("a", 1, t0);
+        c.insert("b", 2, t0);
+        c.insert("c", 3, t0 + Duration::from_secs(86_400 * 365 * 10));
+        assert_eq!(
+            c.get(&"c", t0 + Duration::from_secs(86_400 * 365 * 20)),
+            Some(3)
+        );
+        assert_eq!(
+            (c.len(), c.get(&"a", t0)),
+            (2, None),
+            "still bounded in count"
+        );
     }
 
     #[test]
