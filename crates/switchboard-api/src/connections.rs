@@ -242,7 +242,11 @@ pub(crate) async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let len = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        // `rest` holds the first piece too, once there is more than one.
+        let len = match &first {
+            Some(f) if rest.is_empty() => f.len(),
+            _ => rest.len(),
+        };
         if data.len() > max - len {
             return Err(Refusal::BodyTooLarge);
         }
