@@ -157,11 +157,11 @@ struct Decoded {
     error: Option<(u16, &'static str)>,
 }
 
-/// Slack the buffer may hold beyond four times the bytes given. Growing to hold `n` bytes
-/// allocates at most `2n` (doubling); one decoder step reserves at most as many bytes
-/// again as are buffered, plus 4 KiB: so `4 × peak + 8 KiB`. A `BytesMut` that
-/// reallocates after a split allocates at least its original capacity, at most 64 KiB.
-/// What must never show up here is a reservation that follows an announced length.
+/// Slack the buffer may hold beyond four times the bytes given. The decoder reserves
+/// nothing, so the buffer holds what the harness's reads made it: at most twice the
+/// bytes buffered (doubling), or, when it reallocates after a split, the original
+/// capacity a `BytesMut` remembers (at most 64 KiB). Four times plus 72 KiB leaves room;
+/// what must never show up here is a reservation that follows an announced length.
 const BUFFER_SLACK: usize = 72 * 1024;
 
 fn decode_pieces(
