@@ -7,8 +7,11 @@
 //! 1007 invalid UTF-8, 1009 too big), so the I/O shell needs no protocol knowledge.
 //!
 //! Memory model: the decoder holds no buffer of its own between messages (a fragmented
-//! message is the only thing it keeps), and with `no_context_takeover` the deflate state is
-//! borrowed per message from a per-thread cache instead of living in every connection.
+//! message is the only thing it keeps, at most `max_message_bytes`), it never reserves room
+//! in the caller's buffer ahead of the bytes that arrived (a frame header's length is only
+//! checked against the limits), an inflated message holds at most `max_message_bytes`,
+//! and with `no_context_takeover` the deflate state is borrowed per message from a
+//! per-thread cache instead of living in every connection.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
