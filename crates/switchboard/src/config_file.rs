@@ -52,10 +52,16 @@ fn parse_value(text: &str) -> toml::Value {
 pub fn load(path: &Path, overrides: &[Override]) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut config: Config = toml::from_str(&text)
+    from_text(&text, path, overrides)
+}
+
+/// [`load`] on the text of the file at `path` (which names the file in errors and is the
+/// base of relative paths; it is not read).
+pub fn from_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Config> {
+    let mut config: Config = toml::from_str(text)
         .map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     if !overrides.is_empty() {
-        let mut table: toml::Table = toml::from_str(&text)?;
+        let mut table: toml::Table = toml::from_str(text)?;
         for o in overrides {
             let mut t = &mut table;
             for seg in &o.path[..o.path.len() - 1] {
@@ -81,10 +87,13 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<Config> {
     if let Err(errors) = config.validate() {
         let lines: Vec<String> = errors
             .iter()
-            .map(|e| match line_of(&text, &e.key) {
-                Some(n) => format!("{}:{}: {}", path.display(), n, e),
-                None => format!("{}: {}", path.display(), e),
-            })
+            .map(
+                |e| match (overridden_by(overrides, &e.key), line_of(text, &e.key)) {
+                    (Some(var), _) => format!("{} ({var}): {e}", path.display()),
+                    (None, Some(n)) => format!("{}:{}: {}", path.display(), n, e),
+                    (None, None) => format!("{}: {}", path.display(), e),
+                },
+            )
             .collect();
         return Err(anyhow!("invalid configuration:\n  {}", lines.join("\n  ")));
     }
@@ -120,33 +129,95 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
 }
 
-/// The 1-based line where a dotted key is set in the file, if it is.
-fn line_of(text: &str, key: &str) -> Option<usize> {
-    let (section, leaf) = match key.rsplit_once('.') {
-        Some((s, l)) if !l.ends_with('"') => (s.to_owned(), l.to_owned()),
-        _ => (key.to_owned(), String::new()),
-    };
-    let mut in_section = false;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            let name = t.trim_start_matches('[').trim_end_matches(']').trim();
-            in_section = name == section;
-            if in_section && leaf.is_empty() {
-                return Some(i + 1);
-            }
-            continue;
-        }
-        if in_section && !leaf.is_empty() {
-            if let Some((k, _)) = t.split_once('=') {
-                if k.trim() == leaf {
-                    return Some(i + 1);
+/// One segment of the key a validation error names: a table key, and an index into an
+/// array of tables (`management.credentials[0]`).
+#[derive(Debug, PartialEq, Eq)]
+struct Segment {
+    name: String,
+    index: Option<usize>,
+}
+
+/// The segments of a key as validation names it: dotted, with quoted segments where the
+/// name is not a bare key (`routes."$default".function`, `functions."a.b".url`).
+fn key_path(key: &str) -> Option<Vec<Segment>> {
+    let mut out = Vec::new();
+    let mut rest = key;
+    loop {
+        let name;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut s = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                let (i, c) = chars.next()?;
+                match c {
+                    '"' => break i + 1,
+                    '\\' => match chars.next()?.1 {
+                        '"' => s.push('"'),
+                        '\\' => s.push('\\'),
+                        'u' => {
+                            let hex: String = chars.by_ref().take(4).map(|(_, c)| c).collect();
+                            s.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                        }
+                        _ => return None,
+                    },
+                    c => s.push(c),
                 }
-            }
+            };
+            name = s;
+            rest = &quoted[end..];
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            name = rest[..end].to_owned();
+            rest = &rest[end..];
+        }
+        let mut index = None;
+        if let Some(bracketed) = rest.strip_prefix('[') {
+            let close = bracketed.find(']')?;
+            index = Some(bracketed[..close].parse().ok()?);
+            rest = &bracketed[close + 1..];
+        }
+        out.push(Segment { name, index });
+        match rest.strip_prefix('.') {
+            Some(r) => rest = r,
+            None if rest.is_empty() => return Some(out),
+            None => return None,
         }
     }
-    None
 }
+
+/// The environment override that set the key an error names (or a table above it).
+fn overridden_by<'a>(overrides: &'a [Override], key: &str) -> Option<&'a str> {
+    let path = key_path(key)?;
+    overrides
+        .iter()
+        .find(|o| o.path.len() <= path.len() && o.path.iter().zip(&path).all(|(a, b)| *a == b.name))
+        .map(|o| o.var.as_str())
+}
+
+/// The 1-based line where the key an error names is set in the file, if it is set there.
+/// Read from the spans of the parsed document, so a key is found however it is written:
+/// under its `[section]`, as a dotted key, in an inline table or an array of tables.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let path = key_path(key)?;
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut at = 0;
+    for (i, seg) in path.iter().enumerate() {
+        let (k, mut v) = table.iter().find(|(k, _)| k.get_ref() == &seg.name)?;
+        at = k.span().start;
+        if let Some(index) = seg.index {
+            v = v.get_ref().as_array()?.get(index)?;
+            at = v.span().start;
+        }
+        if i + 1 < path.len() {
+            table = v.get_ref().as_table()?;
+        }
+    }
+    Some(text[..at].matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -176,5 +247,100 @@ mod tests {
         assert_eq!(line_of(text, "routes.\"$default\".function"), Some(7));
         assert_eq!(line_of(text, "routes.\"$default\""), Some(6));
         assert_eq!(line_of(text, "limits.idle_timeout_secs"), None);
+    }
+
+    /// The old reader matched `[section]` and `key =` lines as text: a multi-line string
+    /// holding such lines sent the error to a line inside the string.
+    #[test]
+    fn a_key_is_found_on_its_own_line_not_inside_a_string() {
+        let text = "[api]\ndomain_name = \"\"\"\n[limits]\nmax_message_bytes = 0\n\"\"\"\n\n[limits]\nmax_message_bytes = 0\n";
+        assert_eq!(line_of(text, "limits.max_message_bytes"), Some(8));
+        let e = from_text(text, Path::new("/etc/sb.toml"), &[]).unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .contains("/etc/sb.toml:8: limits.max_message_bytes: must be greater than 0"),
+            "{e:#}"
+        );
+    }
+
+    /// Keys written as dotted keys, in inline tables, in arrays of tables, or under names
+    /// that need quotes had no line in the error before.
+    #[test]
+    fn lines_are_found_however_the_key_is_written() {
+        let text = concat!(
+            "limits.idle_timeout_secs = 0\n",          // 1
+            "keepalive = { ping_interval_secs = 1,\n", // 2
+            "  pong_timeout_secs = 0 }\n",             // 3
+            "[functions.\"a.b\"]\n",                   // 4
+            "kind = \"http\"\n",                       // 5
+            "url = \"ftp://x\"\n",                     // 6
+            "[[management.credentials]]\n",            // 7
+            "access_key_id = \"k\"\n",                 // 8
+            "secret_access_key = \"s\"\n",             // 9
+            "[[management.credentials]]\n",            // 10
+            "access_key_id = \"\"\n",                  // 11
+            "secret_access_key = \"s\"\n",             // 12
+        );
+        assert_eq!(line_of(text, "limits.idle_timeout_secs"), Some(1));
+        assert_eq!(line_of(text, "keepalive.pong_timeout_secs"), Some(3));
+        assert_eq!(line_of(text, "functions.\"a.b\".url"), Some(6));
+        assert_eq!(line_of(text, "management.credentials[1]"), Some(10));
+        let e = format!(
+            "{:#}",
+            from_text(text, Path::new("x.toml"), &[]).unwrap_err()
+        );
+        for want in [
+            "x.toml:1: limits.idle_timeout_secs",
+            "x.toml:3: keepalive.pong_timeout_secs",
+            "x.toml:6: functions.\"a.b\".url",
+            "x.toml:10: management.credentials[1]",
+        ] {
+            assert!(e.contains(want), "{want} in {e}");
+        }
+    }
+
+    /// A value that came from the environment is named by its variable, not by the line
+    /// the file set it on.
+    #[test]
+    fn errors_in_overridden_values_name_the_variable() {
+        let text = "[limits]\nidle_timeout_secs = 600\n";
+        let o = overrides(
+            [(
+                "SWITCHBOARD_LIMITS__IDLE_TIMEOUT_SECS".to_owned(),
+                "0".to_owned(),
+            )]
+            .into_iter(),
+        );
+        let e = format!(
+            "{:#}",
+            from_text(text, Path::new("x.toml"), &o).unwrap_err()
+        );
+        assert!(
+            e.contains("x.toml (SWITCHBOARD_LIMITS__IDLE_TIMEOUT_SECS): limits.idle_timeout_secs"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keys_split_into_segments() {
+        let seg = |name: &str, index: Option<usize>| Segment {
+            name: name.to_owned(),
+            index,
+        };
+        assert_eq!(
+            key_path("routes.\"say \\\"hi\\\" \\u00e9\".function"),
+            Some(vec![
+                seg("routes", None),
+                seg("say \"hi\" é", None),
+                seg("function", None)
+            ])
+        );
+        assert_eq!(
+            key_path("management.credentials[2]"),
+            Some(vec![seg("management", None), seg("credentials", Some(2))])
+        );
+        for bad in ["a.\"open", "a[x]", "a[1", "\"\\q\""] {
+            assert_eq!(key_path(bad), None, "{bad}");
+        }
     }
 }
