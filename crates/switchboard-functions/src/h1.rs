@@ -68,6 +68,10 @@ const FREE_CHUNK_LINE: usize = 16;
 /// Free room kept in a connection's read buffer before each read. A read that fills less
 /// than this tells the runtime the socket is drained, which the idle check relies on.
 const READ_ROOM: usize = 4096;
+/// Read buffer an idle connection may keep (one head's worth); a larger one, grown by
+/// a large answer, is dropped when the connection goes back to the pool, so idle
+/// connections never hold `max_response_bytes` each.
+const MAX_IDLE_BUFFER: usize = MAX_HEAD;
 /// How often the reaper looks for expired idle connections.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
@@ -131,6 +135,10 @@ impl Pool {
             .map_err(|e| InvokeError::Failed(send_reason(&e).into()))?;
         let (answer, reusable) = conn.read_answer(max_body).await?;
         if reusable {
+            // The buffer a large answer grew is not kept while the connection idles.
+            if conn.buf.capacity() > MAX_IDLE_BUFFER {
+                conn.buf = BytesMut::new();
+            }
             self.checkin(conn);
         }
         answer
@@ -866,6 +874,34 @@ mod tests {
             }
         }
         decoder.finish(&mut buf)
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_leaves_no_large_buffer_in_the_pool() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 256];
+            let _ = stream.read(&mut request).await;
+            let body = vec![b'x'; 1 << 20];
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            // Kept open, as a keep-alive server does.
+            let _ = stream.read(&mut request).await;
+        });
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let pool = Pool::new(target, 4, Duration::from_secs(4));
+        let request = b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n";
+        let body = pool.send(request, 2 << 20).await.unwrap();
+        assert_eq!(body.len(), 1 << 20);
+        let idle = pool.inner.idle.lock();
+        assert_eq!(idle.conns.len(), 1, "the connection went back to the pool");
+        assert!(idle.conns[0].0.buf.capacity() <= MAX_IDLE_BUFFER);
     }
 
     #[test]
