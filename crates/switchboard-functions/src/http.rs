@@ -54,8 +54,11 @@
 //! - **Response size**: at most `max_response_bytes` of body are kept; a larger
 //!   `content-length` fails before any body is read, and a body without one fails at the
 //!   first chunk that crosses the limit. The connection is then dropped, not drained.
+//! - **Response head** (HTTP/1.1): 64 KiB and 64 header fields, interim `1xx` heads
+//!   counted in; the trailer section likewise; a chunk-size line 1 KiB, and chunk
+//!   extensions 16 KiB over a whole body (see `h1.rs`). Never buffered past the bound.
 //! - **Idle connections**: at most `max_concurrency` per function, closed after
-//!   [`POOL_IDLE_TIMEOUT`].
+//!   [`POOL_IDLE_TIMEOUT`], each keeping at most 64 KiB of read buffer.
 //!
 //! # Failures
 //!
@@ -64,8 +67,11 @@
 //! up, the function may have seen the event and acted on it, so everything that goes
 //! wrong afterwards is [`InvokeError::Failed`]: a reset or close before or during the
 //! response, a truncated body, a response that is not HTTP, a status other than 2xx
-//! (`function answered HTTP 500`), an oversized body, or an unusable proxy object.
-//! Messages are short and never quote the response body.
+//! (`function answered HTTP 500`), an oversized body or head, an HTTP/1.1 answer whose
+//! framing is ambiguous (RFC 9112 §6: both `content-length` and `transfer-encoding`,
+//! differing or invalid lengths, a transfer coding other than one `chunked`; its
+//! connection is closed, never reused), or an unusable proxy object. Messages are short
+//! and never quote the response body.
 //!
 //! # Response
 //!
