@@ -3,19 +3,21 @@
 //! Messages are generated as a model tree and rendered as JSON text in many spellings
 //! (escaped keys, whitespace, duplicate keys, deep decoy nesting, huge numbers), so the
 //! model knows which route each must select: a simple walk down the tree, the last of
-//! duplicate keys winning, and `$default` for anything that is not JSON (nested deeper
-//! than serde_json's limit, a number out of `f64`'s range, mutated bytes). Expressions
-//! are generated from a model of their parts (the `$request.body.x` form and templates
-//! with literal text), and also as arbitrary text, which must never panic the parser.
+//! duplicate keys winning, and `$default` for a field that is not a scalar or a number
+//! out of `f64`'s range on the way to it. Damaged messages and arbitrary bytes must select
+//! what the former implementation (the whole body parsed into a `serde_json::Value`)
+//! selected whenever that one could read them, and nothing when they are not JSON.
+//! Expressions are generated from a model of their parts (the `$request.body.x` form and
+//! templates with literal text), and also as arbitrary text, which must never panic the
+//! parser.
 
 use switchboard_core::route::{RouteTable, SelectionExpression};
 use switchboard_fuzz::proptest::collection::vec;
 use switchboard_fuzz::proptest::prelude::*;
 
-/// The deepest nesting serde_json parses (its recursion limit is 128 levels, the
-/// 128th refused); one level more is an error, so the message goes to `$default`. It
-/// is also what keeps a deep message from exhausting the stack.
-const MAX_DEPTH: usize = 127;
+/// serde_json's recursion limit: a `Value` could not hold a message nested deeper than
+/// this (the former implementation sent it to `$default`); skipped decoys may be deeper.
+const VALUE_DEPTH: usize = 127;
 
 /// A message as the model sees it.
 #[derive(Debug, Clone)]
@@ -37,37 +39,26 @@ enum M {
 }
 
 impl M {
-    fn depth(&self) -> usize {
-        match self {
-            M::Arr(a) => 1 + a.iter().map(M::depth).max().unwrap_or(0),
-            M::Obj(o) => 1 + o.iter().map(|(_, v)| v.depth()).max().unwrap_or(0),
-            M::Deep(d) => *d,
-            _ => 0,
-        }
-    }
-
-    /// Whether serde_json reads every number (none overflows `f64`).
-    fn numbers_fit(&self) -> bool {
-        match self {
-            M::Digits(d) => d.parse::<f64>().is_ok_and(f64::is_finite),
-            M::Arr(a) => a.iter().all(M::numbers_fit),
-            M::Obj(o) => o.iter().all(|(_, v)| v.numbers_fit()),
-            _ => true,
-        }
-    }
-
-    /// The member at `path`, walking objects only; the last duplicate wins.
-    fn at(&self, path: &[String]) -> Option<&M> {
-        let Some((first, rest)) = path.split_first() else {
-            return Some(self);
-        };
-        match self {
-            M::Obj(members) => members
-                .iter()
-                .rev()
-                .find(|(k, _)| k == first)
-                .and_then(|(_, v)| v.at(rest)),
-            _ => None,
+    /// What reading `path` gives: `Err` when a number read on the way (the value at
+    /// `path`, or a scalar where an object was expected) is out of `f64`'s range, which
+    /// serde_json refuses; else the key text of the value there, if it is a scalar. The
+    /// last of duplicate keys counts, but each is read. Whatever is off the path is
+    /// skipped unread, however deep or odd.
+    fn select(&self, path: &[String]) -> Result<Option<String>, ()> {
+        let fits = |d: &str| d.parse::<f64>().is_ok_and(f64::is_finite);
+        match (path.split_first(), self) {
+            (_, M::Digits(d)) if !fits(d) => Err(()),
+            (None, m) => Ok(m.key_text()),
+            (Some((first, rest)), M::Obj(members)) => {
+                let mut found = None;
+                for (k, v) in members {
+                    if k == first {
+                        found = v.select(rest)?;
+                    }
+                }
+                Ok(found)
+            }
+            (Some(_), _) => Ok(None),
         }
     }
 
@@ -242,7 +233,7 @@ fn scalar() -> impl Strategy<Value = M> {
         1 => any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()).prop_map(M::Float),
         1 => big_digits().prop_map(M::Digits),
         4 => scalar_text().prop_map(M::Str),
-        1 => prop_oneof![0usize..8, (MAX_DEPTH - 4)..(MAX_DEPTH + 4)].prop_map(M::Deep),
+        1 => prop_oneof![0usize..8, (VALUE_DEPTH - 4)..(VALUE_DEPTH + 4), Just(5000)].prop_map(M::Deep),
     ]
 }
 
@@ -297,17 +288,42 @@ fn render_expression(parts: &[Part], short_form: bool) -> String {
 
 /// The key the model selects.
 fn model_key(parts: &[Part], message: &M) -> Option<String> {
-    if message.depth() > MAX_DEPTH || !message.numbers_fit() {
-        return None;
-    }
     let mut key = String::new();
     for part in parts {
         match part {
             Part::Literal(l) => key.push_str(l),
-            Part::Field(path) => key.push_str(&message.at(path)?.key_text()?),
+            Part::Field(path) => key.push_str(&message.select(path).ok()??),
         }
     }
     Some(key)
+}
+
+/// The former implementation: the whole body parsed into a `serde_json::Value` (`None`
+/// when it cannot be), then walked.
+fn value_key(parts: &[Part], body: &[u8]) -> Option<Option<String>> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut key = String::new();
+    for part in parts {
+        match part {
+            Part::Literal(l) => key.push_str(l),
+            Part::Field(path) => {
+                let mut v = &json;
+                for seg in path {
+                    match v.get(seg.as_str()) {
+                        Some(inner) => v = inner,
+                        None => return Some(None),
+                    }
+                }
+                match v {
+                    serde_json::Value::String(s) => key.push_str(s),
+                    serde_json::Value::Number(n) => key.push_str(&n.to_string()),
+                    serde_json::Value::Bool(b) => key.push_str(if *b { "true" } else { "false" }),
+                    _ => return Some(None),
+                }
+            }
+        }
+    }
+    Some(Some(key))
 }
 
 #[derive(Debug, Clone)]
@@ -386,18 +402,32 @@ fn fuzz_core_route_selection() {
                 TestCaseError::fail(format!("{expr_text:?} is a valid expression: {e}"))
             })?;
             let bytes = bytes_of(&body);
+            let got = expr.evaluate(&bytes);
             let want = match &body {
                 Body::Model(m, _) => model_key(&parts, m),
-                // Damaged bytes may still be JSON; when they are not, nothing is selected.
-                Body::Damaged(..) | Body::Bytes(_) => {
-                    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
-                        expr.evaluate(&bytes)
-                    } else {
-                        None
+                // Damaged bytes may still be JSON: as the former implementation read them
+                // where it could, else nothing unless they are one JSON document (one
+                // too deep for a `Value`, or with an odd number off the path).
+                Body::Damaged(..) | Body::Bytes(_) => match value_key(&parts, &bytes) {
+                    Some(key) => key,
+                    None => {
+                        if got.is_some() {
+                            prop_assert!(
+                                serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok(),
+                                "a key from a body that is not JSON: {:?}",
+                                String::from_utf8_lossy(&bytes)
+                            );
+                        }
+                        got.clone()
                     }
-                }
+                },
             };
-            let got = expr.evaluate(&bytes);
+            if let Body::Model(m, _) = &body {
+                // Where the former implementation could read the message, it agrees.
+                if let Some(key) = value_key(&parts, &bytes) {
+                    prop_assert_eq!(&key, &want, "the former implementation on {:?}", m);
+                }
+            }
             prop_assert_eq!(
                 &got,
                 &want,
