@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -160,13 +161,14 @@ impl Refusal {
     }
 }
 
+/// The path exactly as received, kept by the door when it drops empty segments before
+/// routing: some signers sign it as sent.
+#[derive(Debug, Clone)]
+pub(crate) struct ReceivedPath(pub String);
+
 /// Checks the caller from the request head alone, before any of the body is read.
-pub(crate) fn admit(
-    api: &ConnectionsApi,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Admission, Refusal> {
+pub(crate) fn admit(api: &ConnectionsApi, parts: &Parts) -> Result<Admission, Refusal> {
+    let headers = &parts.headers;
     if api.auth.auth == ManagementAuth::None {
         return Ok(Admission::Open);
     }
@@ -189,9 +191,12 @@ pub(crate) fn admit(
         };
     }
     let head = sigv4::Head {
-        method: method.as_str(),
-        raw_path: uri.path(),
-        raw_query: uri.query(),
+        method: parts.method.as_str(),
+        raw_path: parts
+            .extensions
+            .get::<ReceivedPath>()
+            .map_or(parts.uri.path(), |p| p.0.as_str()),
+        raw_query: parts.uri.query(),
         headers,
     };
     let creds = &api.auth.credentials;
@@ -277,25 +282,21 @@ pub(crate) async fn read_body(
 }
 
 /// Handles every request the other management routes did not match.
-pub async fn handle(
-    State(api): State<Arc<ConnectionsApi>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let id_text = match parse_path(uri.path(), &api.stage) {
+pub async fn handle(State(api): State<Arc<ConnectionsApi>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, headers) = (parts.method.clone(), &parts.headers);
+    let id_text = match parse_path(parts.uri.path(), &api.stage) {
         Some(Ok(id)) => id,
         Some(Err(())) => {
             return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Unknown stage")
         }
         None => return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Not Found"),
     };
-    let admission = match admit(&api, &method, &uri, &headers) {
+    let admission = match admit(&api, &parts) {
         Ok(a) => a,
         Err(refused) => return refused.respond(&api.metrics),
     };
-    let body = match read_body(&headers, body, api.max_message_bytes, admission).await {
+    let body = match read_body(headers, body, api.max_message_bytes, admission).await {
         Ok(b) => b,
         Err(refused) => return refused.respond(&api.metrics),
     };
@@ -303,12 +304,12 @@ pub async fn handle(
         return gone(&id_text);
     };
     if id.node_tag() != api.edge.ids.node_tag() {
-        return remote(&api, method, id, &id_text, body, &headers, id.node_tag()).await;
+        return remote(&api, method, id, &id_text, body, headers, id.node_tag()).await;
     }
     let Some(handle) = api.edge.table.get(&id) else {
         return match api.edge.moved_to(&id) {
             // Opened here, its session moved to another node.
-            Some(node) => remote(&api, method, id, &id_text, body, &headers, node).await,
+            Some(node) => remote(&api, method, id, &id_text, body, headers, node).await,
             None => gone(&id_text),
         };
     };

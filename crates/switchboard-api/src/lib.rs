@@ -6,11 +6,11 @@
 //! accepts connections and its backplane is usable, and 503 once shutdown has begun, so a
 //! load balancer stops sending new clients before connections are closed.
 //!
-//! What the door refuses before any handler runs ([`serve`], [`router`]): a request head
-//! over [`HeadLimits`] (431, from hyper, with no more of it buffered), and a path with a
-//! `.` or `..` segment (400), so a signature can only reach the route its path names. The
-//! management handlers then check credentials from the head alone before they read a
-//! body ([`connections`]).
+//! What the door refuses before any route is matched ([`serve`], [`router`]): a request
+//! head over [`HeadLimits`] (431, from hyper, with no more of it buffered), and a path with
+//! a `.` or `..` segment (400); empty path segments are dropped before routing. So a
+//! signature can only reach the route its path names. The management handlers then check
+//! credentials from the head alone before they read a body ([`connections`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -74,9 +74,9 @@ impl ManagementMetrics {
 }
 
 /// The management router: fixed paths first, everything else is an `@connections` path.
-/// Every route, the fallback included, first refuses paths with dot segments.
+/// Every request passes the door (see the crate docs) before any route is matched.
 pub fn router(state: Arc<ApiState>, connections: Arc<connections::ConnectionsApi>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -86,28 +86,73 @@ pub fn router(state: Arc<ApiState>, connections: Arc<connections::ConnectionsApi
             Router::new()
                 .fallback(connections::handle)
                 .with_state(connections.clone()),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            connections,
-            refuse_dot_segments,
-        ))
+        );
+    // A router with no routes of its own: its layer sees every request before `routes`
+    // matches one.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(connections, door))
 }
 
-/// 400 for a path with a `.` or `..` segment, in any percent-encoding. Such a path is
-/// never what an SDK signed (it signs the path with the segment resolved), and routes
-/// matched on it are not the ones its signature names; no client of this API needs one.
-async fn refuse_dot_segments(
+/// Makes the path the router matches the one a signature can be checked against.
+///
+/// A `.` or `..` segment, in any percent-encoding, is refused with 400: SDKs sign the path
+/// with such segments resolved, so the route it reaches would not be the one its signature
+/// names, and no client of this API needs one. Empty segments are dropped before routing
+/// (the JS SDK sends `/prod//@connections/...` for an endpoint with a trailing slash), so
+/// that `/v1/groups//messages` cannot reach a route with an empty parameter under a
+/// signature for `/v1/groups/messages`; the path as received is kept for signers that
+/// sign it as sent.
+async fn door(
     State(api): State<Arc<connections::ConnectionsApi>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    if sigv4::has_dot_segment(req.uri().path()) {
+    let path = req.uri().path();
+    if sigv4::has_dot_segment(path) {
         api.metrics.refuse("dot_segment_path");
         return connections::aws_error(
             StatusCode::BAD_REQUEST,
             "BadRequestException",
             "The request path must not contain '.' or '..' segments",
         );
+    }
+    if path.contains("//") {
+        let mut collapsed = String::with_capacity(path.len());
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            collapsed.push('/');
+            collapsed.push_str(segment);
+        }
+        if collapsed.is_empty() || path.ends_with('/') {
+            collapsed.push('/');
+        }
+        if let Some(query) = req.uri().query() {
+            collapsed.push('?');
+            collapsed.push_str(query);
+        }
+        let received = connections::ReceivedPath(path.to_owned());
+        let mut parts = req.uri().clone().into_parts();
+        match collapsed.parse() {
+            Ok(path_and_query) => parts.path_and_query = Some(path_and_query),
+            Err(_) => {
+                return connections::aws_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    "Malformed request path",
+                )
+            }
+        }
+        match axum::http::Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return connections::aws_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    "Malformed request path",
+                )
+            }
+        }
+        req.extensions_mut().insert(received);
     }
     next.run(req).await
 }

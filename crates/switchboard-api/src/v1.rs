@@ -58,7 +58,7 @@ pub fn router(api: Api) -> Router {
 /// body is then read once here (bounded, checked against its signature) and put back.
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let admission = match admit(&api, &parts.method, &parts.uri, &parts.headers) {
+    let admission = match admit(&api, &parts) {
         Ok(a) => a,
         Err(refused) => return refused.respond(&api.metrics),
     };
