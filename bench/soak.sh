@@ -449,6 +449,10 @@ for run in runs:
         o.append("Connections without `$disconnect` (first ones): " + ", ".join(
             f"`{m['id']}` ({m['node']}#{m['run']}, connected at {m['connected_ms']})" for m in ev["missing"][:10]))
         o.append("")
+    if ev.get("doubled"):
+        o.append("Connections with more than one `$disconnect` (first ones): " + ", ".join(
+            f"`{d['id']}` ({d['node']}#{d['run']}: {' then '.join(d['reasons'])})" for d in ev["doubled"][:10]))
+        o.append("")
     if mix["examples"]:
         o.append("Management calls answered neither 2xx nor 404/410 (first ones; the failure row above says when): " + "; ".join(f"`{e[:120]}`" for e in mix["examples"][:5]))
         o.append("")

@@ -45,6 +45,8 @@ struct Conn {
     connects: u32,
     disconnects: u32,
     connected_ms: u64,
+    /// The first `$disconnect`s' `"<code> <reason>"` (kept for listing repeats).
+    reasons: Vec<Box<str>>,
 }
 
 /// One node process, told apart by the node tag and incarnation in its connection ids.
@@ -162,11 +164,12 @@ impl Tally {
         if c.connects == 0 {
             self.disconnect_without_connect += 1;
         }
+        let label = format!("{code} {reason}").trim_end().to_owned();
+        if c.reasons.len() < 3 {
+            c.reasons.push(label.as_str().into());
+        }
         let run = c.run;
-        *self.runs[run]
-            .reasons
-            .entry(format!("{code} {reason}").trim_end().to_owned())
-            .or_default() += 1;
+        *self.runs[run].reasons.entry(label).or_default() += 1;
     }
 
     /// Message `n` (from 1) of resumable client `client`, delivered on connection `id`.
@@ -244,6 +247,14 @@ impl Tally {
                     s.disconnected += 1;
                     s.doubled_disconnect += 1;
                     r.doubled_disconnect += 1;
+                    if s.doubled.len() < MISSING_LISTED {
+                        s.doubled.push(Doubled {
+                            id: c.id.to_string(),
+                            node: r.node.clone(),
+                            run: r.run,
+                            reasons: c.reasons.iter().map(|x| x.to_string()).collect(),
+                        });
+                    }
                 }
             }
         }
@@ -308,6 +319,8 @@ pub struct Stats {
     pub runs: Vec<RunStats>,
     /// The first connections without `$disconnect`.
     pub missing: Vec<Missing>,
+    /// The first connections with more than one `$disconnect`.
+    pub doubled: Vec<Doubled>,
     /// Per resumable client: its numbered messages.
     pub rec: BTreeMap<u64, RecStats>,
 }
@@ -331,6 +344,16 @@ pub struct Missing {
     pub run: u32,
     /// When its `$connect` arrived (Unix ms).
     pub connected_ms: u64,
+}
+
+/// A connection with more than one `$disconnect`.
+#[derive(Serialize, Debug)]
+pub struct Doubled {
+    pub id: String,
+    pub node: String,
+    pub run: u32,
+    /// `"<code> <reason>"` of each, in order.
+    pub reasons: Vec<String>,
 }
 
 /// One resumable client's messages as the function received them.
@@ -541,6 +564,9 @@ mod tests {
         assert_eq!((b_runs[0].run, b_runs[0].missing_disconnect), (1, 1));
         assert_eq!((b_runs[1].run, b_runs[1].missing_disconnect), (2, 1));
         assert_eq!(s.missing[0].connected_ms, 5);
+        assert_eq!(s.doubled.len(), 1);
+        assert_eq!(s.doubled[0].id, *b1);
+        assert_eq!(s.doubled[0].reasons, ["1006 node lost", "1006 node lost"]);
     }
 
     #[test]
