@@ -329,25 +329,392 @@ async fn protocol_errors_close_with_the_right_code() {
     );
 }
 
-#[tokio::test]
-async fn random_garbage_never_hurts_the_server() {
-    let gw = Gateway::start(&config(""));
-    let mut seed: u64 = 0x9e3779b97f4a7c15;
-    for round in 0..200 {
-        let mut c = connect(gw.ws).await;
-        let mut junk = vec![0u8; 1 + (round * 37) % 300];
-        for b in junk.iter_mut() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            *b = seed as u8;
+/// One hostile client: what it offers, what it sends after the handshake, and the close
+/// code the server must answer with.
+struct Hostile {
+    what: &'static str,
+    /// Offer permessage-deflate.
+    deflate: bool,
+    /// Speak `switchboard.v1` (the hello is read before the bytes are sent).
+    session: bool,
+    bytes: Vec<u8>,
+    code: u16,
+}
+
+/// A masked client frame (the test client's encoder, so the mask is random).
+fn frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    switchboard_ws::Encoder::new(switchboard_ws::Role::Client, None)
+        .frame(opcode, fin, rsv1, payload, &mut out);
+    out.to_vec()
+}
+
+/// A compressed message as a permessage-deflate peer without context takeover sends it.
+fn deflated(body: &[u8]) -> Vec<u8> {
+    let params = switchboard_ws::deflate::DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 15,
+        level: 6,
+        threshold: 0,
+    };
+    let mut out = Vec::new();
+    switchboard_ws::deflate::Deflater::new(params).compress(body, &mut out);
+    out
+}
+
+/// Runs each case on its own connection: the exact close code, then a new client that is
+/// served; at the end the close counters by code add up to the cases.
+async fn assert_hostile_cases(gw: &Gateway, cases: Vec<Hostile>) {
+    let mut per_code = std::collections::BTreeMap::<u16, usize>::new();
+    for case in &cases {
+        let mut headers = Vec::new();
+        if case.deflate {
+            headers.push(("Sec-WebSocket-Extensions", "permessage-deflate"));
         }
-        c.send_raw(&junk).await;
-        drop(c);
+        if case.session {
+            headers.push(("Sec-WebSocket-Protocol", "switchboard.v1"));
+        }
+        let hs = Handshake {
+            headers,
+            ..Default::default()
+        };
+        let mut c = connect_with(gw.ws, hs).await.unwrap();
+        assert_eq!(
+            header(&c.response, "sec-websocket-extensions").is_some(),
+            case.deflate,
+            "{}: deflate negotiated as asked",
+            case.what
+        );
+        if case.session {
+            let hello = c.recv_within(5).await.unwrap();
+            assert!(text(&hello).starts_with('s'), "{}: hello first", case.what);
+        }
+        c.send_raw(&case.bytes).await;
+        assert_eq!(c.expect_close(5).await, Some(case.code), "{}", case.what);
+        *per_code.entry(case.code).or_default() += 1;
+        // Nothing lost for anyone else: a new client is served at once.
+        let mut next = connect(gw.ws).await;
+        next.send_text(case.what).await;
+        assert_eq!(text(&next.recv_within(5).await.unwrap()), case.what);
     }
-    let mut c = connect(gw.ws).await;
-    c.send_text("survived").await;
-    assert_eq!(text(&c.recv_within(5).await.unwrap()), "survived");
+    // Each refusal is counted under its code (the closes are recorded as their tasks end).
+    for (code, n) in per_code {
+        let name = format!("switchboard_closes_total{{code=\"{code}\"}}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = gw.metric(&name).await;
+            if got == n as f64 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: {got}, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const HOSTILE_LIMITS: &str = "[limits]\nmax_frame_bytes = 4096\nmax_message_bytes = 8192\n";
+
+#[tokio::test]
+async fn hostile_frames_reach_the_decoder_and_get_the_exact_close_code() {
+    let gw = Gateway::start(&config(HOSTILE_LIMITS));
+    let plain = |what, bytes, code| Hostile {
+        what,
+        deflate: false,
+        session: false,
+        bytes,
+        code,
+    };
+    let mut cases = vec![
+        plain("RSV2 set", vec![0xA2, 0x80, 1, 2, 3, 4], 1002),
+        plain("RSV3 set", vec![0x92, 0x80, 1, 2, 3, 4], 1002),
+        plain("reserved data opcode 3", vec![0x83, 0x80, 1, 2, 3, 4], 1002),
+        plain(
+            "reserved control opcode 0xB",
+            vec![0x8B, 0x80, 1, 2, 3, 4],
+            1002,
+        ),
+        plain("unmasked client frame", vec![0x82, 0x02, 1, 2], 1002),
+        plain(
+            "fragmented ping",
+            frame(OpCode::Ping, false, false, b"p"),
+            1002,
+        ),
+        plain(
+            "ping of 126 bytes",
+            frame(OpCode::Ping, true, false, &[b'p'; 126]),
+            1002,
+        ),
+        plain(
+            "64-bit length with the high bit set",
+            vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+            1002,
+        ),
+        // Refused from the header alone: no payload byte is ever sent (or buffered).
+        plain(
+            "a frame announcing 1 GiB",
+            vec![0x82, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4],
+            1009,
+        ),
+        plain(
+            "a frame above max_frame_bytes",
+            frame(OpCode::Binary, true, false, &[0; 4097]),
+            1009,
+        ),
+        plain(
+            "continuation without a message",
+            frame(OpCode::Continuation, true, false, b"x"),
+            1002,
+        ),
+        plain(
+            "compressed frame without deflate",
+            frame(OpCode::Text, true, true, b"x"),
+            1002,
+        ),
+        plain(
+            "close frame with a 1-byte payload",
+            frame(OpCode::Close, true, false, &[3]),
+            1002,
+        ),
+        plain(
+            "close code 1005 on the wire",
+            frame(OpCode::Close, true, false, &[0x03, 0xED]),
+            1002,
+        ),
+        plain(
+            "close code 999",
+            frame(OpCode::Close, true, false, &[0x03, 0xE7]),
+            1002,
+        ),
+        plain(
+            "close code 5000",
+            frame(OpCode::Close, true, false, &[0x13, 0x88]),
+            1002,
+        ),
+        plain(
+            "close reason that is not UTF-8",
+            frame(OpCode::Close, true, false, &[0x03, 0xE8, 0xC3, 0x28]),
+            1007,
+        ),
+        plain(
+            "text that is not UTF-8",
+            frame(OpCode::Text, true, false, b"ok \xF0\x28\x8C\x28"),
+            1007,
+        ),
+    ];
+    // A new message inside a fragmented one.
+    let mut b = frame(OpCode::Text, false, false, b"one");
+    b.extend(frame(OpCode::Binary, true, false, b"two"));
+    cases.push(plain("a new message inside a fragmented one", b, 1002));
+    // Fragments that add up past max_message_bytes (each within max_frame_bytes).
+    let mut b = Vec::new();
+    for i in 0..3 {
+        let op = if i == 0 {
+            OpCode::Binary
+        } else {
+            OpCode::Continuation
+        };
+        b.extend(frame(op, i == 2, false, &[1; 3000]));
+    }
+    cases.push(plain("fragments past max_message_bytes", b, 1009));
+    // Invalid UTF-8 completed by the next fragment: refused when that fragment arrives,
+    // with a ping between them answered first.
+    let mut b = frame(
+        OpCode::Text,
+        false,
+        false,
+        "caf\u{e9}".as_bytes().split_at(4).0,
+    );
+    b.extend(frame(OpCode::Ping, true, false, b"between"));
+    b.extend(frame(OpCode::Continuation, false, false, &[0x28]));
+    cases.push(plain(
+        "a sequence cut across fragments and completed wrongly",
+        b,
+        1007,
+    ));
+    assert_hostile_cases(&gw, cases).await;
+}
+
+#[tokio::test]
+async fn hostile_compressed_messages_reach_the_inflater_and_get_the_exact_close_code() {
+    let gw = Gateway::start(&config(HOSTILE_LIMITS));
+    // The compressed path works: a fragmented compressed message is echoed whole, and a
+    // message ended with a BFINAL block (RFC 7692 §7.2.3.5; here an empty one) too.
+    let hs = Handshake {
+        headers: vec![("Sec-WebSocket-Extensions", "permessage-deflate")],
+        ..Default::default()
+    };
+    let mut c = connect_with(gw.ws, hs).await.unwrap();
+    let body = "the same words again and again, ".repeat(40);
+    let z = deflated(body.as_bytes());
+    let (a, rest) = z.split_at(z.len() / 2);
+    c.send_raw(&frame(OpCode::Text, false, true, a)).await;
+    c.send_raw(&frame(OpCode::Continuation, true, false, rest))
+        .await;
+    assert_eq!(text(&c.recv_within(5).await.unwrap()), body);
+    c.send_raw(&frame(
+        OpCode::Text,
+        true,
+        true,
+        &[0x01, 0x00, 0x00, 0xFF, 0xFF],
+    ))
+    .await;
+    assert_eq!(text(&c.recv_within(5).await.unwrap()), "");
+
+    let zipped = |what, bytes, code| Hostile {
+        what,
+        deflate: true,
+        session: false,
+        bytes,
+        code,
+    };
+    // A DEFLATE block of the reserved type 3 at once, and garbage after a final block.
+    let mut after_final = vec![0x01, 0x00, 0x00, 0xFF, 0xFF];
+    after_final.extend_from_slice(b"smuggled");
+    // Compressed bytes that are not UTF-8 once inflated.
+    let not_utf8 = deflated(b"\xC3\x28 inflated but not text");
+    // A bomb: 6 MiB of zeros in about 6 KiB, far beyond max_message_bytes (8 KiB), in two
+    // fragments that each fit max_frame_bytes and together fit max_message_bytes, so it is
+    // the inflater that has to stop it.
+    let bomb = deflated(&vec![0u8; 6 << 20]);
+    assert!(
+        bomb.len() < 8000,
+        "the bomb is small on the wire: {}",
+        bomb.len()
+    );
+    let (a, rest) = bomb.split_at(bomb.len() / 2);
+    let mut bomb_frames = frame(OpCode::Binary, false, true, a);
+    bomb_frames.extend(frame(OpCode::Continuation, true, false, rest));
+    // Just past the limit: 8193 bytes inflated.
+    let just_over = deflated(&[b'a'; 8193]);
+    let cases = vec![
+        zipped(
+            "corrupt DEFLATE data",
+            frame(OpCode::Binary, true, true, &[0x06, 0xFF, 0xFF, 0x00]),
+            1007,
+        ),
+        zipped(
+            "bytes after the final DEFLATE block",
+            frame(OpCode::Binary, true, true, &after_final),
+            1007,
+        ),
+        zipped(
+            "compressed text that inflates to invalid UTF-8",
+            frame(OpCode::Text, true, true, &not_utf8),
+            1007,
+        ),
+        zipped(
+            "a decompression bomb past max_message_bytes",
+            bomb_frames,
+            1009,
+        ),
+        zipped(
+            "one byte past max_message_bytes once inflated",
+            frame(OpCode::Binary, true, true, &just_over),
+            1009,
+        ),
+        zipped(
+            "RSV1 on a continuation",
+            {
+                let mut b = frame(OpCode::Text, false, true, &deflated(b"x")[..1]);
+                b.extend(frame(OpCode::Continuation, true, true, b"y"));
+                b
+            },
+            1002,
+        ),
+        zipped(
+            "a compressed ping",
+            frame(OpCode::Ping, true, true, b"p"),
+            1002,
+        ),
+    ];
+    assert_hostile_cases(&gw, cases).await;
+}
+
+#[tokio::test]
+async fn hostile_session_frames_get_the_exact_close_code() {
+    let gw = Gateway::start(&config(&format!(
+        "{HOSTILE_LIMITS}[resume]\nenabled = true\n"
+    )));
+    // A good session first: numbered both ways, heartbeats answered.
+    let hs = Handshake {
+        headers: vec![("Sec-WebSocket-Protocol", "switchboard.v1")],
+        ..Default::default()
+    };
+    let mut c = connect_with(gw.ws, hs).await.unwrap();
+    assert!(text(&c.recv_within(5).await.unwrap()).starts_with('s'));
+    c.send_text("m1:hello").await;
+    assert_eq!(text(&c.recv_within(5).await.unwrap()), "m1:hello");
+    c.send_text("h").await;
+    assert_eq!(text(&c.recv_within(5).await.unwrap()), "h");
+
+    let session = |what, bytes, code| Hostile {
+        what,
+        deflate: false,
+        session: true,
+        bytes,
+        code,
+    };
+    let text_frame = |s: &str| frame(OpCode::Text, true, false, s.as_bytes());
+    let mut cases = vec![
+        session("sequence number 0", text_frame("m0:x"), 1002),
+        session("message without a colon", text_frame("m1"), 1002),
+        session(
+            "sequence number that is not a number",
+            text_frame("mx:y"),
+            1002,
+        ),
+        session(
+            "sequence number past u64",
+            text_frame("m18446744073709551616:x"),
+            1002,
+        ),
+        session("a gap: message 2 first", text_frame("m2:x"), 1002),
+        session("an ack without a number", text_frame("a"), 1002),
+        session("an ack that is not a number", text_frame("a1x"), 1002),
+        session("a heartbeat with a payload", text_frame("hh"), 1002),
+        session("an unknown frame type", text_frame("zap"), 1002),
+        session("an empty text frame", text_frame(""), 1002),
+        session(
+            "a binary frame shorter than its header",
+            frame(OpCode::Binary, true, false, &[1, 0, 0]),
+            1002,
+        ),
+        session(
+            "a binary frame with a wrong tag",
+            frame(OpCode::Binary, true, false, &[2, 0, 0, 0, 0, 0, 0, 0, 1, 9]),
+            1002,
+        ),
+        session(
+            "a binary gap: sequence u64::MAX first",
+            frame(
+                OpCode::Binary,
+                true,
+                false,
+                &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            ),
+            1002,
+        ),
+        // The codec's verdicts still come first on a session.
+        session(
+            "a session frame that is not UTF-8",
+            frame(OpCode::Text, true, false, b"m1:\xFF"),
+            1007,
+        ),
+    ];
+    // Through the inflater into the session parser: a compressed frame of the protocol
+    // that the protocol refuses.
+    cases.push(Hostile {
+        what: "a compressed session frame with sequence 0",
+        deflate: true,
+        session: true,
+        bytes: frame(OpCode::Text, true, true, &deflated(b"m0:zipped")),
+        code: 1002,
+    });
+    assert_hostile_cases(&gw, cases).await;
 }
 
 #[tokio::test]
