@@ -354,10 +354,13 @@ impl JwkSet {
     /// `quiet`: everything at debug, for a set whose refusals were already warned about.
     pub(crate) fn log_refusals(&self, source: &str, quiet: bool) {
         for r in &self.refused {
-            if r.invalid && !quiet {
-                tracing::warn!(source, entry = r.index, kid = r.kid.as_deref(), reason = %r.reason, "JWK refused");
-            } else {
-                tracing::debug!(source, entry = r.index, kid = r.kid.as_deref(), reason = %r.reason, "JWK not used");
+            let (entry, kid, reason) = (r.index, r.kid.as_deref(), &r.reason);
+            match (r.invalid, quiet) {
+                (true, false) => {
+                    tracing::warn!(source, entry, kid, %reason, "JWK refused");
+                }
+                (true, true) => tracing::debug!(source, entry, kid, %reason, "JWK refused"),
+                (false, _) => tracing::debug!(source, entry, kid, %reason, "JWK not used"),
             }
         }
         if self.ignored > 0 && !quiet {
