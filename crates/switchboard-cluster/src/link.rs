@@ -946,4 +946,115 @@ mod tests {
         assert!(events.try_recv().is_err());
         assert_eq!(a.gate(), Err(BackplaneError::Unavailable));
     }
+
+    /// What another node publishes is hostile until decoded: arbitrary bytes, commands
+    /// with one byte changed, and deeply nested handovers are refused (or decoded) without
+    /// a panic, and every command this node can write decodes back to itself.
+    #[test]
+    fn fuzz_cluster_command_envelopes() {
+        use crate::{Command, SessionOutcome};
+        use bytes::Bytes;
+        use switchboard_fuzz::proptest::prelude::*;
+
+        let text = || ".{0,24}";
+        let data = || any::<Vec<u8>>().prop_map(Bytes::from);
+        let command = prop_oneof![
+            (text(), data(), any::<bool>()).prop_map(|(id, data, binary)| Command::Send {
+                id,
+                data,
+                binary
+            }),
+            (
+                text(),
+                prop::collection::vec(text(), 0..4),
+                data(),
+                any::<bool>()
+            )
+                .prop_map(|(group, exclude, data, binary)| Command::SendGroup {
+                    group,
+                    exclude,
+                    data,
+                    binary
+                }),
+            (text(), data(), any::<bool>()).prop_map(|(user, data, binary)| Command::SendUser {
+                user,
+                data,
+                binary
+            }),
+            (data(), any::<bool>()).prop_map(|(data, binary)| Command::Broadcast { data, binary }),
+            text().prop_map(|id| Command::Close { id }),
+            (prop::option::of(text()), prop::option::of(text()))
+                .prop_map(|(group, user)| Command::CloseMany { group, user }),
+            (text(), text(), any::<bool>()).prop_map(|(id, group, join)| Command::Membership {
+                id,
+                group,
+                join
+            }),
+            (text(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
+                |(token, after, from, request)| Command::TakeSession {
+                    token,
+                    after,
+                    from,
+                    request
+                }
+            ),
+            (any::<u64>(), 0u8..3, text()).prop_map(|(request, kind, note)| {
+                let outcome = match kind {
+                    0 => SessionOutcome::Moved {
+                        handover: serde_json::json!({ "note": note, "n": [1, 2.5, null] }),
+                    },
+                    1 => SessionOutcome::InUse,
+                    _ => SessionOutcome::Unknown,
+                };
+                Command::SessionTaken { request, outcome }
+            }),
+            text().prop_map(|id| Command::Forget { id }),
+        ];
+        let input = (
+            command,
+            any::<u32>(),
+            any::<Vec<u8>>(),
+            any::<usize>(),
+            any::<u8>(),
+            0u8..4,
+        );
+        switchboard_fuzz::run(
+            "fuzz_cluster_command_envelopes",
+            60_000,
+            input,
+            |(cmd, from, garbage, at, byte, mode)| {
+                let encoded = serde_json::to_vec(&Outgoing { from, cmd: &cmd }).unwrap();
+                match mode {
+                    0 => {
+                        let back: Incoming = serde_json::from_slice(&encoded)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!(back.from, from);
+                        prop_assert_eq!(back.cmd, cmd);
+                    }
+                    1 => {
+                        let mut mutated = encoded;
+                        let i = at % mutated.len();
+                        mutated[i] = byte;
+                        let _ = serde_json::from_slice::<Incoming>(&mutated);
+                    }
+                    2 => {
+                        let _ = serde_json::from_slice::<Incoming>(&garbage);
+                    }
+                    _ => {
+                        // A handover nested far deeper than serde_json's recursion limit
+                        // is an error, not a stack overflow.
+                        let depth = 1_000 + at % 50_000;
+                        let mut doc = String::from(
+                            r#"{"from":1,"cmd":{"op":"sessionTaken","request":1,"outcome":{"kind":"moved","handover":"#,
+                        );
+                        doc.push_str(&"[".repeat(depth));
+                        doc.push_str(&"]".repeat(depth));
+                        doc.push_str("}}}");
+                        prop_assert!(serde_json::from_str::<Incoming>(&doc).is_err());
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
 }
