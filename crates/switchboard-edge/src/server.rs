@@ -1342,17 +1342,11 @@ impl Drop for Slot {
 
 /// The server's most preferred subprotocol among those the client offered.
 fn choose_subprotocol(ours: &[String], headers: &HeaderMap) -> Option<String> {
-    if ours.is_empty() {
-        return None;
-    }
-    let offered: Vec<&str> = headers
+    let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .collect();
-    ours.iter().find(|p| offered.contains(&p.as_str())).cloned()
+        .filter_map(|v| v.to_str().ok());
+    handshake::select_subprotocol(ours, offered).map(str::to_owned)
 }
 
 /// Binds a listener (a separate step so callers can learn the port before serving).
