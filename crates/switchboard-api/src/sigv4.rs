@@ -363,8 +363,8 @@ fn verify_head_for_service(
 /// was signed and what is routed could differ.
 pub fn has_dot_segment(raw_path: &str) -> bool {
     raw_path.split('/').any(|segment| {
-        let decoded = percent_decode(segment.as_bytes());
-        decoded == b"." || decoded == b".."
+        // The longest spelling of `..` is `%2e%2e`; longer segments need no decoding.
+        segment.len() <= 6 && matches!(percent_decode(segment.as_bytes()).as_slice(), b"." | b"..")
     })
 }
 
