@@ -439,8 +439,18 @@ for run in runs:
                      "`$disconnect` for the same connection.")
     if ev["runs"] and any(x["reasons"].get("1006 node lost") for x in ev["runs"]):
         lost = sum(x["reasons"].get("1006 node lost", 0) for x in ev["runs"])
-        notes.append(f"{n(lost)} `$disconnect`s `1006 node lost` were invoked by a survivor for the killed node's connections, from "
-                     "their registry snapshots, once its heartbeat expired (node_ttl_secs).")
+        def log_has(node, text):
+            try:
+                return any(text in line for line in open(f"{out}/{run}-{node}.log", errors="replace"))
+            except OSError:
+                return False
+        by = []
+        if any(log_has(x, "node lost: taking over its connections") for x in r["nodes"] if x != victim):
+            by.append("a survivor, once the killed node's heartbeat expired (node_ttl_secs)")
+        if log_has(victim, "taking over the connections of this node's previous run"):
+            by.append("the restarted node itself, from its previous run's leftovers (it came back before node_ttl_secs)")
+        notes.append(f"{n(lost)} `$disconnect`s `1006 node lost` were invoked for the killed node's connections, from their registry "
+                     f"snapshots, by {' and by '.join(by) or 'a node'}.")
     for t in notes:
         o.append(f"- {t}")
     if notes:
