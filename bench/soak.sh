@@ -61,6 +61,8 @@ bench_command "$*" SOAK_SECS SOAK_RUNS SOAK_WARM_SECS SOAK_KILL_NODE SOAK_DOWN_S
 bench_args "$@"
 
 SOAK_SECS="${SOAK_SECS:-600}"
+case "$SOAK_SECS" in '' | *[!0-9]*) echo "SOAK_SECS must be whole seconds" >&2; exit 2 ;; esac
+[ "$SOAK_SECS" -ge 30 ] || { echo "SOAK_SECS must be at least 30" >&2; exit 2; }
 SOAK_RUNS="${SOAK_RUNS:-single cluster}"
 SOAK_WARM_SECS="${SOAK_WARM_SECS:-$((SOAK_SECS / 5 < 120 ? SOAK_SECS / 5 : 120))}"
 SOAK_KILL_NODE="${SOAK_KILL_NODE:-node-b}"
@@ -83,8 +85,6 @@ TOKEN="soak-bearer-token-not-a-secret"
 DRAIN_SECS=30
 SETTLE_SECS=$((SOAK_WINDOW_SECS + 40))
 
-case "$SOAK_SECS" in '' | *[!0-9]*) echo "SOAK_SECS must be whole seconds" >&2; exit 2 ;; esac
-[ "$SOAK_SECS" -ge 30 ] || { echo "SOAK_SECS must be at least 30" >&2; exit 2; }
 CUT_MIN="${SOAK_CUT_MS%-*}"
 CUT_MAX="${SOAK_CUT_MS#*-}"
 
