@@ -443,7 +443,7 @@ fn fuzz_ws_decode_any_bytes_any_split() {
     let strategy = (setup_strategy(), any_input(), vec(any::<usize>(), 0..12));
     switchboard_fuzz::run(
         "fuzz_ws_decode_any_bytes_any_split",
-        40_000,
+        64_000,
         strategy,
         |(setup, input, cuts)| {
             let data = input.bytes(&setup);
@@ -981,7 +981,7 @@ fn fuzz_ws_frames_against_a_model() {
     );
     switchboard_fuzz::run(
         "fuzz_ws_frames_against_a_model",
-        10_000,
+        16_000,
         strategy,
         |(setup, items, corruption, seed, cuts)| {
             // A sender in full control of framing, then one slight corruption.
@@ -1238,7 +1238,7 @@ fn fuzz_ws_handshake_values() {
     );
     switchboard_fuzz::run(
         "fuzz_ws_handshake_values",
-        24_000,
+        40_000,
         strategy,
         |(key, (headers, junk, cfg), (ours, offered))| {
             // The key.
