@@ -451,6 +451,12 @@ for run in runs:
             by.append("the restarted node itself, from its previous run's leftovers (it came back before node_ttl_secs)")
         notes.append(f"{n(lost)} `$disconnect`s `1006 node lost` were invoked for the killed node's connections, from their registry "
                      f"snapshots, by {' and by '.join(by) or 'a node'}.")
+    gone = {k: v for k, v in ops.items() if v["gone"] > 0.05 * max(1, sum(v[x] for x in ("ok", "gone", "client_error", "server_error", "no_answer")))}
+    if gone:
+        notes.append("Management calls on the resumable clients' current (live) connection ids answered 404/410 often: "
+                     + ", ".join(f"`{k}` {n(v['gone'])} of {n(sum(v[x] for x in ('ok', 'gone', 'client_error', 'server_error', 'no_answer')))}" for k, v in gone.items())
+                     + (f"; and {n(ops['batch']['batch_op_gone'])} operations inside {n(ops['batch']['ok'])} batches" if ops.get("batch", {}).get("batch_op_gone") else "")
+                     + " (the calls rotate over the nodes; a call through a node that does not hold the connection is refused as gone).")
     for t in notes:
         o.append(f"- {t}")
     if notes:
@@ -462,6 +468,10 @@ for run in runs:
     if ev.get("doubled"):
         o.append("Connections with more than one `$disconnect` (first ones): " + ", ".join(
             f"`{d['id']}` ({d['node']}#{d['run']}: {' then '.join(d['reasons'])})" for d in ev["doubled"][:10]))
+        o.append("")
+    batch_errors = ops.get("batch", {}).get("batch_op_errors", 0)
+    if batch_errors:
+        o.append(f"{n(batch_errors)} operations inside batches failed with a status other than 410.")
         o.append("")
     if mix["examples"]:
         o.append("Management calls answered neither 2xx nor 404/410 (first ones; the failure row above says when): " + "; ".join(f"`{e[:120]}`" for e in mix["examples"][:5]))

@@ -26,6 +26,8 @@ pub struct OpCounts {
     pub no_answer: u64,
     /// Operations inside a batch that failed, other than 410.
     pub batch_op_errors: u64,
+    /// Operations inside a batch that answered 410.
+    pub batch_op_gone: u64,
 }
 
 /// What the mix did.
@@ -46,12 +48,13 @@ impl MixCounters {
                 c.ok += 1;
                 if op == "batch" {
                     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
-                    let failed = v["results"].as_array().map_or(0, |rs| {
-                        rs.iter()
-                            .filter(|r| r["ok"] == false && r["status"] != 410)
-                            .count()
-                    });
-                    c.batch_op_errors += failed as u64;
+                    for r in v["results"].as_array().into_iter().flatten() {
+                        match (r["ok"].as_bool(), r["status"].as_u64()) {
+                            (Some(false), Some(410)) => c.batch_op_gone += 1,
+                            (Some(false), _) => c.batch_op_errors += 1,
+                            _ => {}
+                        }
+                    }
                 }
                 None
             }
