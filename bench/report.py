@@ -892,6 +892,12 @@ def main():
     sec_cluster(doc)
     i = doc.lines.index("__SCOREBOARD__")
     doc.lines[i:i + 1] = scoreboard(doc)
+    # Sections measured by hand (the soak, slow frames): kept in their own file, which
+    # names each one's command and date, and appended as they are.
+    hand = os.path.join(ROOT, "docs", "bench", "hand-runs.md")
+    if os.path.exists(hand):
+        kept = [l for l in open(hand).read().splitlines() if not l.startswith("<!--")]
+        doc.lines += [""] + kept
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         f.write("\n".join(doc.lines).rstrip() + "\n")
