@@ -166,7 +166,7 @@ fn fuzz_auth_jwt_strings() {
                 b64(&s)
             )),
     ];
-    switchboard_fuzz::run("fuzz_auth_jwt_strings", 40000, token, |token| {
+    switchboard_fuzz::run("fuzz_auth_jwt_strings", 80000, token, |token| {
         // Absent means: an empty query value; a bearer header that is blank once
         // trimmed, or not visible ASCII (which `to_str` refuses).
         let mut results = vec![(
@@ -448,7 +448,7 @@ fn fuzz_auth_jwt_signed_tokens() {
     // How often each verdict came up, printed so a generator that stops reaching
     // acceptance (or some refusal) shows in the output.
     let verdicts = std::cell::RefCell::new(std::collections::BTreeMap::new());
-    switchboard_fuzz::run("fuzz_auth_jwt_signed_tokens", 8000, case, |case| {
+    switchboard_fuzz::run("fuzz_auth_jwt_signed_tokens", 16000, case, |case| {
         // Fitting: a key the token will be checked against, or (one in eight) another
         // key of the same algorithm, configured or not.
         let fits = match candidates(&keys, &case.header) {

@@ -225,7 +225,7 @@ fn fuzz_auth_jwks_json() {
             .prop_map(|(n, k)| json!({ "keys": vec![k; n] }).to_string().into_bytes()),
     ];
     let tally = Tally::default();
-    switchboard_fuzz::run("fuzz_auth_jwks_json", 10000, doc, |doc| {
+    switchboard_fuzz::run("fuzz_auth_jwks_json", 20000, doc, |doc| {
         let reference = serde_json::from_slice::<Value>(&doc)
             .ok()
             .and_then(|v| v.get("keys").and_then(Value::as_array).map(Vec::len));
@@ -553,7 +553,7 @@ fn fuzz_auth_jwk_real_keys() {
     let tally = Tally::default();
     switchboard_fuzz::run(
         "fuzz_auth_jwk_real_keys",
-        30000,
+        80000,
         case,
         |(which, changes)| {
             let real = &keys[which];
@@ -881,7 +881,7 @@ fn fuzz_auth_spki_bytes() {
         1 => any::<Vec<u8>>().prop_map(|b| (b, true)),
     ];
     let tally = Tally::default();
-    switchboard_fuzz::run("fuzz_auth_spki_bytes", 100000, input, |(bytes, as_text)| {
+    switchboard_fuzz::run("fuzz_auth_spki_bytes", 200000, input, |(bytes, as_text)| {
         if as_text {
             let mut text = b"-----BEGIN PUBLIC KEY-----\n".to_vec();
             text.extend_from_slice(&bytes);
@@ -980,7 +980,7 @@ fn fuzz_auth_spki_mutated_keys() {
     let tally = Tally::default();
     switchboard_fuzz::run(
         "fuzz_auth_spki_mutated_keys",
-        150000,
+        400000,
         case,
         |(which, pem_text, changes)| {
             let real = &keys[which];
