@@ -254,7 +254,7 @@ fn case() -> impl Strategy<Value = Case> {
 
 #[test]
 fn fuzz_core_event_json() {
-    switchboard_fuzz::run("fuzz_core_event_json", 5000, case(), |c| {
+    switchboard_fuzz::run("fuzz_core_event_json", 8000, case(), |c| {
         let ours = c.invocation.to_aws_event(&c.api);
         let reference = reference_event(&c.invocation, &c.api);
         if ours != reference {

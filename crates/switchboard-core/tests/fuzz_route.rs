@@ -384,7 +384,7 @@ fn fuzz_core_route_selection() {
     );
     switchboard_fuzz::run(
         "fuzz_core_route_selection",
-        18_000,
+        30_000,
         strategy,
         |((parts, short_form), mut body, mut custom, with_default, text, plants)| {
             // Most messages carry the fields the expression reads (behind decoys).
@@ -464,7 +464,7 @@ fn fuzz_core_route_expression_text() {
         "[$.{}a-z ]{0,24}",
         "\\$\\{?request\\.body\\.[a-z.${} ]{0,16}\\}?[a-z${}/]{0,8}",
     ];
-    switchboard_fuzz::run("fuzz_core_route_expression_text", 100_000, text, |text| {
+    switchboard_fuzz::run("fuzz_core_route_expression_text", 400_000, text, |text| {
         if let Ok(expr) = SelectionExpression::parse(&text) {
             // Whatever was accepted reads a field: a message without fields selects nothing.
             prop_assert_eq!(expr.evaluate(b"{}"), None);

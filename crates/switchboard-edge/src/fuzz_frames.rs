@@ -159,7 +159,7 @@ fn frame() -> impl Strategy<Value = Frame> {
 
 #[test]
 fn fuzz_edge_session_frames() {
-    switchboard_fuzz::run("fuzz_edge_session_frames", 250_000, frame(), |frame| {
+    switchboard_fuzz::run("fuzz_edge_session_frames", 500_000, frame(), |frame| {
         let (wire, binary) = frame.encode();
         let parsed = parse(&wire, binary);
         prop_assert_eq!(&parsed, &model(&wire, binary), "{:?}", wire);
@@ -208,7 +208,7 @@ fn fuzz_edge_session_server_frames_round_trip() {
     let messages = vec((vec(any::<u8>(), 0..24), any::<bool>()), 1..8);
     switchboard_fuzz::run(
         "fuzz_edge_session_server_frames_round_trip",
-        50_000,
+        300_000,
         messages,
         |messages| {
             let mut session = Session::new("t".into(), 64, 1 << 20);

@@ -687,7 +687,7 @@ fn fuzz_switchboard_config_file() {
     let path = Path::new("/etc/sb/test.toml");
     switchboard_fuzz::run(
         "fuzz_switchboard_config_file",
-        15_000,
+        25_000,
         (document(), environment()),
         |(doc, env)| {
             let env = overrides(env.into_iter());
