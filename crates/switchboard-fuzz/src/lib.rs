@@ -55,7 +55,9 @@ where
         // In the timed mode, batches of a few thousand so the clock is checked often.
         let batch = match secs {
             Some(_) if fixed_seed.is_none() => cases.clamp(256, 4096),
-            _ => cases.saturating_mul(scale.min(u32::MAX as u64) as u32).max(1),
+            _ => cases
+                .saturating_mul(scale.min(u32::MAX as u64) as u32)
+                .max(1),
         };
         let config = Config {
             cases: batch,
