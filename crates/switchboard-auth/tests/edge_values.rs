@@ -34,13 +34,6 @@ fn denied(r: Result<switchboard_auth::Identity, AuthError>) -> &'static str {
     }
 }
 
-/// A real RSA JWK with `n` or `e` replaced.
-fn rsa_jwk_with(member: &str, value: &str) -> Value {
-    let mut jwk = rsa("rsa2048").jwk("r");
-    jwk[member] = json!(value);
-    jwk
-}
-
 // --- flaw 7: the empty modulus -------------------------------------------------------
 
 /// `n.len() * 8 - 8` underflowed for an empty modulus (and for one of zero bytes only,
@@ -252,44 +245,6 @@ async fn pem_rsa_key_with_a_negative_modulus_is_refused() {
     assert!(e.contains("negative"), "{e}");
 }
 
-// --- refusals are logged with their reason -----------------------------------------
-
-#[tokio::test]
-async fn refused_jwks_keys_are_logged_with_their_reason_once_per_change() {
-    let logs = Logs::default();
-    let _guard = tracing::subscriber::set_default(logs.clone());
-    let good = ec();
-    let mut bad = rsa_jwk_with("n", "");
-    bad["kid"] = json!("bad");
-    let enc = json!({"kty": "RSA", "use": "enc", "kid": "enc", "n": "AQAB", "e": "AQAB"});
-    let doc = json!({"keys": [bad, good.jwk("ok"), enc]}).to_string();
-    let server = Server::start(move |_| Reply::ok(doc.clone())).await;
-    let a = authorizer(json!({"kind": "jwt", "jwks_url": server.url})).await;
-    let warned = || -> Vec<String> {
-        logs.lines()
-            .into_iter()
-            .filter(|l| l.starts_with("WARN") && l.contains("JWK"))
-            .collect()
-    };
-    let w = warned();
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(
-        w[0].contains("RSA modulus is empty or zero") && w[0].contains("\"bad\""),
-        "{}",
-        w[0]
-    );
-    // The encryption key is normal in a shared set: debug, not a warning.
-    assert!(logs
-        .lines()
-        .iter()
-        .any(|l| l.starts_with("DEBUG") && l.contains("is not \"sig\"")));
-    // A token naming an unknown kid refreshes the same set: no second warning.
-    let t = good.token(Some("new"), &json!({"sub": "u", "exp": now() + 60}));
-    let _ = check(&a, &Hs::bearer(&t)).await;
-    assert_eq!(server.hits(), 2);
-    assert_eq!(warned().len(), 1, "{:?}", logs.lines());
-}
-
 /// Base64url with a nonzero bit past the data is another spelling of the same bytes; a
 /// token spelled that way is refused, so a token has one spelling (padding aside, which
 /// carries no bits).
@@ -483,41 +438,6 @@ async fn hs256_keyed_with_a_public_key_is_refused() {
 }
 
 // --- helpers ------------------------------------------------------------------------
-
-/// A `tracing` subscriber that keeps every event as `LEVEL field=value ...`.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<parking_lot::Mutex<Vec<String>>>);
-
-impl Logs {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().clone()
-    }
-}
-
-impl tracing::Subscriber for Logs {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                use std::fmt::Write as _;
-                let _ = write!(self.0, " {}={:?}", field.name(), value);
-            }
-        }
-        let mut fields = Fields(event.metadata().level().to_string());
-        event.record(&mut fields);
-        self.0.lock().push(fields.0);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 fn b64url_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;

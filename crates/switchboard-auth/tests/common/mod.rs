@@ -347,3 +347,10 @@ pub async fn try_authorizer(cfg: Value) -> Result<Authorizer, String> {
 pub async fn check(a: &Authorizer, hs: &Hs) -> Result<Identity, AuthError> {
     a.authorize(&hs.handshake()).await
 }
+
+/// A real RSA JWK with `n` or `e` replaced.
+pub fn rsa_jwk_with(member: &str, value: &str) -> Value {
+    let mut jwk = rsa("rsa2048").jwk("r");
+    jwk[member] = serde_json::json!(value);
+    jwk
+}
