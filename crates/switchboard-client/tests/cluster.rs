@@ -400,3 +400,175 @@ async fn a_kept_session_of_a_lost_node_ends_with_its_window() {
     );
     drop(client);
 }
+
+/// The open-connection gauge of a node (parked sessions count).
+async fn open_on(http: &mut HttpClient) -> u64 {
+    let (status, body) = http.request("GET", "/metrics", b"").await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("switchboard_connections_open "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no switchboard_connections_open in {body}"))
+}
+
+/// Its home died while the session was parked on a live node that kept a copy: a resume
+/// on a third node asks the node that wrote the copy, which hands the session over. It
+/// used to take the copy from under the live node, which kept a ghost of the session
+/// (it took sends, wrote its copy again, and a later resume there went on from a stale
+/// state: `1002 switchboard.v1 sequence gap`, then a second `$disconnect`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_whose_home_died_moves_from_the_live_node_that_holds_it() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let mut nodes = cluster_with(
+        &redis,
+        &function,
+        "window_secs = 60\nkeep_in_backplane = true",
+    )
+    .await;
+    let proxy = ChaosProxy::start_many(nodes.iter().map(|n| n.ws).collect()).await;
+    let mut api: Vec<HttpClient> = nodes.iter().map(|g| HttpClient::new(g.mgmt)).collect();
+    // What node 2 holds without this test's session (the start-up probe's, parked).
+    let others_on_2 = open_on(&mut api[1]).await;
+    proxy.pin(Some(0));
+    let client = Client::connect(&proxy.url(), options()).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    let (status, body) = api[0]
+        .request("PUT", &format!("/v1/groups/room/members/{id}"), b"")
+        .await;
+    assert_eq!(status, 200, "join: {body}");
+    // To node 2 (a move through its home, node 1), then parked there, with a copy.
+    proxy.pin(Some(1));
+    proxy.cut_all();
+    let resumed = Event::Resumed {
+        connection_id: id.clone(),
+    };
+    assert_eq!(significant_event(&client, 10).await, resumed);
+    proxy.refuse(true);
+    proxy.cut_all();
+    assert!(matches!(
+        event_within(&client, 5).await,
+        Event::Reconnecting { .. }
+    ));
+    let (status, body) = api[1]
+        .request("POST", "/v1/groups/room/messages", b"while parked")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The copy is refreshed in the background after the send.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = nodes.remove(0).stop();
+    api.remove(0);
+    // Its home is gone: the resume on node 3 finds the copy node 2 wrote, and node 2,
+    // alive, hands the session over.
+    proxy.pin(Some(2));
+    proxy.refuse(false);
+    assert_eq!(significant_event(&client, 15).await, resumed);
+    assert_eq!(next_text(&client, 5).await, "while parked");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_on(&mut api[0]).await != others_on_2 {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 still holds the session that went on at node 3"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = api[1]
+        .request("POST", "/v1/groups/room/messages", b"at node 3")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_text(&client, 5).await, "at node 3");
+    // Back to node 2: the session comes from node 3 whole, nothing lost or repeated.
+    proxy.refuse(true);
+    proxy.cut_all();
+    assert!(matches!(
+        event_within(&client, 5).await,
+        Event::Reconnecting { .. }
+    ));
+    let (status, body) = api[0]
+        .request("POST", "/v1/groups/room/messages", b"while parked again")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.pin(Some(1));
+    proxy.refuse(false);
+    assert_eq!(significant_event(&client, 15).await, resumed);
+    assert_eq!(next_text(&client, 5).await, "while parked again");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), client.next_event()).await;
+    assert!(quiet.is_err(), "a duplicate or stray event: {quiet:?}");
+    assert!(
+        function.disconnects.lock().iter().all(|(c, _)| *c != id),
+        "{:?}",
+        function.disconnects.lock()
+    );
+}
+
+/// A session parked on a node that dies is resumed on a survivor from its copy, then
+/// parked there again (a new copy, the survivor's). When the dead node's window for it
+/// ends, the survivor cleaning up after the dead node leaves that copy alone: no
+/// `$disconnect`, and the client resumes. The clean-up used to take any copy under the
+/// id, `$disconnect` the live session, and leave its holder to end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_s_window_does_not_end_its_session_kept_again_elsewhere() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let mut nodes = cluster_with(
+        &redis,
+        &function,
+        "window_secs = 10\nkeep_in_backplane = true",
+    )
+    .await;
+    let proxy = ChaosProxy::start_many(vec![nodes[0].ws, nodes[1].ws]).await;
+    proxy.pin(Some(0));
+    let client = Client::connect(&proxy.url(), patient_options(400))
+        .await
+        .unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    proxy.refuse(true);
+    proxy.cut_all();
+    let parked_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = nodes.remove(0).stop();
+    proxy.pin(Some(1));
+    proxy.refuse(false);
+    let resumed = Event::Resumed {
+        connection_id: id.clone(),
+    };
+    assert_eq!(significant_event(&client, 15).await, resumed);
+    // Parked again on the survivor halfway through the dead node's window for it, so the
+    // survivor's own window for it outlasts the dead node's (and its clean-up, 1 s after).
+    tokio::time::sleep_until(parked_at + Duration::from_secs(5)).await;
+    proxy.refuse(true);
+    proxy.cut_all();
+    let window_ends = parked_at + Duration::from_secs(10 + 2);
+    tokio::time::sleep_until(window_ends).await;
+    assert!(
+        Instant::now() < parked_at + Duration::from_secs(5 + 10),
+        "too slow to test: the survivor's own window for it has ended"
+    );
+    assert!(
+        function.disconnects.lock().iter().all(|(c, _)| *c != id),
+        "{:?}",
+        function.disconnects.lock()
+    );
+    proxy.refuse(false);
+    assert_eq!(significant_event(&client, 15).await, resumed);
+    client.send_text("still the same session").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !function
+        .bodies
+        .lock()
+        .contains(&"still the same session".to_owned())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the message never reached its function"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        function.disconnects.lock().iter().all(|(c, _)| *c != id),
+        "{:?}",
+        function.disconnects.lock()
+    );
+}

@@ -138,6 +138,18 @@ pub enum Command {
         /// The connection.
         id: String,
     },
+    /// A session opened on the receiving node went on at `holder` without the receiver
+    /// relaying the move (from its kept copy, or handed over by the node that kept it):
+    /// sends by id go there now.
+    Adopted {
+        /// The connection.
+        id: String,
+        /// The node that holds it now.
+        holder: u32,
+        /// The proof of the session's token (as the session's handover spells it), which
+        /// the home checks requests for the session against.
+        proof: String,
+    },
 }
 
 /// What a node answers when asked to hand a session over.
@@ -214,23 +226,116 @@ pub trait Backplane: Send + Sync + 'static {
         0
     }
     /// Keeps a parked resumable session (`[resume] keep_in_backplane`) under `key` for at
-    /// least `ttl_secs`, replacing any; `None` deletes it.
+    /// least `ttl_secs`, stamped `stamp`, if `guard` admits the copy there now (replacing
+    /// it). `Ok(false)`: the guard refused (see [`CopyGuard`]).
     fn store_session(
         &self,
         _key: &str,
-        _json: Option<String>,
+        _stamp: CopyStamp,
+        _json: String,
         _ttl_secs: u64,
-    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        _guard: CopyGuard,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>> {
         Box::pin(std::future::ready(Err(BackplaneError::NotInCluster)))
     }
-    /// Reads a kept session without taking it: a taker checks that the request may take
-    /// it (its token's proof) before it removes it for everyone else.
-    fn read_session(&self, _key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+    /// Reads a kept session and its stamp without taking it: a taker checks that the
+    /// request may take it (its token's proof) and who holds it before it removes it for
+    /// everyone else. A value without a readable stamp reads as none.
+    fn read_session(
+        &self,
+        _key: &str,
+    ) -> BoxFuture<'_, Result<Option<(CopyStamp, String)>, BackplaneError>> {
         Box::pin(std::future::ready(Ok(None)))
     }
-    /// Reads and deletes a kept session; of two concurrent takers, one gets it.
-    fn take_session(&self, _key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+    /// Reads and deletes a kept session if `guard` admits it; of two concurrent takers,
+    /// one gets it.
+    fn take_session(
+        &self,
+        _key: &str,
+        _guard: CopyGuard,
+    ) -> BoxFuture<'_, Result<Option<(CopyStamp, String)>, BackplaneError>> {
         Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// Who wrote a kept session's copy: the node process that held the session (its node tag
+/// and incarnation, see [`switchboard_core::id::IdGenerator::owner`]) and how many times
+/// the session had changed nodes by then. A session is held by one node at a time and
+/// every change of node adds a hop, so of two copies of one session the one with more
+/// hops is the newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStamp {
+    /// The writing node process.
+    pub owner: u64,
+    /// Changes of node before this stay.
+    pub hops: u32,
+}
+
+/// Bytes of the stamp in front of a stored copy: `<owner, 16 hex> <hops, 8 hex>\n`.
+pub const STAMP_LEN: usize = 26;
+
+impl CopyStamp {
+    /// The stored form of a copy: its stamp, then the copy.
+    pub fn encode(&self, json: &str) -> String {
+        let mut s = String::with_capacity(STAMP_LEN + json.len());
+        s.push_str(&format!("{:016x} {:08x}\n", self.owner, self.hops));
+        s.push_str(json);
+        s
+    }
+
+    /// The stamp and the copy of a stored value; `None` if it has no readable stamp.
+    pub fn decode(raw: &str) -> Option<(CopyStamp, &str)> {
+        let head = raw.as_bytes().get(..STAMP_LEN)?;
+        if head[16] != b' ' || head[25] != b'\n' {
+            return None;
+        }
+        fn hex(b: &[u8]) -> Option<u64> {
+            b.iter().try_fold(0u64, |n, &c| {
+                let d = match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    _ => return None,
+                };
+                Some(n << 4 | u64::from(d))
+            })
+        }
+        let owner = hex(&head[..16])?;
+        let hops = u32::try_from(hex(&head[17..25])?).ok()?;
+        Some((CopyStamp { owner, hops }, &raw[STAMP_LEN..]))
+    }
+
+    /// The owner as the stamp spells it (what a guard compares).
+    pub fn owner_hex(owner: u64) -> String {
+        format!("{owner:016x}")
+    }
+}
+
+/// When an operation on a kept session's copy goes ahead, judged atomically against the
+/// copy stored at that moment (its stamp, or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyGuard {
+    /// There is no copy, or it is this stamp's owner's, or it was written by a node the
+    /// session has since left (fewer hops): what the holder of a session may replace or
+    /// clean up. Never a copy written by a node the session moved to after this one.
+    NotNewer(CopyStamp),
+    /// The copy is this owner's: a holder refreshing its own copy (absent means another
+    /// node took it), or a survivor ending a dead node's copy (not one a live node wrote
+    /// since).
+    Owner(u64),
+}
+
+impl CopyGuard {
+    /// Whether the guard admits an operation when the stored copy's stamp is `current`
+    /// (`None`: no copy, or one without a readable stamp, which is nobody's and may be
+    /// replaced). The Redis engine runs the same rule in a script (`redis.rs`,
+    /// `COPY_SCRIPT`); the tests of both engines hold them to it.
+    pub fn admits(&self, current: Option<CopyStamp>) -> bool {
+        match (self, current) {
+            (CopyGuard::NotNewer(_), None) => true,
+            (CopyGuard::NotNewer(mine), Some(c)) => c.owner == mine.owner || c.hops < mine.hops,
+            (CopyGuard::Owner(owner), Some(c)) => c.owner == *owner,
+            (CopyGuard::Owner(_), None) => false,
+        }
     }
 }
 
@@ -312,6 +417,71 @@ pub mod bytes_b64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored copy's stamp comes from the backplane, written by any node: arbitrary
+    /// bytes, stamps with one byte changed and short values decode to a stamp only when
+    /// they hold one exactly as written, never a panic; every stamp round-trips with any
+    /// copy after it; and the guard rule is the documented one.
+    #[test]
+    fn fuzz_cluster_copy_stamp() {
+        use switchboard_fuzz::proptest::prelude::*;
+        let stamp =
+            (any::<u64>(), any::<u32>()).prop_map(|(owner, hops)| CopyStamp { owner, hops });
+        let input = (
+            stamp.clone(),
+            stamp,
+            ".{0,40}",
+            any::<Vec<u8>>(),
+            any::<usize>(),
+            any::<u8>(),
+            0u8..3,
+        );
+        switchboard_fuzz::run(
+            "fuzz_cluster_copy_stamp",
+            40_000,
+            input,
+            |(a, b, json, garbage, at, byte, mode)| {
+                let encoded = a.encode(&json);
+                match mode {
+                    0 => {
+                        prop_assert_eq!(CopyStamp::decode(&encoded), Some((a, json.as_str())));
+                    }
+                    1 => {
+                        let mut bytes = encoded.into_bytes();
+                        let i = at % STAMP_LEN;
+                        let was = bytes[i];
+                        bytes[i] = byte;
+                        if let Ok(text) = String::from_utf8(bytes) {
+                            if let Some((s, rest)) = CopyStamp::decode(&text) {
+                                // Only another valid stamp spelled the canonical way.
+                                prop_assert_eq!(s.encode(rest), text.clone());
+                                prop_assert!(was == byte || s != a);
+                            }
+                        }
+                    }
+                    _ => {
+                        let text = String::from_utf8_lossy(&garbage);
+                        if let Some((s, rest)) = CopyStamp::decode(&text) {
+                            prop_assert_eq!(s.encode(rest), text.as_ref());
+                        }
+                    }
+                }
+                // The guard rule.
+                let not_newer = CopyGuard::NotNewer(a);
+                prop_assert!(not_newer.admits(None));
+                prop_assert_eq!(
+                    not_newer.admits(Some(b)),
+                    b.owner == a.owner || b.hops < a.hops
+                );
+                prop_assert!(!CopyGuard::Owner(a.owner).admits(None));
+                prop_assert_eq!(
+                    CopyGuard::Owner(a.owner).admits(Some(b)),
+                    b.owner == a.owner
+                );
+                Ok(())
+            },
+        );
+    }
 
     #[test]
     fn commands_round_trip_as_json() {

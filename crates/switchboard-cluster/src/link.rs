@@ -46,7 +46,10 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot};
+use crate::{
+    Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot, CopyGuard,
+    CopyStamp,
+};
 
 /// How often a node whose engine is down probes it.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -122,21 +125,31 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn forget(&self, tag: u32) -> impl Future<Output = Result<(), Fault>> + Send;
     /// Deletes this node's heartbeat (a graceful leave).
     fn stop_heartbeat(&self) -> impl Future<Output = Result<(), Fault>> + Send;
-    /// Stores a parked session under `key` for at least `ttl_secs`, replacing any.
-    fn put_session(
+    /// Stores `value` (a stamped copy, [`crate::CopyStamp::encode`]) under `key` for at
+    /// least `ttl_secs` if `guard` admits the copy stored there now, atomically; `Ok(false)`
+    /// if it does not.
+    fn store_session(
         &self,
         key: &str,
-        json: String,
+        value: String,
         ttl_secs: u64,
-    ) -> impl Future<Output = Result<(), Fault>> + Send;
-    /// Deletes a stored session.
-    fn delete_session(&self, key: &str) -> impl Future<Output = Result<(), Fault>> + Send;
-    /// Reads a stored session, leaving it in place.
+        guard: CopyGuard,
+    ) -> impl Future<Output = Result<bool, Fault>> + Send;
+    /// Reads a stored session (stamped), leaving it in place.
     fn read_session(&self, key: &str)
         -> impl Future<Output = Result<Option<String>, Fault>> + Send;
-    /// Reads and deletes a stored session; of two concurrent takers, one gets it.
-    fn take_session(&self, key: &str)
-        -> impl Future<Output = Result<Option<String>, Fault>> + Send;
+    /// Reads and deletes a stored session (stamped) if `guard` admits it, atomically; of
+    /// two concurrent takers, one gets it.
+    fn take_session(
+        &self,
+        key: &str,
+        guard: CopyGuard,
+    ) -> impl Future<Output = Result<Option<String>, Fault>> + Send;
+}
+
+/// A stored copy's stamp and copy; a value without a readable stamp is nobody's copy.
+fn stamped(raw: &str) -> Option<(CopyStamp, String)> {
+    CopyStamp::decode(raw).map(|(stamp, json)| (stamp, json.to_owned()))
 }
 
 /// The 8 hex digits naming a node in keys and subjects.
@@ -531,41 +544,46 @@ impl<E: Engine> Node<E> {
     pub async fn store_session(
         &self,
         key: &str,
-        json: Option<String>,
+        stamp: CopyStamp,
+        json: &str,
         ttl_secs: u64,
-    ) -> Result<(), BackplaneError> {
+        guard: CopyGuard,
+    ) -> Result<bool, BackplaneError> {
         self.link.gate()?;
-        match json {
-            Some(json) => {
-                self.link
-                    .run(
-                        "store session",
-                        self.engine.put_session(key, json, ttl_secs),
-                    )
-                    .await
-            }
-            None => {
-                self.link
-                    .run("delete session", self.engine.delete_session(key))
-                    .await
-            }
-        }
+        let value = stamp.encode(json);
+        self.link
+            .run(
+                "store session",
+                self.engine.store_session(key, value, ttl_secs, guard),
+            )
+            .await
     }
 
     /// [`crate::Backplane::read_session`].
-    pub async fn read_session(&self, key: &str) -> Result<Option<String>, BackplaneError> {
+    pub async fn read_session(
+        &self,
+        key: &str,
+    ) -> Result<Option<(CopyStamp, String)>, BackplaneError> {
         self.link.gate()?;
-        self.link
+        let raw = self
+            .link
             .run("read session", self.engine.read_session(key))
-            .await
+            .await?;
+        Ok(raw.as_deref().and_then(stamped))
     }
 
     /// [`crate::Backplane::take_session`].
-    pub async fn take_session(&self, key: &str) -> Result<Option<String>, BackplaneError> {
+    pub async fn take_session(
+        &self,
+        key: &str,
+        guard: CopyGuard,
+    ) -> Result<Option<(CopyStamp, String)>, BackplaneError> {
         self.link.gate()?;
-        self.link
-            .run("take session", self.engine.take_session(key))
-            .await
+        let raw = self
+            .link
+            .run("take session", self.engine.take_session(key, guard))
+            .await?;
+        Ok(raw.as_deref().and_then(stamped))
     }
 
     /// [`crate::Backplane::to_all`].
@@ -859,19 +877,32 @@ impl<T: NodeBacked> Backplane for T {
     fn store_session(
         &self,
         key: &str,
-        json: Option<String>,
+        stamp: CopyStamp,
+        json: String,
         ttl_secs: u64,
-    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        guard: CopyGuard,
+    ) -> BoxFuture<'_, Result<bool, BackplaneError>> {
         let key = key.to_owned();
-        Box::pin(async move { self.node().store_session(&key, json, ttl_secs).await })
+        Box::pin(async move {
+            self.node()
+                .store_session(&key, stamp, &json, ttl_secs, guard)
+                .await
+        })
     }
-    fn read_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+    fn read_session(
+        &self,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<(CopyStamp, String)>, BackplaneError>> {
         let key = key.to_owned();
         Box::pin(async move { self.node().read_session(&key).await })
     }
-    fn take_session(&self, key: &str) -> BoxFuture<'_, Result<Option<String>, BackplaneError>> {
+    fn take_session(
+        &self,
+        key: &str,
+        guard: CopyGuard,
+    ) -> BoxFuture<'_, Result<Option<(CopyStamp, String)>, BackplaneError>> {
         let key = key.to_owned();
-        Box::pin(async move { self.node().take_session(&key).await })
+        Box::pin(async move { self.node().take_session(&key, guard).await })
     }
 }
 
@@ -1009,6 +1040,11 @@ mod tests {
                 Command::SessionTaken { request, outcome }
             }),
             text().prop_map(|id| Command::Forget { id }),
+            (text(), any::<u32>(), text()).prop_map(|(id, holder, proof)| Command::Adopted {
+                id,
+                holder,
+                proof
+            }),
         ];
         let input = (
             command,

@@ -17,7 +17,7 @@
 //! | `sb-nodes` | KV bucket, history 1 | `<tag>` → node id: every node that has not left or been reaped |
 //! | `sb-conns` | KV bucket, history 1 | `<tag>.<connection id>` → snapshot JSON |
 //! | `sb-reap` | KV bucket, `max_age = 60 s`, history 1 | `<tag>` → the reaper's node id while it reaps `<tag>` |
-//! | `sb-sessions` | KV bucket, `max_age = 24 h`, history 1 | `<connection id>` → a parked session kept in the backplane (`[resume] keep_in_backplane`) |
+//! | `sb-sessions` | KV bucket, `max_age = 24 h`, history 1 | `<connection id>` → a parked session kept in the backplane (`[resume] keep_in_backplane`), stamped with its holder ([`crate::CopyStamp`]; writes and takes compare-and-set on the revision) |
 //!
 //! Heartbeats expire through the bucket's `max_age`, which every nats-server with
 //! JetStream supports; per-key TTLs need nats-server 2.11 (Debian 12 ships 2.9). The
@@ -47,7 +47,7 @@ use tokio::sync::mpsc;
 use crate::link::{
     self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
 };
-use crate::{BackplaneError, ClusterEvent, Command};
+use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
 
 const ALL: &str = "sb.all";
 const ALIVE: &str = "sb-alive";
@@ -55,6 +55,9 @@ const NODES: &str = "sb-nodes";
 const CONNS: &str = "sb-conns";
 const REAP: &str = "sb-reap";
 const SESSIONS: &str = "sb-sessions";
+/// Rounds of read, judge, compare-and-set on a kept session before giving up: each lost
+/// round means another node changed the copy in between.
+const CAS_TRIES: usize = 8;
 /// How long a kept session can stay in `sb-sessions` if nobody takes or deletes it (the
 /// bucket's `max_age`; `[resume] window_secs` may not exceed it with `keep_in_backplane`).
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -227,6 +230,27 @@ impl NatsEngine {
         } else {
             Fault::Down(e.to_string())
         }
+    }
+
+    /// A kept session's entry: its revision (a delete marker's too, so a store can replace
+    /// it) and its value, if it holds one.
+    async fn session_entry(&self, key: &str) -> Result<(Option<u64>, Option<String>), Fault> {
+        let Some(entry) = self.sessions.entry(key).await.map_err(|e| self.fault(e))? else {
+            return Ok((None, None));
+        };
+        let value = (entry.operation == Operation::Put)
+            .then(|| String::from_utf8_lossy(&entry.value).into_owned());
+        Ok((Some(entry.revision).filter(|_| value.is_some()), value))
+    }
+
+    /// After a compare-and-set on a kept session failed: `Ok` if the entry changed since
+    /// `revision` (judge it again), the failure itself if it did not.
+    async fn session_changed(&self, key: &str, revision: Option<u64>) -> Result<(), Fault> {
+        let (now, _) = self.session_entry(key).await?;
+        if now == revision {
+            return Err(self.fault("a kept session's copy could not be written"));
+        }
+        Ok(())
     }
 
     async fn get(&self, store: &Store, key: &str) -> Result<Option<Bytes>, Fault> {
@@ -474,47 +498,64 @@ impl Engine for NatsEngine {
         self.purge(&self.alive, &tag_hex(self.tag)).await
     }
 
-    async fn put_session(&self, key: &str, json: String, _ttl_secs: u64) -> Result<(), Fault> {
+    async fn store_session(
+        &self,
+        key: &str,
+        value: String,
+        _ttl_secs: u64,
+        guard: CopyGuard,
+    ) -> Result<bool, Fault> {
         // The bucket's max_age bounds how long a leaked entry lives (see SESSION_MAX_AGE).
-        self.sessions
-            .put(key, Bytes::from(json))
-            .await
-            .map(drop)
-            .map_err(|e| self.fault(e))
-    }
-
-    async fn delete_session(&self, key: &str) -> Result<(), Fault> {
-        self.purge(&self.sessions, key).await
+        let value = Bytes::from(value);
+        for _ in 0..CAS_TRIES {
+            let (revision, current) = self.session_entry(key).await?;
+            if !guard.admits(
+                current
+                    .as_deref()
+                    .and_then(CopyStamp::decode)
+                    .map(|(s, _)| s),
+            ) {
+                return Ok(false);
+            }
+            // Only if nobody changed it since we judged it: else judge again.
+            let written = match revision {
+                Some(rev) => self.sessions.update(key, value.clone(), rev).await.is_ok(),
+                None => self.sessions.create(key, value.clone()).await.is_ok(),
+            };
+            if written {
+                return Ok(true);
+            }
+            self.session_changed(key, revision).await?;
+        }
+        Err(self.fault("a kept session's copy kept changing under a store"))
     }
 
     async fn read_session(&self, key: &str) -> Result<Option<String>, Fault> {
-        let Some(entry) = self.sessions.entry(key).await.map_err(|e| self.fault(e))? else {
-            return Ok(None);
-        };
-        if entry.operation != Operation::Put {
-            return Ok(None);
-        }
-        Ok(String::from_utf8(entry.value.to_vec()).ok())
+        Ok(self.session_entry(key).await?.1)
     }
 
-    async fn take_session(&self, key: &str) -> Result<Option<String>, Fault> {
-        let Some(entry) = self.sessions.entry(key).await.map_err(|e| self.fault(e))? else {
-            return Ok(None);
-        };
-        if entry.operation != Operation::Put {
-            return Ok(None);
+    async fn take_session(&self, key: &str, guard: CopyGuard) -> Result<Option<String>, Fault> {
+        for _ in 0..CAS_TRIES {
+            let (Some(revision), Some(current)) = self.session_entry(key).await? else {
+                return Ok(None);
+            };
+            let stamp = CopyStamp::decode(&current).map(|(s, _)| s);
+            if !guard.admits(stamp) {
+                return Ok(None);
+            }
+            // Only if nobody changed or took it since we read it: one of two takers wins.
+            if self
+                .sessions
+                .purge_expect_revision(key, Some(revision))
+                .await
+                .is_ok()
+            {
+                // The purge left a marker; remove it (markers are never removed before 2.11).
+                self.purge(&self.sessions, key).await?;
+                return Ok(Some(current));
+            }
+            self.session_changed(key, Some(revision)).await?;
         }
-        // Only if nobody changed or took it since we read it: one of two takers wins.
-        if self
-            .sessions
-            .purge_expect_revision(key, Some(entry.revision))
-            .await
-            .is_err()
-        {
-            return Ok(None);
-        }
-        // The purge left a marker; remove it (markers are never removed before 2.11).
-        self.purge(&self.sessions, key).await?;
-        Ok(String::from_utf8(entry.value.to_vec()).ok())
+        Err(self.fault("a kept session's copy kept changing under a take"))
     }
 }

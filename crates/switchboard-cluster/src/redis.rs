@@ -19,6 +19,7 @@
 //! | `sb:nodes` | hash | `<tag>` → node id: every node that has not left or been reaped |
 //! | `sb:conns:<tag>` | hash | connection id → snapshot JSON |
 //! | `sb:reap:<tag>` | string, `NX EX 60` | the reaper's node id while it reaps `<tag>` |
+//! | `sb:session:<connection id>` | string, `EX` its window + 60 s | a parked session kept in the backplane (`[resume] keep_in_backplane`), stamped with its holder ([`crate::CopyStamp`]) |
 //!
 //! No command touches two keys at once, so the names need no hash tags on a cluster.
 
@@ -38,7 +39,7 @@ use tokio::sync::mpsc;
 use crate::link::{
     self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
 };
-use crate::{BackplaneError, ClusterEvent, Command};
+use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
 
 const ALL: &str = "sb:all";
 const NODES: &str = "sb:nodes";
@@ -46,6 +47,46 @@ const NODES: &str = "sb:nodes";
 /// Deletes the reap claim only if we still hold it (it may have expired and been taken).
 const RELEASE_SCRIPT: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// An operation on a kept session's copy, if its guard admits the copy stored now: the
+/// rule of [`CopyGuard::admits`], on the stamp in the value's first 26 bytes
+/// ([`crate::CopyStamp::encode`]). KEYS[1]: the copy. ARGV: `store` or `take`; the guard,
+/// `notnewer` or `owner`; the guard's owner (16 hex digits) and hops (decimal); for a
+/// store, the value and its TTL in seconds. A store answers 1, or nil if refused; a take
+/// answers the value, or nil.
+const COPY_SCRIPT: &str = r"
+local x = '[0-9a-f]'
+local owner, hops = string.match(redis.call('GETRANGE', KEYS[1], 0, 25),
+  '^(' .. string.rep(x, 16) .. ') (' .. string.rep(x, 8) .. ')\n$')
+local ok
+if owner == nil then ok = ARGV[2] == 'notnewer'
+elseif ARGV[2] == 'owner' then ok = owner == ARGV[3]
+else ok = owner == ARGV[3] or tonumber(hops, 16) < tonumber(ARGV[4]) end
+if not ok then return false end
+if ARGV[1] == 'store' then
+  redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[6])
+  return 1
+end
+return redis.call('GETDEL', KEYS[1])
+";
+
+/// The `EVAL` of [`COPY_SCRIPT`] for `op` on `key` under `guard` (then any further
+/// arguments).
+fn copy_script(op: &str, key: &str, guard: CopyGuard) -> Cmd {
+    let (kind, owner, hops) = match guard {
+        CopyGuard::NotNewer(s) => ("notnewer", s.owner, s.hops),
+        CopyGuard::Owner(owner) => ("owner", owner, 0),
+    };
+    redis::cmd("EVAL")
+        .arg(COPY_SCRIPT)
+        .arg(1)
+        .arg(session_key(key))
+        .arg(op)
+        .arg(kind)
+        .arg(CopyStamp::owner_hex(owner))
+        .arg(hops)
+        .to_owned()
+}
 
 fn node_channel(tag: u32) -> String {
     format!("sb:node:{}", tag_hex(tag))
@@ -383,27 +424,26 @@ impl Engine for RedisEngine {
             .await
     }
 
-    async fn put_session(&self, key: &str, json: String, ttl_secs: u64) -> Result<(), Fault> {
-        let cmd = redis::cmd("SET")
-            .arg(session_key(key))
-            .arg(json)
-            .arg("EX")
+    async fn store_session(
+        &self,
+        key: &str,
+        value: String,
+        ttl_secs: u64,
+        guard: CopyGuard,
+    ) -> Result<bool, Fault> {
+        let cmd = copy_script("store", key, guard)
+            .arg(value)
             .arg(ttl_secs.max(1))
             .to_owned();
-        self.query::<()>(&cmd).await
-    }
-
-    async fn delete_session(&self, key: &str) -> Result<(), Fault> {
-        self.query::<()>(redis::cmd("DEL").arg(session_key(key)))
-            .await
+        Ok(self.query::<Option<i64>>(&cmd).await?.is_some())
     }
 
     async fn read_session(&self, key: &str) -> Result<Option<String>, Fault> {
         self.query(redis::cmd("GET").arg(session_key(key))).await
     }
 
-    async fn take_session(&self, key: &str) -> Result<Option<String>, Fault> {
-        // GETDEL (Redis 6.2): atomic, so one of two takers gets it.
-        self.query(redis::cmd("GETDEL").arg(session_key(key))).await
+    async fn take_session(&self, key: &str, guard: CopyGuard) -> Result<Option<String>, Fault> {
+        // GETDEL (Redis 6.2) in the script: atomic, so one of two takers gets it.
+        self.query(&copy_script("take", key, guard)).await
     }
 }

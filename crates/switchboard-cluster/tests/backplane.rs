@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use switchboard_cluster::{Backplane, BackplaneError, ClusterEvent, Command};
+use switchboard_cluster::{Backplane, BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
 use switchboard_core::config::ClusterConfig;
 use switchboard_core::id::IdGenerator;
 use tokio::sync::mpsc;
@@ -171,40 +171,87 @@ async fn snapshots_round_trip<E: Engine>() {
     assert_eq!(b.bp.connection(a.ids.connection_id()).await.unwrap(), None);
     let ghost = IdGenerator::new("ghost").connection_id();
     assert_eq!(a.bp.connection(ghost).await.unwrap(), None);
+}
 
-    // Kept sessions: the last store wins, a take empties it, of two takers one wins.
-    let key = id.to_string();
-    a.bp.store_session(&key, Some("v1".into()), 60)
-        .await
-        .unwrap();
-    a.bp.store_session(&key, Some("v2".into()), 60)
-        .await
-        .unwrap();
-    // A read leaves it for the taker.
+/// Kept sessions: stamped copies, every write and take judged atomically by its guard
+/// (`CopyGuard::admits`), the same rule on every engine.
+async fn kept_sessions_obey_their_guards<E: Engine>() {
+    let server = E::launch();
+    let cfg = server.config();
+    let a = join(&cfg, "a").await;
+    let b = join(&cfg, "b").await;
+    let key = a.ids.connection_id().to_string();
+    let (na, nb) = (0xa000_0000_0000_0001, 0xb000_0000_0000_0002);
+    let at = |owner: u64, hops: u32| CopyStamp { owner, hops };
+    let store = |m: &Member, stamp: CopyStamp, json: &str, guard: CopyGuard| {
+        let (bp, key, json) = (m.bp.clone(), key.clone(), json.to_owned());
+        async move {
+            bp.store_session(&key, stamp, json, 60, guard)
+                .await
+                .unwrap()
+        }
+    };
+    let read = |m: &Member| {
+        let (bp, key) = (m.bp.clone(), key.clone());
+        async move { bp.read_session(&key).await.unwrap() }
+    };
+    let take = |m: &Member, guard: CopyGuard| {
+        let (bp, key) = (m.bp.clone(), key.clone());
+        async move { bp.take_session(&key, guard).await.unwrap() }
+    };
+
+    // A first store (no copy yet) and refreshes by its owner; a read leaves it in place.
+    assert!(store(&a, at(na, 0), "v1", CopyGuard::NotNewer(at(na, 0))).await);
+    assert!(store(&a, at(na, 0), "v2", CopyGuard::Owner(na)).await);
     for _ in 0..2 {
-        assert_eq!(
-            b.bp.read_session(&key).await.unwrap().as_deref(),
-            Some("v2")
-        );
+        assert_eq!(read(&b).await, Some((at(na, 0), "v2".to_owned())));
     }
+    // Nobody else's refresh, nor a survivor's take for another owner, touches it.
+    assert!(!store(&b, at(nb, 0), "x", CopyGuard::Owner(nb)).await);
+    assert_eq!(take(&b, CopyGuard::Owner(nb)).await, None);
+    // A node the session left (fewer hops) cannot replace the copy of the node it went
+    // to, nor clean it up; the newer holder replaces the older one's.
+    assert!(store(&b, at(nb, 1), "b1", CopyGuard::NotNewer(at(nb, 1))).await);
+    assert!(!store(&a, at(na, 0), "stale", CopyGuard::NotNewer(at(na, 0))).await);
+    assert!(!store(&a, at(na, 0), "stale", CopyGuard::Owner(na)).await);
+    assert_eq!(take(&a, CopyGuard::NotNewer(at(na, 0))).await, None);
+    assert_eq!(read(&a).await, Some((at(nb, 1), "b1".to_owned())));
+    // Its owner takes it back; then it is gone for everyone, and a refresh by the owner
+    // that lost it does not bring it back.
     assert_eq!(
-        b.bp.take_session(&key).await.unwrap().as_deref(),
-        Some("v2")
+        take(&b, CopyGuard::NotNewer(at(nb, 1))).await,
+        Some((at(nb, 1), "b1".to_owned()))
     );
-    assert_eq!(b.bp.read_session(&key).await.unwrap(), None);
-    assert_eq!(a.bp.take_session(&key).await.unwrap(), None);
-    a.bp.store_session(&key, Some("v3".into()), 60)
-        .await
-        .unwrap();
-    a.bp.store_session(&key, None, 60).await.unwrap();
-    assert_eq!(b.bp.take_session(&key).await.unwrap(), None);
+    assert_eq!(read(&a).await, None);
+    assert_eq!(take(&a, CopyGuard::Owner(nb)).await, None);
+    assert!(!store(&b, at(nb, 1), "b2", CopyGuard::Owner(nb)).await);
+    assert_eq!(read(&a).await, None);
+    // Of two takers, one wins.
     for round in 0..20 {
-        a.bp.store_session(&key, Some(format!("r{round}")), 60)
-            .await
-            .unwrap();
-        let (x, y) = tokio::join!(a.bp.take_session(&key), b.bp.take_session(&key));
-        let won: Vec<String> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
-        assert_eq!(won, [format!("r{round}")], "round {round}");
+        let v = format!("r{round}");
+        assert!(store(&a, at(na, 2), &v, CopyGuard::NotNewer(at(na, 2))).await);
+        let (x, y) = tokio::join!(
+            take(&a, CopyGuard::Owner(na)),
+            take(&b, CopyGuard::Owner(na))
+        );
+        let won: Vec<String> = [x, y].into_iter().flatten().map(|(_, j)| j).collect();
+        assert_eq!(won, [v], "round {round}");
+    }
+    // A refresh and a take racing: the take gets the refreshed copy, or the refresh finds
+    // it taken; never a copy left behind for a session that lives elsewhere now.
+    for round in 0..20 {
+        assert!(store(&a, at(na, 3), "base", CopyGuard::NotNewer(at(na, 3))).await);
+        let (stored, taken) = tokio::join!(
+            store(&a, at(na, 3), "refresh", CopyGuard::Owner(na)),
+            take(&b, CopyGuard::Owner(na))
+        );
+        let taken = taken.map(|(_, j)| j);
+        let left = read(&a).await.map(|(_, j)| j);
+        match (stored, taken.as_deref(), left.as_deref()) {
+            (true, Some("refresh"), None) | (false, Some("base"), None) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+        let _ = take(&a, CopyGuard::Owner(na)).await;
     }
 }
 
@@ -515,6 +562,10 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn snapshots_round_trip() {
                 super::snapshots_round_trip::<$engine>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kept_sessions_obey_their_guards() {
+                super::kept_sessions_obey_their_guards::<$engine>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_lost_node_is_reaped_by_one_survivor() {

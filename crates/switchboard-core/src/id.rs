@@ -93,6 +93,12 @@ impl IdGenerator {
         self.node_tag
     }
 
+    /// This node process: its tag and its incarnation, which no other process of the
+    /// cluster (this node's earlier or later runs included) shares.
+    pub fn owner(&self) -> u64 {
+        u64::from(self.node_tag) << 32 | u64::from(self.incarnation)
+    }
+
     /// A connection id never issued before.
     pub fn connection_id(&self) -> ConnectionId {
         let n = self.next.fetch_add(1, Ordering::Relaxed);

@@ -34,6 +34,7 @@ use tracing::{info, warn};
 use crate::server::EdgeInner;
 use crate::session::{self, Handover, Parked, TokenProof};
 use crate::table::ConnHandle;
+use switchboard_cluster::{CopyGuard, CopyStamp};
 
 /// What became of an attempt to refresh a session's copy.
 pub(crate) enum Kept {
@@ -42,6 +43,9 @@ pub(crate) enum Kept {
     /// Not written (backplane down, or the session resumed meanwhile); tried again on the
     /// next change.
     Failed,
+    /// Another node took the copy (or holds a newer stay of the session): the session
+    /// lives on there, and ends here quietly.
+    TakenElsewhere,
     /// Messages sent while it was parked overflowed its replay buffer: it must end.
     Overflow,
 }
@@ -75,17 +79,23 @@ fn copy_ttl(kept_until: u64, now: u64) -> u64 {
     kept_until.saturating_sub(now) / 1000 + TTL_SLACK_SECS
 }
 
-/// What the copy writer does with a session's copy.
+/// What the copy writer does with a session's copy, if `guard` admits the copy stored
+/// at that moment.
 pub(crate) enum CopyOp {
-    /// Write it, to expire after `ttl` seconds.
-    Store { copy: String, ttl: u64 },
+    /// Write it, stamped, to expire after `ttl` seconds.
+    Store {
+        copy: String,
+        stamp: CopyStamp,
+        ttl: u64,
+        guard: CopyGuard,
+    },
     /// Read and delete it at once.
-    Take,
+    Take { guard: CopyGuard },
 }
 
 /// One operation on a copy: the session's connection, the operation, and who waits for
-/// the outcome (`Ok(true)`: stored, or taken; `Ok(false)`: there was nothing to take;
-/// `Err(())`: the backplane failed or the queue was full).
+/// the outcome (`Ok(true)`: stored, or taken; `Ok(false)`: the guard refused, or there
+/// was nothing to take; `Err(())`: the backplane failed or the queue was full).
 pub(crate) type CopyWrite = (
     ConnectionId,
     CopyOp,
@@ -126,7 +136,7 @@ impl EdgeInner {
         first: bool,
     ) -> Kept {
         let id = handle.info.id;
-        let (copy, entry) = {
+        let (copy, entry, stamp) = {
             let mut slot = handle.parked.lock();
             let Some(p) = slot.as_mut() else {
                 return Kept::Failed;
@@ -138,12 +148,31 @@ impl EdgeInner {
             let handover = self.handover_of(handle, &p.session, p.started);
             let mut entry = handover.connection.clone();
             entry["keptUntil"] = kept_until.into();
-            (copy_json(&handover, kept_until), entry)
+            entry["keptBy"] = CopyStamp::owner_hex(self.ids.owner()).into();
+            (
+                copy_json(&handover, kept_until),
+                entry,
+                self.stamp(&p.session),
+            )
         };
         let ttl = copy_ttl(kept_until, self.epoch_ms());
+        // The first copy of this stay replaces what a node the session left wrote (a
+        // move's old copy); later ones only our own: if ours is gone, another node took it.
+        let guard = if first {
+            CopyGuard::NotNewer(stamp)
+        } else {
+            CopyGuard::Owner(stamp.owner)
+        };
         let (tx, rx) = oneshot::channel();
-        self.write_copy((id, CopyOp::Store { copy, ttl }, Some(tx)));
+        let op = CopyOp::Store {
+            copy,
+            stamp,
+            ttl,
+            guard,
+        };
+        self.write_copy((id, op, Some(tx)));
         match rx.await {
+            Ok(Ok(false)) => Kept::TakenElsewhere,
             Ok(Ok(true)) => {
                 if let Some(p) = handle.parked.lock().as_mut() {
                     p.kept = true;
@@ -167,11 +196,16 @@ impl EdgeInner {
                 while let Some((id, op, done)) = rx.recv().await {
                     let key = id.to_string();
                     let result = match op {
-                        CopyOp::Store { copy, ttl } => backplane
-                            .store_session(&key, Some(copy), ttl)
+                        CopyOp::Store {
+                            copy,
+                            stamp,
+                            ttl,
+                            guard,
+                        } => backplane.store_session(&key, stamp, copy, ttl, guard).await,
+                        CopyOp::Take { guard } => backplane
+                            .take_session(&key, guard)
                             .await
-                            .map(|()| true),
-                        CopyOp::Take => backplane.take_session(&key).await.map(|c| c.is_some()),
+                            .map(|c| c.is_some()),
                     };
                     if let Err(e) = &result {
                         warn!(conn = %id, error = %e, "a kept session's copy: backplane failed");
@@ -191,13 +225,25 @@ impl EdgeInner {
         }
     }
 
+    /// The stamp of this node's copies of `session`.
+    pub(crate) fn stamp(&self, session: &session::Session) -> CopyStamp {
+        CopyStamp {
+            owner: self.ids.owner(),
+            hops: session.hops,
+        }
+    }
+
     /// Takes a session's copy back (through the writer, after this node's own pending
-    /// writes) before this node resumes or ends it. `false`: there was none, so another
-    /// node took it and the session lives on there. (An unreachable backplane counts as
-    /// ours: the session goes on here.)
-    pub(crate) async fn take_copy_back(&self, id: ConnectionId) -> bool {
+    /// writes) before this node resumes or ends it; a copy left by a node the session
+    /// came from goes too, never one of a node it went to. `false`: there was none this
+    /// node may take, so (if it wrote one) another node took it and the session lives on
+    /// there. (An unreachable backplane counts as taken: the session goes on here.)
+    pub(crate) async fn take_copy_back(&self, id: ConnectionId, stamp: CopyStamp) -> bool {
         let (tx, rx) = oneshot::channel();
-        self.write_copy((id, CopyOp::Take, Some(tx)));
+        let op = CopyOp::Take {
+            guard: CopyGuard::NotNewer(stamp),
+        };
+        self.write_copy((id, op, Some(tx)));
         !matches!(rx.await, Ok(Ok(false)))
     }
 
@@ -214,7 +260,9 @@ impl EdgeInner {
         // Taken before the resume completes, so no copy of an earlier stay (this node's,
         // or the one of the node it moved from) outlives it: a delete that landed later
         // could remove the copy of a node the session moves to next.
-        let present = self.take_copy_back(handle.info.id).await;
+        let present = self
+            .take_copy_back(handle.info.id, self.stamp(&parked.session))
+            .await;
         if !parked.kept || present {
             return Some((handle, parked));
         }
@@ -229,22 +277,33 @@ impl EdgeInner {
         None
     }
 
-    /// Takes the copy of the session of `token` that nobody could hand over (its node is
-    /// gone), if the token proves it. Expired copies are ended here (`$disconnect`). The
-    /// handover, or `None`.
-    pub(crate) async fn take_copy(self: &Arc<Self>, token: &str) -> Option<serde_json::Value> {
+    /// The stamp of the kept copy of the session of `token`, if there is one and the token
+    /// proves it (a request that names the connection without its secret learns nothing
+    /// and changes nothing).
+    pub(crate) async fn read_copy(&self, token: &str) -> Option<CopyStamp> {
         if !self.settings.resume.as_ref().is_some_and(|r| r.keep) {
             return None;
         }
         let id = session::connection_of(token)?;
+        let (stamp, raw) = self.backplane.read_session(&id.to_string()).await.ok()??;
+        self.copy_proven(id, &raw, token).then_some(stamp)
+    }
+
+    /// Takes the copy of the session of `token` that nobody could hand over, if `owner`
+    /// still wrote it last and the token proves it. Expired copies are ended here
+    /// (`$disconnect`). The handover, or `None`.
+    pub(crate) async fn take_copy(
+        self: &Arc<Self>,
+        token: &str,
+        owner: u64,
+    ) -> Option<serde_json::Value> {
+        let id = session::connection_of(token)?;
         let key = id.to_string();
-        // Read, and check, before the take: a request that names the connection but does
-        // not prove its token leaves the copy (and the session) as they were.
-        let read = self.backplane.read_session(&key).await.ok()??;
-        if !self.copy_proven(id, &read, token) {
-            return None;
-        }
-        let raw = self.backplane.take_session(&key).await.ok()??;
+        let (stamp, raw) = self
+            .backplane
+            .take_session(&key, CopyGuard::Owner(owner))
+            .await
+            .ok()??;
         let Ok(head) = serde_json::from_str::<CopyHead>(&raw) else {
             warn!(conn = %id, "unreadable kept session copy dropped");
             return None;
@@ -254,12 +313,15 @@ impl EdgeInner {
             // was written by something else meanwhile: it goes back as it was.
             warn!(conn = %id, "a kept session copy changed between its read and its take: put back");
             let ttl = copy_ttl(head.kept_until, self.epoch_ms());
-            let _ = self.backplane.store_session(&key, Some(raw), ttl).await;
+            let _ = self
+                .backplane
+                .store_session(&key, stamp, raw, ttl, CopyGuard::NotNewer(stamp))
+                .await;
             return None;
         }
         let mut copy: serde_json::Value = serde_json::from_str(&raw).ok()?;
         let until = head.kept_until;
-        let handover = copy.get_mut("handover").map(serde_json::Value::take)?;
+        let mut handover = copy.get_mut("handover").map(serde_json::Value::take)?;
         if until < self.epoch_ms() {
             // Its window passed before the survivor's sweep: we took it, so we end it.
             if let Some((info, ext)) = handover.get("connection").and_then(snapshot::from_json) {
@@ -276,6 +338,8 @@ impl EdgeInner {
             }
             return None;
         }
+        // The copy says how many moves its writer's stay had behind it.
+        handover["hops"] = stamp.hops.into();
         info!(conn = %id, "took a kept session whose node is gone");
         Some(handover)
     }
@@ -297,19 +361,29 @@ impl EdgeInner {
     }
 
     /// A lost node's connection whose session is kept in the backplane: `$disconnect`
-    /// when its window ends, unless a client resumed it elsewhere (took its copy).
+    /// when its window ends, unless a client resumed it elsewhere (took the copy the lost
+    /// node process, `owner`, wrote; a copy written since by a node that holds the session
+    /// now is that node's to end).
     pub(crate) fn disconnect_kept_later(
         self: &Arc<Self>,
         info: Arc<switchboard_core::event::ConnectionInfo>,
         extension: Option<serde_json::Map<String, serde_json::Value>>,
         kept_until: u64,
+        owner: u64,
     ) {
         let edge = self.clone();
         tokio::spawn(async move {
             let wait = kept_until.saturating_sub(edge.epoch_ms()) + 1000;
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            if edge.take_copy_back(info.id).await {
+            let (tx, rx) = oneshot::channel();
+            let op = CopyOp::Take {
+                guard: CopyGuard::Owner(owner),
+            };
+            edge.write_copy((info.id, op, Some(tx)));
+            // Taken, or the backplane failed: nobody resumed it from that copy.
+            if !matches!(rx.await, Ok(Ok(false))) {
                 info!(conn = %info.id, "a lost node's kept session expired");
+                edge.announce_end(info.id);
                 edge.invoke_disconnect(info, extension, 1006, "resume window expired".into())
                     .await;
             }

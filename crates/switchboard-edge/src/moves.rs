@@ -300,9 +300,26 @@ impl EdgeInner {
             return None;
         }
         let id = session::connection_of(token)?;
-        if self.is_home_of(&id) && self.moved_to(&id).is_none() {
-            return self.from_copy(token).await;
-        }
+        let home = id.node_tag();
+        let asked = if self.is_home_of(&id) && self.moved_to(&id).is_none() {
+            None
+        } else {
+            // Its home knows where it went (and relays the request there).
+            match self.ask(home, token, after).await {
+                a @ (TakeAnswer::Here | TakeAnswer::InUse) => return Some(a),
+                TakeAnswer::Unknown => Some(home),
+            }
+        };
+        // Nobody could hand it over: perhaps its node is gone and a copy was kept.
+        Some(
+            self.from_copy(token, after, asked)
+                .await
+                .unwrap_or(TakeAnswer::Unknown),
+        )
+    }
+
+    /// Asks node `node` (this one: its own relay) to hand the session of `token` over.
+    async fn ask(self: &Arc<Self>, node: u32, token: &str, after: u64) -> TakeAnswer {
         let (tx, rx) = oneshot::channel();
         let request = {
             let mut m = self.moves.lock();
@@ -311,7 +328,7 @@ impl EdgeInner {
             n
         };
         let me = self.ids.node_tag();
-        let asked = if self.is_home_of(&id) {
+        let asked = if node == me {
             self.on_take_session(token.to_owned(), after, me, request);
             true
         } else {
@@ -321,7 +338,7 @@ impl EdgeInner {
                 from: me,
                 request,
             };
-            self.backplane.to_node(id.node_tag(), cmd).await.is_ok()
+            self.backplane.to_node(node, cmd).await.is_ok()
         };
         let answer = if asked {
             tokio::time::timeout(TAKE_TIMEOUT, rx)
@@ -332,26 +349,84 @@ impl EdgeInner {
             None
         };
         self.moves.lock().waiting.remove(&request);
-        match answer {
-            Some(a @ (TakeAnswer::Here | TakeAnswer::InUse)) => Some(a),
-            // Nobody could hand it over: perhaps its node is gone and a copy was kept.
-            _ => Some(self.from_copy(token).await.unwrap_or(TakeAnswer::Unknown)),
-        }
+        answer.unwrap_or(TakeAnswer::Unknown)
     }
 
-    /// Installs the kept copy of the session of `token` that nobody could hand over, if
-    /// there is one and the token proves it.
-    async fn from_copy(self: &Arc<Self>, token: &str) -> Option<TakeAnswer> {
-        let handover = self.take_copy(token).await?;
+    /// Goes on from the kept copy of the session of `token` (if there is one and the token
+    /// proves it): the node process that wrote it is asked first, unless it was asked
+    /// already (`asked`) or is this one; if it does not hand the session over, the copy
+    /// is taken (only if that node is still its writer) and installed here.
+    async fn from_copy(
+        self: &Arc<Self>,
+        token: &str,
+        after: u64,
+        asked: Option<u32>,
+    ) -> Option<TakeAnswer> {
+        let stamp = self.read_copy(token).await?;
         let id = session::connection_of(token)?;
+        let writer = (stamp.owner >> 32) as u32;
+        let me = self.ids.node_tag();
+        if writer != me && Some(writer) != asked {
+            // Alive, it holds the session parked: a move, not a take, so it never goes
+            // on in two places.
+            match self.ask(writer, token, after).await {
+                TakeAnswer::Here => {
+                    self.adopted(id);
+                    return Some(TakeAnswer::Here);
+                }
+                TakeAnswer::InUse => return Some(TakeAnswer::InUse),
+                TakeAnswer::Unknown => {}
+            }
+        }
+        let handover = self.take_copy(token, stamp.owner).await?;
         let mut moves = self.moves.lock();
         Some(match self.install(handover, Vec::new(), &mut moves) {
-            Ok(()) => TakeAnswer::Here,
+            Ok(()) => {
+                drop(moves);
+                self.adopted(id);
+                TakeAnswer::Here
+            }
             Err(e) => {
                 warn!(conn = %id, error = %e, "a kept session could not be installed");
                 TakeAnswer::Unknown
             }
         })
+    }
+
+    /// A session that came here from a node other than through its home: tell the home,
+    /// so sends by id that reach it come here.
+    fn adopted(self: &Arc<Self>, id: ConnectionId) {
+        if self.is_home_of(&id) {
+            return;
+        }
+        let Some((proof, _)) = self.sessions.lock().get(&id).cloned() else {
+            return;
+        };
+        let Ok(serde_json::Value::String(proof)) = serde_json::to_value(proof) else {
+            return;
+        };
+        let holder = self.ids.node_tag();
+        self.forward(
+            id.node_tag(),
+            Command::Adopted {
+                id: id.to_string(),
+                holder,
+                proof,
+            },
+        );
+    }
+
+    /// `Command::Adopted`: a session opened here went on at `holder` from its kept copy
+    /// (or moved there without this node relaying): sends by id go there now.
+    pub(crate) fn on_adopted(&self, id: ConnectionId, holder: u32, proof: TokenProof) {
+        if !self.is_home_of(&id) || self.table.get(&id).is_some() {
+            return;
+        }
+        let mut moves = self.moves.lock();
+        if matches!(moves.away.get(&id), Some(Away::Moving { .. })) {
+            return; // a move in flight settles it
+        }
+        moves.away.insert(id, Away::At { holder, proof });
     }
 
     /// Sends the answer to a request for a session: queued to another node, or (`Err`)

@@ -175,7 +175,7 @@ pub struct EdgeInner {
     /// How other nodes are reached; `local` on a single node.
     pub backplane: Arc<dyn switchboard_cluster::Backplane>,
     /// Resumable sessions by connection, each with the proof its token must match.
-    sessions: Mutex<
+    pub(crate) sessions: Mutex<
         HashMap<switchboard_core::ConnectionId, (crate::session::TokenProof, Arc<ConnHandle>)>,
     >,
     /// Sessions that moved to other nodes, and requests for other nodes' sessions.
@@ -248,6 +248,8 @@ impl EdgeInner {
                 Expired,
                 /// Something to write to the backplane copy.
                 Changed,
+                /// Another node took the copy: the session lives on there.
+                TakenElsewhere,
             }
             let mut deadline = Box::pin(tokio::time::sleep(resume.window));
             let kept_until = edge.epoch_ms() + resume.window.as_millis() as u64;
@@ -291,10 +293,12 @@ impl EdgeInner {
                 match edge.keep_copy(&handle, kept_until, !stored).await {
                     crate::kept::Kept::Stored => stored = true,
                     crate::kept::Kept::Failed => {}
+                    crate::kept::Kept::TakenElsewhere => break End::TakenElsewhere,
                     crate::kept::Kept::Overflow => break End::Closed(CloseRequest::SlowConsumer),
                 }
             };
             let id = handle.info.id;
+            let gone = matches!(end, End::TakenElsewhere);
             let (code, reason) = match end {
                 End::Resumed => {
                     let here = edge
@@ -309,7 +313,7 @@ impl EdgeInner {
                     return;
                 }
                 End::Changed => unreachable!("the loop goes on after a change"),
-                End::Expired => (1006, "resume window expired"),
+                End::Expired | End::TakenElsewhere => (1006, "resume window expired"),
                 End::Closed(CloseRequest::SlowConsumer) => (1006, "resume buffer overflow"),
                 End::Closed(req) => req.code_and_reason(),
             };
@@ -317,7 +321,8 @@ impl EdgeInner {
                 return; // resumed at the last moment
             };
             // A copy that another node took meanwhile lives on there: end ours quietly.
-            let taken_elsewhere = stored && !edge.take_copy_back(id).await;
+            let taken_elsewhere =
+                gone || (stored && !edge.take_copy_back(id, edge.stamp(&parked.session)).await);
             edge.forget_session(id);
             let extension = edge.table.extension_of(&handle);
             edge.record(&handle, false);
@@ -501,6 +506,13 @@ impl EdgeInner {
                     self.forget_moved(id);
                 }
             }
+            C::Adopted { id, holder, proof } => {
+                let proof = serde_json::from_value(serde_json::Value::String(proof));
+                match (switchboard_core::ConnectionId::parse(&id), proof) {
+                    (Some(id), Ok(proof)) => self.on_adopted(id, holder, proof),
+                    _ => warn!(conn = %id, "unreadable adoption of a session from another node"),
+                }
+            }
         }
     }
 
@@ -515,14 +527,19 @@ impl EdgeInner {
             .filter(|_| self.settings.resume.as_ref().is_some_and(|r| r.keep));
         match switchboard_core::event::snapshot::from_json(snapshot) {
             Some((info, ext)) => {
+                let kept_by = snapshot
+                    .get("keptBy")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|h| u64::from_str_radix(h, 16).ok());
+                if let (Some(until), Some(owner)) = (kept_until, kept_by) {
+                    // Its home hears of its end, or of the node that resumes it, later.
+                    info!(conn = %info.id, node = node_id, "a lost node's session is kept in the backplane: $disconnect when its window ends, unless it resumes");
+                    self.disconnect_kept_later(Arc::new(info), ext, until, owner);
+                    return;
+                }
                 if info.id.node_tag() != switchboard_core::id::node_tag(node_id) {
                     // It had moved to the lost node: its home forwards no more.
                     self.announce_end(info.id);
-                }
-                if let Some(until) = kept_until {
-                    info!(conn = %info.id, node = node_id, "a lost node's session is kept in the backplane: $disconnect when its window ends, unless it resumes");
-                    self.disconnect_kept_later(Arc::new(info), ext, until);
-                    return;
                 }
                 info!(conn = %info.id, node = node_id, "invoking $disconnect for a lost node's connection");
                 self.invoke_disconnect(Arc::new(info), ext, 1006, "node lost".into())

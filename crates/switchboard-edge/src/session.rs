@@ -99,6 +99,9 @@ pub(crate) struct Session {
     pub last_client_seq: u64,
     /// Client messages handed on since the last ack we sent.
     pub unacked_client: u32,
+    /// Times the session changed nodes before it came to this one (what stamps its kept
+    /// copy, [`switchboard_cluster::CopyStamp`]).
+    pub hops: u32,
 }
 
 impl Session {
@@ -118,6 +121,7 @@ impl Session {
             overflowed: false,
             last_client_seq: 0,
             unacked_client: 0,
+            hops: 0,
         }
     }
 
@@ -307,6 +311,9 @@ pub(crate) struct Handover {
     pub last_active_ms: u64,
     /// When the connection's credential expires, epoch ms.
     pub expires_at_ms: Option<u64>,
+    /// Times the session changed nodes before this handover.
+    #[serde(default)]
+    pub hops: u32,
 }
 
 impl Session {
@@ -333,6 +340,7 @@ impl Session {
             age_ms: 0,
             last_active_ms: 0,
             expires_at_ms: None,
+            hops: self.hops,
         }
     }
 
@@ -343,6 +351,8 @@ impl Session {
         s.next_seq = h.next_seq;
         s.overflowed = h.overflowed;
         s.last_client_seq = h.last_client_seq;
+        // It changes nodes to come here.
+        s.hops = h.hops.saturating_add(1);
         for k in &h.replay {
             s.replay_bytes += k.data.len();
             s.replay.push_back((k.seq, k.data.clone(), k.binary));
