@@ -266,15 +266,22 @@ impl EdgeInner {
         if !parked.kept || present {
             return Some((handle, parked));
         }
+        self.end_taken_elsewhere(&handle, parked);
+        None
+    }
+
+    /// A parked session whose copy another node took: it lives on there, so it ends here
+    /// quietly (no `$disconnect`, and its home is not told that it ended: the node that
+    /// took it tells the home where it is).
+    pub(crate) fn end_taken_elsewhere(&self, handle: &Arc<ConnHandle>, parked: Box<Parked>) {
         let id = handle.info.id;
         info!(conn = %id, "parked session ended here: another node took its kept copy");
         self.forget_session(id);
-        self.record(&handle, false);
+        self.registry_write(id, None);
         self.table.remove(&id);
         self.metrics.connections_open.dec();
         drop(parked);
         handle.wake();
-        None
     }
 
     /// The stamp of the kept copy of the session of `token`, if there is one and the token

@@ -371,7 +371,7 @@ impl EdgeInner {
             // on in two places.
             match self.ask(writer, token, after).await {
                 TakeAnswer::Here => {
-                    self.adopted(id);
+                    self.adopted(id, writer);
                     return Some(TakeAnswer::Here);
                 }
                 TakeAnswer::InUse => return Some(TakeAnswer::InUse),
@@ -383,7 +383,7 @@ impl EdgeInner {
         Some(match self.install(handover, Vec::new(), &mut moves) {
             Ok(()) => {
                 drop(moves);
-                self.adopted(id);
+                self.adopted(id, writer);
                 TakeAnswer::Here
             }
             Err(e) => {
@@ -393,33 +393,45 @@ impl EdgeInner {
         })
     }
 
-    /// A session that came here from a node other than through its home: tell the home,
-    /// so sends by id that reach it come here.
-    fn adopted(self: &Arc<Self>, id: ConnectionId) {
-        if self.is_home_of(&id) {
-            return;
-        }
+    /// A session that came here other than through its home (from a kept copy `writer`
+    /// wrote, or handed over by `writer` directly): tell the home, so sends by id that
+    /// reach it come here, and the writer, which may still hold a stale parked session
+    /// of it (alive but too slow to answer).
+    fn adopted(self: &Arc<Self>, id: ConnectionId, writer: u32) {
         let Some((proof, _)) = self.sessions.lock().get(&id).cloned() else {
             return;
         };
         let Ok(serde_json::Value::String(proof)) = serde_json::to_value(proof) else {
             return;
         };
-        let holder = self.ids.node_tag();
-        self.forward(
-            id.node_tag(),
-            Command::Adopted {
+        let me = self.ids.node_tag();
+        let mut tell = vec![id.node_tag()];
+        if writer != id.node_tag() {
+            tell.push(writer);
+        }
+        for node in tell.into_iter().filter(|n| *n != me) {
+            let command = Command::Adopted {
                 id: id.to_string(),
-                holder,
-                proof,
-            },
-        );
+                holder: me,
+                proof: proof.clone(),
+            };
+            self.forward(node, command);
+        }
     }
 
-    /// `Command::Adopted`: a session opened here went on at `holder` from its kept copy
-    /// (or moved there without this node relaying): sends by id go there now.
+    /// `Command::Adopted`: a session went on at `holder` from its kept copy (or moved
+    /// there without this node relaying). A parked session of it here is stale: it ends
+    /// quietly. At its home, sends by id go to `holder` now.
     pub(crate) fn on_adopted(&self, id: ConnectionId, holder: u32, proof: TokenProof) {
-        if !self.is_home_of(&id) || self.table.get(&id).is_some() {
+        if let Some(handle) = self.table.get(&id) {
+            let parked = handle.parked.lock().take();
+            match parked {
+                Some(parked) => self.end_taken_elsewhere(&handle, parked),
+                // Attached here: the client is here, whatever that node says.
+                None => return,
+            }
+        }
+        if !self.is_home_of(&id) {
             return;
         }
         let mut moves = self.moves.lock();

@@ -321,18 +321,16 @@ impl EdgeInner {
                 return; // resumed at the last moment
             };
             // A copy that another node took meanwhile lives on there: end ours quietly.
-            let taken_elsewhere =
-                gone || (stored && !edge.take_copy_back(id, edge.stamp(&parked.session)).await);
+            if gone || (stored && !edge.take_copy_back(id, edge.stamp(&parked.session)).await) {
+                edge.end_taken_elsewhere(&handle, parked);
+                return;
+            }
             edge.forget_session(id);
             let extension = edge.table.extension_of(&handle);
             edge.record(&handle, false);
             edge.table.remove(&id);
             edge.metrics.connections_open.dec();
             drop(parked);
-            if taken_elsewhere {
-                info!(conn = %id, "parked session ended here: another node took its kept copy");
-                return;
-            }
             edge.metrics
                 .closes
                 .get_or_create(&crate::metrics::CodeLabel { code })
