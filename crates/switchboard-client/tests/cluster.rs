@@ -401,6 +401,25 @@ async fn a_kept_session_of_a_lost_node_ends_with_its_window() {
     drop(client);
 }
 
+/// Waits until the kept copy of `id` is in `redis` (each node writes it in the background
+/// once the session parks).
+async fn copy_kept(redis: &Redis, id: &str) {
+    let url = redis.config().urls[0].clone();
+    let key = format!("sb:session:{id}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "EXISTS", &key])
+            .output()
+            .expect("redis-cli runs");
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no kept copy of {id} in Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The open-connection gauge of a node (parked sessions count).
 async fn open_on(http: &mut HttpClient) -> u64 {
     let (status, body) = http.request("GET", "/metrics", b"").await;
@@ -455,8 +474,7 @@ async fn a_kept_session_whose_home_died_moves_from_the_live_node_that_holds_it()
         .request("POST", "/v1/groups/room/messages", b"while parked")
         .await;
     assert_eq!(status, 200, "{body}");
-    // The copy is refreshed in the background after the send.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    copy_kept(&redis, &id).await;
     let _ = nodes.remove(0).stop();
     api.remove(0);
     // Its home is gone: the resume on node 3 finds the copy node 2 wrote, and node 2,
@@ -489,7 +507,7 @@ async fn a_kept_session_whose_home_died_moves_from_the_live_node_that_holds_it()
         .request("POST", "/v1/groups/room/messages", b"while parked again")
         .await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    copy_kept(&redis, &id).await;
     proxy.pin(Some(1));
     proxy.refuse(false);
     assert_eq!(significant_event(&client, 15).await, resumed);
@@ -527,7 +545,7 @@ async fn a_lost_node_s_window_does_not_end_its_session_kept_again_elsewhere() {
     proxy.refuse(true);
     proxy.cut_all();
     let parked_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    copy_kept(&redis, &id).await;
     let _ = nodes.remove(0).stop();
     proxy.pin(Some(1));
     proxy.refuse(false);
