@@ -24,8 +24,8 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use switchboard_core::config::{ManagementAuth, ManagementConfig};
 use switchboard_core::event::iso8601;
+use switchboard_core::ops::{Op, OpError, Outcome, Target};
 use switchboard_core::ConnectionId;
-use switchboard_edge::table::{CloseRequest, SendError};
 use switchboard_edge::EdgeInner;
 
 use crate::{sigv4, ManagementMetrics};
@@ -42,19 +42,7 @@ pub struct ConnectionsApi {
     pub max_message_bytes: usize,
     /// Refusals, by reason.
     pub metrics: ManagementMetrics,
-    /// Connections of other nodes recently seen alive in the registry, so a burst of
-    /// posts to the same remote connections costs one publish each, not a registry read
-    /// plus a publish. Bounded; see [`REMOTE_CACHE_TTL`].
-    pub remote_seen:
-        parking_lot::Mutex<std::collections::HashMap<ConnectionId, tokio::time::Instant>>,
 }
-
-/// How long a remote connection seen alive is trusted without asking the registry again.
-/// A POST to a remote connection that closed within this window answers 200 (its node
-/// drops the message) instead of 410.
-pub const REMOTE_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Entries kept at most before the cache is cleared.
-const REMOTE_CACHE_MAX: usize = 100_000;
 
 /// An AWS-shaped error response.
 pub(crate) fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
@@ -75,6 +63,13 @@ fn gone(id: &str) -> Response {
         "GoneException",
         &format!("Connection {id} is gone"),
     )
+}
+
+/// The AWS-shaped answer for a failed operation: its status and type decided in one place
+/// ([`OpError`]).
+pub(crate) fn op_error(e: &OpError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    aws_error(status, e.aws_type(), &e.to_string())
 }
 
 /// The connection id a management path names, if it is an `@connections` path of our
@@ -303,24 +298,7 @@ pub async fn handle(State(api): State<Arc<ConnectionsApi>>, req: Request) -> Res
     let Some(id) = ConnectionId::parse(&id_text) else {
         return gone(&id_text);
     };
-    if id.node_tag() != api.edge.ids.node_tag() {
-        return remote(&api, method, id, &id_text, body, headers, id.node_tag()).await;
-    }
-    let Some(handle) = api.edge.table.get(&id) else {
-        return match api.edge.moved_to(&id) {
-            // Opened here, its session moved to another node.
-            Some(node) => remote(&api, method, id, &id_text, body, headers, node).await,
-            None => gone(&id_text),
-        };
-    };
-    let moved = |sent: bool| {
-        if sent {
-            StatusCode::OK.into_response()
-        } else {
-            gone(&id_text)
-        }
-    };
-    match method {
+    let op = match method {
         Method::POST => {
             if body.len() > api.max_message_bytes {
                 return aws_error(
@@ -334,177 +312,16 @@ pub async fn handle(State(api): State<Arc<ConnectionsApi>>, req: Request) -> Res
                 Some(b"text") => false,
                 _ => std::str::from_utf8(&body).is_err(),
             };
-            match handle.send(body.clone(), binary) {
-                Ok(()) => StatusCode::OK.into_response(),
-                // Its session may have moved to another node just now.
-                Err(SendError::Gone) => moved(api.edge.send_moved(id, body, binary)),
-                Err(SendError::QueueFull) => aws_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "LimitExceededException",
-                    "The connection's outbound queue is full; it is being closed",
-                ),
-                Err(SendError::TooLarge) => aws_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLargeException",
-                    "Request entity too large",
-                ),
+            Op::Send {
+                to: Target::Connection { id },
+                data: body,
+                binary,
             }
         }
-        Method::GET => {
-            if handle.close_requested().is_some() {
-                return gone(&id_text);
-            }
-            let info = &handle.info;
-            let mut identity = serde_json::Map::new();
-            identity.insert("sourceIp".into(), info.source_ip.to_string().into());
-            if let Some(ua) = &info.user_agent {
-                identity.insert("userAgent".into(), ua.clone().into());
-            }
-            let body = serde_json::json!({
-                "connectedAt": iso8601(info.connected_at_ms),
-                "identity": identity,
-                "lastActiveAt": iso8601(handle.last_active_ms()),
-            });
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response()
-        }
-        Method::DELETE => {
-            if handle.close_requested().is_some() {
-                return gone(&id_text);
-            }
-            handle.request_close(CloseRequest::Deleted);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        _ => aws_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowedException",
-            "Use POST, GET or DELETE",
-        ),
-    }
-}
-
-fn unavailable() -> Response {
-    aws_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ServiceUnavailableException",
-        "The cluster backplane is unavailable",
-    )
-}
-
-/// `@connections` for a connection held by another node: through the backplane, to
-/// `node`.
-async fn remote(
-    api: &ConnectionsApi,
-    method: Method,
-    id: ConnectionId,
-    id_text: &str,
-    body: Bytes,
-    headers: &HeaderMap,
-    node: u32,
-) -> Response {
-    use switchboard_cluster::{BackplaneError, Command};
-    let bp = &api.edge.backplane;
-    // Opened here and moved on (`node` is where it went), rather than opened elsewhere.
-    let home = id.node_tag() == api.edge.ids.node_tag();
-    let forwarded = |sent: bool, status: StatusCode| {
-        if sent {
-            Ok(status)
-        } else {
-            Err(BackplaneError::NotInCluster)
-        }
-    };
-    let now = tokio::time::Instant::now();
-    let fresh = method == Method::POST
-        && api
-            .remote_seen
-            .lock()
-            .get(&id)
-            .is_some_and(|seen| now.duration_since(*seen) < REMOTE_CACHE_TTL);
-    let snapshot = if fresh {
-        serde_json::Value::Null
-    } else {
-        match bp.connection(id).await {
-            Ok(Some(s)) => {
-                let mut cache = api.remote_seen.lock();
-                if cache.len() >= REMOTE_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(id, now);
-                s
-            }
-            Ok(None) | Err(BackplaneError::NotInCluster) => {
-                api.remote_seen.lock().remove(&id);
-                return gone(id_text);
-            }
-            Err(_) => return unavailable(),
-        }
-    };
-    if method == Method::DELETE {
-        api.remote_seen.lock().remove(&id);
-    }
-    let sent = match method {
-        Method::POST => {
-            if body.len() > api.max_message_bytes {
-                return aws_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLargeException",
-                    "Request entity too large",
-                );
-            }
-            let binary = match headers.get("x-switchboard-frame").map(|v| v.as_bytes()) {
-                Some(b"binary") => true,
-                Some(b"text") => false,
-                _ => std::str::from_utf8(&body).is_err(),
-            };
-            if home {
-                // In order behind the session's handover: through the edge's forwarder.
-                forwarded(api.edge.send_moved(id, body, binary), StatusCode::OK)
-            } else {
-                let cmd = Command::Send {
-                    id: id_text.to_owned(),
-                    data: body,
-                    binary,
-                };
-                bp.to_node(node, cmd).await.map(|()| StatusCode::OK)
-            }
-        }
-        Method::DELETE if home => forwarded(api.edge.close_moved(id), StatusCode::NO_CONTENT),
-        Method::DELETE => bp
-            .to_node(
-                node,
-                Command::Close {
-                    id: id_text.to_owned(),
-                },
-            )
-            .await
-            .map(|()| StatusCode::NO_CONTENT),
-        Method::GET => {
-            let s = &snapshot;
-            let connected = s.get("connectedAt").and_then(|v| v.as_u64()).unwrap_or(0);
-            let mut identity = serde_json::Map::new();
-            if let Some(ip) = s.get("sourceIp") {
-                identity.insert("sourceIp".into(), ip.clone());
-            }
-            if let Some(ua) = s.get("userAgent").filter(|v| !v.is_null()) {
-                identity.insert("userAgent".into(), ua.clone());
-            }
-            // The registry knows when the connection opened, not its latest frame.
-            let body = serde_json::json!({
-                "connectedAt": iso8601(connected),
-                "identity": identity,
-                "lastActiveAt": iso8601(connected),
-            });
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response();
-        }
+        Method::GET => Op::Get { id },
+        Method::DELETE => Op::Close {
+            to: Target::Connection { id },
+        },
         _ => {
             return aws_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -513,10 +330,34 @@ async fn remote(
             )
         }
     };
-    match sent {
-        Ok(status) => status.into_response(),
-        Err(BackplaneError::NotInCluster) => gone(id_text),
-        Err(_) => unavailable(),
+    match api.edge.apply_op(op).await {
+        Ok(Outcome::Connection { view }) => {
+            let mut identity = serde_json::Map::new();
+            identity.insert("sourceIp".into(), view.source_ip.into());
+            if let Some(ua) = view.user_agent {
+                identity.insert("userAgent".into(), ua.into());
+            }
+            let body = serde_json::json!({
+                "connectedAt": iso8601(view.connected_at_ms),
+                "identity": identity,
+                "lastActiveAt": iso8601(view.last_active_at_ms),
+            });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Ok(_) if method == Method::DELETE => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(OpError::Gone) => gone(&id_text),
+        Err(OpError::PayloadTooLarge) => aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            "Request entity too large",
+        ),
+        Err(e) => op_error(&e),
     }
 }
 

@@ -5,11 +5,15 @@
 //! Every route authenticates like `@connections` (SigV4 or a bearer token). Payloads are
 //! the raw request body: `Content-Type: application/octet-stream` sends a binary frame,
 //! anything else a text frame (which must then be UTF-8).
+//!
+//! The handlers only translate: a request (or batch item) becomes an [`Op`], applied for
+//! the whole cluster by the edge's operations layer, and its [`Outcome`] or [`OpError`]
+//! becomes the answer. Nothing here touches a connection or the backplane.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,10 +23,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use switchboard_core::event::iso8601;
+use switchboard_core::ops::{Coverage, Op, OpError, Outcome, Target};
 use switchboard_core::ConnectionId;
-use switchboard_edge::table::{CloseRequest, ConnHandle, ConnectionTable, Fanout};
-
-use switchboard_cluster::Command;
 
 use crate::connections::{admit, aws_error, read_body, ConnectionsApi};
 
@@ -50,8 +52,17 @@ pub fn router(api: Api) -> Router {
             put(put_user).delete(delete_user),
         )
         .route("/v1/batch", post(batch))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
         .with_state(api)
+}
+
+async fn method_not_allowed() -> Response {
+    aws_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException",
+        "This method is not allowed on this path (docs/management-api.md lists each route's methods)",
+    )
 }
 
 /// Authenticates every `/v1` request from its head, before any of the body is read; the
@@ -97,16 +108,25 @@ impl ApiError {
     }
 }
 
-fn error(status: StatusCode, kind: &'static str, message: &str) -> ApiError {
-    ApiError {
-        status,
-        kind,
-        message: message.to_owned(),
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            kind: e.aws_type(),
+            message: match e {
+                OpError::Gone => "Connection is gone".to_owned(),
+                e => e.to_string(),
+            },
+        }
     }
 }
 
 fn bad_request(message: &str) -> ApiError {
-    error(StatusCode::BAD_REQUEST, "BadRequestException", message)
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        kind: "BadRequestException",
+        message: message.to_owned(),
+    }
 }
 
 fn json_ok(v: Value) -> Response {
@@ -118,8 +138,81 @@ fn json_ok(v: Value) -> Response {
         .into_response()
 }
 
-fn fanout_json(f: Fanout) -> Value {
-    json!({"recipients": f.recipients, "delivered": f.delivered, "dropped": f.dropped})
+fn respond(r: Result<Value, ApiError>) -> Response {
+    match r {
+        Ok(v) => json_ok(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn coverage(v: &mut serde_json::Map<String, Value>, nodes: Coverage) {
+    v.insert("nodes".into(), nodes.answered.into());
+    v.insert("complete".into(), nodes.complete().into());
+}
+
+/// The JSON of an outcome, as every route and batch item answers it.
+fn outcome_json(o: Outcome) -> Value {
+    let mut m = serde_json::Map::new();
+    match o {
+        // A send to one connection: queued on (or handed to) the node that holds it.
+        Outcome::Accepted => {
+            m.insert("recipients".into(), 1.into());
+            m.insert("delivered".into(), 1.into());
+            m.insert("dropped".into(), 0.into());
+        }
+        Outcome::Sent { counts, nodes } => {
+            m.insert("recipients".into(), counts.recipients.into());
+            m.insert("delivered".into(), counts.delivered.into());
+            m.insert("dropped".into(), counts.dropped.into());
+            coverage(&mut m, nodes);
+        }
+        Outcome::Closed { closed, nodes } => {
+            m.insert("closed".into(), closed.into());
+            coverage(&mut m, nodes);
+        }
+        Outcome::Joined { added } => {
+            m.insert("joined".into(), added.into());
+        }
+        Outcome::Left { removed } => {
+            m.insert("left".into(), removed.into());
+        }
+        Outcome::State { state } => {
+            m.insert("state".into(), state_json(state));
+        }
+        Outcome::User { user } => {
+            m.insert("userId".into(), user.map_or(Value::Null, Value::String));
+        }
+        Outcome::Connection { view } => {
+            return json!({
+                "connectionId": view.id.to_string(),
+                "connectedAt": iso8601(view.connected_at_ms),
+                "lastActiveAt": iso8601(view.last_active_at_ms),
+                "identity": {"sourceIp": view.source_ip, "userAgent": view.user_agent},
+                "userId": view.user_id,
+                "groups": view.groups,
+                "state": state_json(view.state),
+                "subprotocol": view.subprotocol,
+            })
+        }
+        Outcome::Members { ids, nodes } => {
+            m.insert("size".into(), ids.len().into());
+            coverage(&mut m, nodes);
+        }
+    }
+    Value::Object(m)
+}
+
+fn state_json(state: Vec<(String, String)>) -> Value {
+    Value::Object(
+        state
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+async fn run(api: &ConnectionsApi, op: Op) -> Result<Value, ApiError> {
+    Ok(outcome_json(api.edge.apply_op(op).await?))
 }
 
 /// The payload of a send: binary for `application/octet-stream`, else UTF-8 text.
@@ -136,77 +229,76 @@ fn payload(headers: &HeaderMap, body: Bytes) -> Result<(Bytes, bool), ApiError> 
     Ok((body, binary))
 }
 
-fn handle_of(table: &ConnectionTable, id: &str) -> Result<Arc<ConnHandle>, ApiError> {
-    ConnectionId::parse(id)
-        .and_then(|cid| table.get(&cid))
-        .filter(|h| h.close_requested().is_none())
-        .ok_or_else(|| error(StatusCode::GONE, "GoneException", "Connection is gone"))
+/// A connection id from a path or a body: one that cannot be parsed names no connection.
+fn connection_id(id: &str) -> Result<ConnectionId, ApiError> {
+    ConnectionId::parse(id).ok_or_else(|| OpError::Gone.into())
 }
 
-#[derive(Deserialize, Default)]
-struct ExcludeQuery {
-    /// Comma-separated connection ids.
-    exclude: Option<String>,
+/// The query string's parameters; `allowed` names the only keys accepted.
+fn query(raw: Option<String>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = match raw {
+        None => Vec::new(),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|_| bad_request("the query string is not valid"))?,
+    };
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(bad_request(&format!("unknown query parameter {k:?}")));
+    }
+    Ok(pairs)
 }
 
-fn parse_ids(list: Option<&str>) -> Vec<ConnectionId> {
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Comma-separated connection ids; one that cannot be parsed is refused.
+fn parse_ids(list: Option<&str>) -> Result<Vec<ConnectionId>, ApiError> {
     list.unwrap_or("")
         .split(',')
-        .filter_map(|s| ConnectionId::parse(s.trim()))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            ConnectionId::parse(s)
+                .ok_or_else(|| bad_request(&format!("`exclude`: {s:?} is not a connection id")))
+        })
         .collect()
 }
 
-async fn broadcast(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    let (data, binary) = match payload(&headers, body) {
+async fn send_to(api: &ConnectionsApi, to: Target, headers: &HeaderMap, body: Bytes) -> Response {
+    let (data, binary) = match payload(headers, body) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let handles = api.edge.table.all_handles();
-    let local = fanout_json(ConnectionTable::fanout(&handles, &data, binary));
-    respond(forward(&api, Command::Broadcast { data, binary }, local).await)
+    respond(run(api, Op::Send { to, data, binary }).await)
 }
 
-/// Sends a command to every other node. A failure means other nodes may have missed it:
-/// 503, with what this node did in the message.
-async fn forward(api: &ConnectionsApi, cmd: Command, local: Value) -> Result<Value, ApiError> {
-    match api.edge.backplane.to_all(cmd).await {
-        Ok(()) => Ok(local),
-        Err(e) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableException",
-            &format!("{e}: done on this node only ({local})"),
-        )),
+async fn broadcast(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = query(q, &[]) {
+        return e.into_response();
     }
-}
-
-fn respond(r: Result<Value, ApiError>) -> Response {
-    match r {
-        Ok(v) => json_ok(v),
-        Err(e) => e.into_response(),
-    }
+    send_to(&api, Target::All, &headers, body).await
 }
 
 async fn send_group(
     State(api): State<Api>,
     Path(group): Path<String>,
-    Query(q): Query<ExcludeQuery>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (data, binary) = match payload(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
+    let exclude = match query(q, &["exclude"]).and_then(|p| parse_ids(param(&p, "exclude"))) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
     };
-    let exclude = parse_ids(q.exclude.as_deref());
-    let handles = api.edge.table.group_handles(&group, &exclude);
-    let local = fanout_json(ConnectionTable::fanout(&handles, &data, binary));
-    let cmd = Command::SendGroup {
-        group,
-        exclude: exclude.iter().map(|id| id.to_string()).collect(),
-        data,
-        binary,
-    };
-    respond(forward(&api, cmd, local).await)
+    send_to(&api, Target::Group { group, exclude }, &headers, body).await
 }
 
 async fn send_user(
@@ -215,287 +307,126 @@ async fn send_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (data, binary) = match payload(&headers, body) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
-    };
-    let handles = api.edge.table.user_handles(&user);
-    let local = fanout_json(ConnectionTable::fanout(&handles, &data, binary));
-    respond(forward(&api, Command::SendUser { user, data, binary }, local).await)
-}
-
-#[derive(Deserialize)]
-struct PageQuery {
-    limit: Option<usize>,
-    after: Option<String>,
+    send_to(&api, Target::User { user }, &headers, body).await
 }
 
 async fn list_members(
     State(api): State<Api>,
     Path(group): Path<String>,
-    Query(q): Query<PageQuery>,
+    RawQuery(q): RawQuery,
 ) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let after = match q.after.as_deref() {
-        None | Some("") => None,
-        Some(a) => match ConnectionId::parse(a) {
-            Some(id) => Some(id),
-            None => return bad_request("`after` is not a connection id").into_response(),
+    respond(members_page(&api, group, q).await)
+}
+
+async fn members_page(
+    api: &ConnectionsApi,
+    group: String,
+    q: Option<String>,
+) -> Result<Value, ApiError> {
+    let pairs = query(q, &["limit", "after"])?;
+    let limit = match param(&pairs, "limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(bad_request("`limit` must be an integer from 1 to 1000")),
         },
     };
-    let local = api.edge.table.group_page(&group, None, usize::MAX);
-    // Members on other nodes, from their registry snapshots (empty on a single node).
-    let remote: Vec<ConnectionId> = match api.edge.backplane.snapshots().await {
-        Ok(snaps) => snaps
-            .iter()
-            // An entry left where a session moved from: the node it went to lists it.
-            .filter(|s| s.get("movedTo").is_none())
-            .filter(|s| {
-                s.pointer("/extension/groups")
-                    .and_then(Value::as_array)
-                    .is_some_and(|g| g.iter().any(|v| v.as_str() == Some(group.as_str())))
-            })
-            .filter_map(|s| {
-                s.get("id")
-                    .and_then(Value::as_str)
-                    .and_then(ConnectionId::parse)
-            })
-            .collect(),
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-                &format!("{e}: members on other nodes cannot be listed"),
-            )
-            .into_response()
-        }
+    let after = match param(&pairs, "after") {
+        None | Some("") => None,
+        Some(a) => Some(
+            ConnectionId::parse(a).ok_or_else(|| bad_request("`after` is not a connection id"))?,
+        ),
     };
-    let all: std::collections::BTreeSet<ConnectionId> = local.into_iter().chain(remote).collect();
-    let size = all.len();
-    let page: Vec<ConnectionId> = match after {
-        Some(a) => all
-            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-            .take(limit)
-            .copied()
-            .collect(),
-        None => all.iter().take(limit).copied().collect(),
+    let (ids, nodes) = match api
+        .edge
+        .apply_op(Op::Members {
+            group: group.clone(),
+        })
+        .await?
+    {
+        Outcome::Members { ids, nodes } => (ids, nodes),
+        other => unreachable!("a listing answers with members, not {other:?}"),
     };
-    let next = if page.len() == limit {
+    if !nodes.complete() {
+        // A page with holes would mislead: refuse it.
+        return Err(OpError::Timeout.into());
+    }
+    let size = ids.len();
+    let start = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
+    let page: Vec<ConnectionId> = ids[start..].iter().take(limit).copied().collect();
+    let next = if page.len() == limit && start + limit < size {
         page.last().map(|id| id.to_string())
     } else {
         None
     };
-    json_ok(json!({
+    Ok(json!({
         "group": group,
         "size": size,
         "members": page.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
         "next": next,
+        "nodes": nodes.answered,
     }))
 }
 
-fn join_one(table: &ConnectionTable, group: &str, id: &str) -> Result<Value, ApiError> {
-    let h = handle_of(table, id)?;
-    match table.join(h.info.id, group) {
-        Ok(added) => Ok(json!({"joined": added})),
-        Err(e) => Err(error(
-            StatusCode::CONFLICT,
-            "LimitExceededException",
-            &e.to_string(),
-        )),
-    }
-}
-
-/// The node to ask about a connection this node does not hold: the one it was opened on,
-/// or, for a connection opened here whose session moved on, the one it went to. `None`:
-/// this node is the one that knows (it holds the connection, or nobody does).
-fn remote_node(api: &ConnectionsApi, cid: ConnectionId) -> Option<u32> {
-    if cid.node_tag() != api.edge.ids.node_tag() {
-        return Some(cid.node_tag());
-    }
-    if api.edge.table.get(&cid).is_some() {
-        return None;
-    }
-    api.edge.moved_to(&cid)
-}
-
-/// Join or leave for a connection another node holds: `None` if `id` is local.
-async fn remote_membership(
-    api: &ConnectionsApi,
-    group: &str,
-    id: &str,
-    join: bool,
-) -> Option<Response> {
-    let cid = ConnectionId::parse(id)?;
-    let node = remote_node(api, cid)?;
-    let bp = &api.edge.backplane;
-    Some(match bp.connection(cid).await {
-        Ok(Some(_)) => {
-            let cmd = Command::Membership {
-                id: id.to_owned(),
-                group: group.to_owned(),
-                join,
-            };
-            let sent = if cid.node_tag() == api.edge.ids.node_tag() {
-                // Opened here, moved on: in order behind its handover.
-                match api.edge.membership_moved(cid, group, join) {
-                    true => Ok(()),
-                    false => Err(switchboard_cluster::BackplaneError::NotInCluster),
-                }
-            } else {
-                bp.to_node(node, cmd).await
-            };
-            match sent {
-                Ok(()) => json_ok(if join {
-                    json!({"joined": true})
-                } else {
-                    json!({"left": true})
-                }),
-                Err(e) => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailableException",
-                    &e.to_string(),
-                )
-                .into_response(),
-            }
-        }
-        Ok(None) | Err(switchboard_cluster::BackplaneError::NotInCluster) => {
-            error(StatusCode::GONE, "GoneException", "Connection is gone").into_response()
-        }
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableException",
-            &e.to_string(),
-        )
-        .into_response(),
-    })
-}
-
 async fn join(State(api): State<Api>, Path((group, id)): Path<(String, String)>) -> Response {
-    if let Some(r) = remote_membership(&api, &group, &id, true).await {
-        return r;
-    }
-    match join_one(&api.edge.table, &group, &id) {
-        Ok(v) => {
-            if let Ok(h) = handle_of(&api.edge.table, &id) {
-                api.edge.membership_changed(&h);
-            }
-            json_ok(v)
-        }
-        Err(r) => r.into_response(),
-    }
+    respond(membership(&api, group, &id, true).await)
 }
 
 async fn leave(State(api): State<Api>, Path((group, id)): Path<(String, String)>) -> Response {
-    if let Some(r) = remote_membership(&api, &group, &id, false).await {
-        return r;
-    }
-    match handle_of(&api.edge.table, &id) {
-        Ok(h) => {
-            let left = api.edge.table.leave(h.info.id, &group);
-            api.edge.membership_changed(&h);
-            json_ok(json!({ "left": left }))
-        }
-        Err(r) => r.into_response(),
-    }
+    respond(membership(&api, group, &id, false).await)
 }
 
-/// Closes every handle not already closing; counts those it closed.
-fn close_all(handles: &[Arc<ConnHandle>]) -> Value {
-    let mut closed = 0;
-    for h in handles.iter().filter(|h| h.close_requested().is_none()) {
-        h.request_close(CloseRequest::Deleted);
-        closed += 1;
-    }
-    json!({ "closed": closed })
+async fn membership(
+    api: &ConnectionsApi,
+    group: String,
+    id: &str,
+    join: bool,
+) -> Result<Value, ApiError> {
+    let id = connection_id(id)?;
+    let op = if join {
+        Op::Join { id, group }
+    } else {
+        Op::Leave { id, group }
+    };
+    run(api, op).await
 }
 
 async fn close_group(State(api): State<Api>, Path(group): Path<String>) -> Response {
-    let local = close_all(&api.edge.table.group_handles(&group, &[]));
-    let cmd = Command::CloseMany {
-        group: Some(group),
-        user: None,
+    let to = Target::Group {
+        group,
+        exclude: Vec::new(),
     };
-    respond(forward(&api, cmd, local).await)
+    respond(run(&api, Op::Close { to }).await)
 }
 
 async fn close_user(State(api): State<Api>, Path(user): Path<String>) -> Response {
-    let local = close_all(&api.edge.table.user_handles(&user));
-    let cmd = Command::CloseMany {
-        group: None,
-        user: Some(user),
-    };
-    respond(forward(&api, cmd, local).await)
-}
-
-fn connection_json(table: &ConnectionTable, h: &ConnHandle) -> Value {
-    let info = &h.info;
-    let mut groups: Vec<String> = table
-        .groups_of(info.id)
-        .iter()
-        .map(|g| g.to_string())
-        .collect();
-    groups.sort();
-    json!({
-        "connectionId": info.id.to_string(),
-        "connectedAt": iso8601(info.connected_at_ms),
-        "lastActiveAt": iso8601(h.last_active_ms()),
-        "identity": {"sourceIp": info.source_ip.to_string(), "userAgent": info.user_agent},
-        "userId": table.user_of(info.id).map(|u| u.to_string()),
-        "groups": groups,
-        "state": h.state().into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<String, Value>>(),
-        "subprotocol": info.subprotocol,
-    })
+    respond(
+        run(
+            &api,
+            Op::Close {
+                to: Target::User { user },
+            },
+        )
+        .await,
+    )
 }
 
 async fn get_connection(State(api): State<Api>, Path(id): Path<String>) -> Response {
-    match handle_of(&api.edge.table, &id) {
-        Ok(h) => json_ok(connection_json(&api.edge.table, &h)),
-        Err(r) => match remote_connection_json(&api, &id).await {
-            Ok(Some(v)) => json_ok(v),
-            Ok(None) => r.into_response(),
-            Err(e) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-                &e.to_string(),
+    respond(
+        async {
+            run(
+                &api,
+                Op::Get {
+                    id: connection_id(&id)?,
+                },
             )
-            .into_response(),
-        },
-    }
+            .await
+        }
+        .await,
+    )
 }
 
-/// A connection another node holds, from its registry snapshot (so `lastActiveAt` is
-/// when it opened, and the memberships are as last recorded).
-async fn remote_connection_json(
-    api: &ConnectionsApi,
-    id: &str,
-) -> Result<Option<Value>, switchboard_cluster::BackplaneError> {
-    let Some(cid) = ConnectionId::parse(id) else {
-        return Ok(None);
-    };
-    if remote_node(api, cid).is_none() {
-        return Ok(None);
-    }
-    let snap = match api.edge.backplane.connection(cid).await {
-        Ok(Some(s)) => s,
-        Ok(None) | Err(switchboard_cluster::BackplaneError::NotInCluster) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some((info, ext)) = switchboard_core::event::snapshot::from_json(&snap) else {
-        return Ok(None);
-    };
-    let ext = ext.unwrap_or_default();
-    Ok(Some(json!({
-        "connectionId": info.id.to_string(),
-        "connectedAt": iso8601(info.connected_at_ms),
-        "lastActiveAt": iso8601(info.connected_at_ms),
-        "identity": {"sourceIp": info.source_ip.to_string(), "userAgent": info.user_agent},
-        "userId": ext.get("userId").cloned().unwrap_or(Value::Null),
-        "groups": ext.get("groups").cloned().unwrap_or_else(|| json!([])),
-        "state": ext.get("state").cloned().unwrap_or_else(|| json!({})),
-        "subprotocol": info.subprotocol,
-    })))
-}
-
+/// A state patch: an object of strings, `null` removing a key.
 fn state_changes(v: &Value) -> Result<Vec<(String, Option<String>)>, ApiError> {
     let Value::Object(m) = v else {
         return Err(bad_request(
@@ -513,38 +444,17 @@ fn state_changes(v: &Value) -> Result<Vec<(String, Option<String>)>, ApiError> {
         .collect()
 }
 
-fn patch_one(table: &ConnectionTable, id: &str, v: &Value) -> Result<Value, ApiError> {
-    let h = handle_of(table, id)?;
-    let changes = state_changes(v)?;
-    h.merge_state(&changes, table.max_state_bytes())
-        .map_err(|e| {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLargeException",
-                &e.to_string(),
-            )
-        })?;
-    Ok(Value::Object(
-        h.state()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    ))
-}
-
 async fn patch_state(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return bad_request("body must be JSON").into_response();
-    };
-    match patch_one(&api.edge.table, &id, &v) {
-        Ok(state) => {
-            if let Ok(h) = handle_of(&api.edge.table, &id) {
-                api.edge.membership_changed(&h);
-            }
-            json_ok(json!({ "state": state }))
+    respond(
+        async {
+            let id = connection_id(&id)?;
+            let v = serde_json::from_slice::<Value>(&body)
+                .map_err(|_| bad_request("body must be JSON"))?;
+            let changes = state_changes(&v)?;
+            run(&api, Op::SetState { id, changes }).await
         }
-        Err(r) => r.into_response(),
-    }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -554,36 +464,44 @@ struct UserBody {
 }
 
 async fn put_user(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
-    let Ok(u) = serde_json::from_slice::<UserBody>(&body) else {
-        return bad_request(r#"body must be {"userId": "..."}"#).into_response();
-    };
-    let h = match handle_of(&api.edge.table, &id) {
-        Ok(h) => h,
-        Err(r) => return r.into_response(),
-    };
-    match api.edge.table.set_user(h.info.id, Some(&u.user_id)) {
-        Ok(()) => {
-            api.edge.membership_changed(&h);
-            json_ok(json!({"userId": u.user_id}))
+    respond(
+        async {
+            let id = connection_id(&id)?;
+            let u = serde_json::from_slice::<UserBody>(&body)
+                .map_err(|_| bad_request(r#"body must be {"userId": "..."}"#))?;
+            run(
+                &api,
+                Op::SetUser {
+                    id,
+                    user: Some(u.user_id),
+                },
+            )
+            .await
         }
-        Err(e) => bad_request(&e.to_string()).into_response(),
-    }
+        .await,
+    )
 }
 
 async fn delete_user(State(api): State<Api>, Path(id): Path<String>) -> Response {
-    match handle_of(&api.edge.table, &id) {
-        Ok(h) => {
-            let _ = api.edge.table.set_user(h.info.id, None);
-            json_ok(json!({"userId": null}))
+    respond(
+        async {
+            run(
+                &api,
+                Op::SetUser {
+                    id: connection_id(&id)?,
+                    user: None,
+                },
+            )
+            .await
         }
-        Err(r) => r.into_response(),
-    }
+        .await,
+    )
 }
 
 /// One batch operation.
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
-enum Op {
+enum BatchOp {
     Send {
         #[serde(rename = "connectionId")]
         connection_id: Option<String>,
@@ -621,6 +539,13 @@ enum Op {
         connection_id: String,
         state: Value,
     },
+    SetUser {
+        #[serde(rename = "connectionId")]
+        connection_id: String,
+        /// `null` clears it.
+        #[serde(rename = "userId")]
+        user_id: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -640,11 +565,25 @@ fn op_payload(data: Option<String>, b64: Option<String>) -> Result<(Bytes, bool)
     }
 }
 
-async fn run_op(api: &ConnectionsApi, op: Op) -> Result<Value, ApiError> {
-    let table = &api.edge.table;
+/// A batch item as the operation it names.
+fn to_op(api: &ConnectionsApi, item: BatchOp) -> Result<Op, ApiError> {
     let too_big = |d: &Bytes| d.len() > api.max_message_bytes;
-    match op {
-        Op::Send {
+    let one_of =
+        |c: Option<String>, g: Option<String>, u: Option<String>, ex: Vec<String>, what| {
+            Ok(match (c, g, u) {
+                (Some(id), None, None) if ex.is_empty() => Target::Connection {
+                    id: connection_id(&id)?,
+                },
+                (None, Some(group), None) => Target::Group {
+                    group,
+                    exclude: parse_ids(Some(&ex.join(",")))?,
+                },
+                (None, None, Some(user)) if ex.is_empty() => Target::User { user },
+                _ => return Err(bad_request(what)),
+            })
+        };
+    Ok(match item {
+        BatchOp::Send {
             connection_id,
             group,
             user,
@@ -654,89 +593,70 @@ async fn run_op(api: &ConnectionsApi, op: Op) -> Result<Value, ApiError> {
         } => {
             let (data, binary) = op_payload(data, data_base64)?;
             if too_big(&data) {
-                return Err(error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLargeException",
-                    "message too large",
-                ));
+                return Err(OpError::PayloadTooLarge.into());
             }
-            let (handles, cmd) = match (connection_id, group, user) {
-                (Some(id), None, None) => (vec![handle_of(table, &id)?], None),
-                (None, Some(g), None) => {
-                    let ex: Vec<ConnectionId> = exclude
-                        .iter()
-                        .filter_map(|s| ConnectionId::parse(s))
-                        .collect();
-                    let handles = table.group_handles(&g, &ex);
-                    let cmd = Command::SendGroup {
-                        group: g,
-                        exclude,
-                        data: data.clone(),
-                        binary,
-                    };
-                    (handles, Some(cmd))
-                }
-                (None, None, Some(u)) => {
-                    let handles = table.user_handles(&u);
-                    let cmd = Command::SendUser {
-                        user: u,
-                        data: data.clone(),
-                        binary,
-                    };
-                    (handles, Some(cmd))
-                }
-                _ => {
-                    return Err(bad_request(
-                        "send needs exactly one of connectionId, group, user",
-                    ))
-                }
-            };
-            let local = fanout_json(ConnectionTable::fanout(&handles, &data, binary));
-            match cmd {
-                Some(cmd) => forward(api, cmd, local).await,
-                None => Ok(local),
-            }
+            let to = one_of(
+                connection_id,
+                group,
+                user,
+                exclude,
+                "send needs exactly one of connectionId, group (with optional exclude), user",
+            )?;
+            Op::Send { to, data, binary }
         }
-        Op::Broadcast { data, data_base64 } => {
+        BatchOp::Broadcast { data, data_base64 } => {
             let (data, binary) = op_payload(data, data_base64)?;
             if too_big(&data) {
-                return Err(error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLargeException",
-                    "message too large",
-                ));
+                return Err(OpError::PayloadTooLarge.into());
             }
-            let local = fanout_json(ConnectionTable::fanout(&table.all_handles(), &data, binary));
-            forward(api, Command::Broadcast { data, binary }, local).await
+            Op::Send {
+                to: Target::All,
+                data,
+                binary,
+            }
         }
-        Op::Join {
+        BatchOp::Join {
             group,
-            connection_id,
-        } => join_one(table, &group, &connection_id),
-        Op::Leave {
+            connection_id: id,
+        } => Op::Join {
+            id: connection_id(&id)?,
             group,
-            connection_id,
-        } => {
-            let h = handle_of(table, &connection_id)?;
-            Ok(json!({"left": table.leave(h.info.id, &group)}))
-        }
-        Op::Close {
+        },
+        BatchOp::Leave {
+            group,
+            connection_id: id,
+        } => Op::Leave {
+            id: connection_id(&id)?,
+            group,
+        },
+        BatchOp::Close {
             connection_id,
             group,
             user,
-        } => match (connection_id, group, user) {
-            (Some(id), None, None) => Ok(close_all(&[handle_of(table, &id)?])),
-            (None, Some(g), None) => Ok(close_all(&table.group_handles(&g, &[]))),
-            (None, None, Some(u)) => Ok(close_all(&table.user_handles(&u))),
-            _ => Err(bad_request(
+        } => Op::Close {
+            to: one_of(
+                connection_id,
+                group,
+                user,
+                Vec::new(),
                 "close needs exactly one of connectionId, group, user",
-            )),
+            )?,
         },
-        Op::SetState {
-            connection_id,
+        BatchOp::SetState {
+            connection_id: id,
             state,
-        } => patch_one(table, &connection_id, &state).map(|s| json!({"state": s})),
-    }
+        } => Op::SetState {
+            id: connection_id(&id)?,
+            changes: state_changes(&state)?,
+        },
+        BatchOp::SetUser {
+            connection_id: id,
+            user_id,
+        } => Op::SetUser {
+            id: connection_id(&id)?,
+            user: user_id,
+        },
+    })
 }
 
 async fn batch(State(api): State<Api>, body: Bytes) -> Response {
@@ -749,8 +669,11 @@ async fn batch(State(api): State<Api>, body: Bytes) -> Response {
     }
     let mut results = Vec::with_capacity(batch.operations.len());
     for raw in batch.operations {
-        let result = match serde_json::from_value::<Op>(raw) {
-            Ok(op) => run_op(&api, op).await,
+        let result = match serde_json::from_value::<BatchOp>(raw) {
+            Ok(item) => match to_op(&api, item) {
+                Ok(op) => run(&api, op).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(bad_request(&format!("invalid operation: {e}"))),
         };
         results.push(match result {

@@ -20,9 +20,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use switchboard_core::config::{BackplaneKind, ClusterConfig};
+use switchboard_core::ops::{Op, OpError, Outcome};
 use switchboard_core::ConnectionId;
 use tokio::sync::mpsc;
 
@@ -42,6 +42,61 @@ pub enum BackplaneError {
     /// A request to another node got no answer in time.
     #[error("no answer from node")]
     Timeout,
+    /// Too many requests are waiting for answers from other nodes.
+    #[error("too many requests waiting for other nodes")]
+    Busy,
+}
+
+/// What an operation did on one node.
+pub type OpResult = Result<Outcome, OpError>;
+
+/// Where the answer to an operation goes: the asking node and its request number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef {
+    /// The asking node's tag.
+    pub from: u32,
+    /// The asker's request number.
+    pub id: u64,
+}
+
+/// A caller waiting for another node's answer to an operation it sends itself (in order
+/// behind others, see [`Backplane::expect_reply`]). Dropping it stops the wait.
+pub struct Pending {
+    req: RequestRef,
+    rx: tokio::sync::oneshot::Receiver<OpResult>,
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("req", &self.req).finish()
+    }
+}
+
+impl Pending {
+    /// Where the answer goes: put it in the operation's [`Command::Op`].
+    pub fn req(&self) -> RequestRef {
+        self.req
+    }
+
+    /// Waits for the answer until `deadline`.
+    pub async fn answer(self, deadline: tokio::time::Instant) -> Result<OpResult, BackplaneError> {
+        match tokio::time::timeout_at(deadline, self.rx).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) => Err(BackplaneError::Unavailable),
+            Err(_) => Err(BackplaneError::Timeout),
+        }
+    }
+}
+
+/// The other nodes' answers to an operation sent to all of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gathered {
+    /// Each answer, with the answering node's tag.
+    pub replies: Vec<(u32, OpResult)>,
+    /// How many nodes were expected to answer: the other nodes live at the latest
+    /// heartbeat (a node that joined since may answer too).
+    pub expected: u32,
 }
 
 /// A future returned by the backplane.
@@ -51,66 +106,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum Command {
-    /// Deliver to one connection held by the receiving node.
-    Send {
-        /// The connection.
-        id: String,
-        /// Payload.
-        #[serde(with = "bytes_b64")]
-        data: Bytes,
-        /// Binary frame.
-        binary: bool,
+    /// Apply an operation here (docs/architecture.md, "Operations"): a send, close,
+    /// membership or state change for a connection this node holds (or, as its home,
+    /// forwards to where it moved), or this node's part of a fan-out or listing.
+    Op {
+        /// The operation.
+        #[serde(rename = "operation")]
+        op: Op,
+        /// Where to send the answer; `None`: nobody waits for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<RequestRef>,
     },
-    /// Deliver to the receiving node's members of a group.
-    SendGroup {
-        /// The group.
-        group: String,
-        /// Connection ids not to deliver to.
-        exclude: Vec<String>,
-        /// Payload.
-        #[serde(with = "bytes_b64")]
-        data: Bytes,
-        /// Binary frame.
-        binary: bool,
-    },
-    /// Deliver to the receiving node's connections of a user.
-    SendUser {
-        /// The user.
-        user: String,
-        /// Payload.
-        #[serde(with = "bytes_b64")]
-        data: Bytes,
-        /// Binary frame.
-        binary: bool,
-    },
-    /// Deliver to every connection of the receiving node.
-    Broadcast {
-        /// Payload.
-        #[serde(with = "bytes_b64")]
-        data: Bytes,
-        /// Binary frame.
-        binary: bool,
-    },
-    /// Close one connection (1000).
-    Close {
-        /// The connection.
-        id: String,
-    },
-    /// Close the receiving node's members of a group, or connections of a user.
-    CloseMany {
-        /// The group, if closing a group.
-        group: Option<String>,
-        /// The user, if closing a user's connections.
-        user: Option<String>,
-    },
-    /// Join or leave a group for a connection held by the receiving node.
-    Membership {
-        /// The connection.
-        id: String,
-        /// The group.
-        group: String,
-        /// Join (true) or leave.
-        join: bool,
+    /// A node joined the cluster: the others count it in their gathers from now on (they
+    /// would otherwise learn of it at their next heartbeat). Never reaches the inbox.
+    Hello,
+    /// The answer to an [`Command::Op`] that carried a [`RequestRef`]. Never reaches the
+    /// inbox: the link hands it to the waiting caller.
+    Reply {
+        /// The request number of the asker.
+        req: u64,
+        /// The answering node's tag.
+        from: u32,
+        /// What the operation did there.
+        result: OpResult,
     },
     /// Hand the parked resumable session with `token` over to node `from`, whose client
     /// came back there (docs/protocol.md, "Resuming on another node"). Answered with
@@ -217,9 +235,37 @@ pub trait Backplane: Send + Sync + 'static {
         &self,
         id: ConnectionId,
     ) -> BoxFuture<'_, Result<Option<ConnectionSnapshot>, BackplaneError>>;
-    /// Every connection held by the other live nodes (their latest snapshots).
-    fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
-        Box::pin(std::future::ready(Ok(Vec::new())))
+    /// Whether other nodes can hold connections (a cluster): operations on connections
+    /// this node does not hold go to them.
+    fn has_peers(&self) -> bool {
+        false
+    }
+    /// Whether connection snapshots are kept for other nodes (worth writing).
+    fn keeps_registry(&self) -> bool {
+        false
+    }
+    /// Sends `op` to node `node_tag` and waits (at most `op_timeout_ms`) for its answer.
+    /// [`BackplaneError::NotInCluster`]: the engine knows that node is gone.
+    fn request(&self, _node_tag: u32, _op: Op) -> BoxFuture<'_, Result<OpResult, BackplaneError>> {
+        Box::pin(std::future::ready(Err(BackplaneError::NotInCluster)))
+    }
+    /// Sends `op` to every other node and gathers their answers until each expected node
+    /// answered or `op_timeout_ms` passed.
+    fn gather(&self, _op: Op) -> BoxFuture<'_, Result<Gathered, BackplaneError>> {
+        Box::pin(std::future::ready(Ok(Gathered::default())))
+    }
+    /// Registers a caller for an answer to an operation the caller sends itself (through
+    /// [`Backplane::to_node`]) with [`Pending::req`] as its `req`.
+    fn expect_reply(&self) -> Result<Pending, BackplaneError> {
+        Err(BackplaneError::NotInCluster)
+    }
+    /// Answers a request from another node.
+    fn reply(
+        &self,
+        _to: RequestRef,
+        _result: OpResult,
+    ) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(std::future::ready(Err(BackplaneError::NotInCluster)))
     }
     /// Commands from other nodes dropped because this node's inbox was full.
     fn dropped_commands(&self) -> u64 {
@@ -392,31 +438,12 @@ impl Backplane for Local {
     }
 }
 
-/// Serde for `Bytes` as standard base64 (`#[serde(with = "switchboard_cluster::bytes_b64")]`):
-/// how payloads travel in commands and handovers.
-#[allow(missing_docs)]
-pub mod bytes_b64 {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(b))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let s = String::deserialize(d)?;
-        STANDARD
-            .decode(s)
-            .map(Bytes::from)
-            .map_err(serde::de::Error::custom)
-    }
-}
+pub use switchboard_core::b64 as bytes_b64;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     /// A stored copy's stamp comes from the backplane, written by any node: arbitrary
     /// bytes, stamps with one byte changed and short values decode to a stamp only when
@@ -485,14 +512,30 @@ mod tests {
 
     #[test]
     fn commands_round_trip_as_json() {
-        let c = Command::SendGroup {
-            group: "room:1".into(),
-            exclude: vec!["x".into()],
-            data: Bytes::from_static(&[0, 1, 255]),
-            binary: true,
+        use switchboard_core::ops::{Counts, Coverage, Target};
+        let c = Command::Op {
+            op: Op::Send {
+                to: Target::Group {
+                    group: "room:1".into(),
+                    exclude: vec![],
+                },
+                data: Bytes::from_static(&[0, 1, 255]),
+                binary: true,
+            },
+            req: Some(RequestRef { from: 7, id: 9 }),
         };
         let text = serde_json::to_string(&c).unwrap();
-        assert!(text.contains("\"op\":\"sendGroup\""), "{text}");
+        assert!(text.contains("\"op\":\"op\""), "{text}");
         assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), c);
+        let r = Command::Reply {
+            req: 9,
+            from: 3,
+            result: Ok(Outcome::Sent {
+                counts: Counts::default(),
+                nodes: Coverage::ONE,
+            }),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), r);
     }
 }

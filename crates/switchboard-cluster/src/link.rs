@@ -27,6 +27,12 @@
 //!   registry entry and releases the claim. Only the claim holder emits, so one survivor
 //!   per lost node. The event is emitted before the deletion: a reaper dying in between
 //!   makes the event happen twice (after the claim expires), never zero times.
+//! - **Requests.** An operation that waits for another node's answer
+//!   ([`Node::request`], [`Node::gather`]) carries a request number; the answer
+//!   ([`Command::Reply`]) is handed to the waiting caller here, never through the inbox,
+//!   so a full inbox cannot delay answers. At most [`MAX_PENDING`] requests wait at once
+//!   (beyond it: [`BackplaneError::Busy`]); an answer nobody waits for any more is
+//!   dropped. A gather expects the nodes the reaper last saw alive.
 //! - **Leftovers.** A node restarted under the same id before anyone reaped it finds the
 //!   previous incarnation's snapshots under its own tag; it claims its own tag, takes
 //!   them, and emits `NodeLost` for them to itself.
@@ -46,10 +52,37 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use switchboard_core::ops::Op;
+use tokio::sync::oneshot;
+
 use crate::{
     Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot, CopyGuard,
-    CopyStamp,
+    CopyStamp, Gathered, OpResult, RequestRef,
 };
+
+/// Requests waiting for answers from other nodes, at most.
+pub(crate) const MAX_PENDING: usize = 16_384;
+
+/// A caller waiting for answers.
+enum Waiter {
+    /// One answer ([`Node::request`]).
+    One(oneshot::Sender<OpResult>),
+    /// Any number of answers ([`Node::gather`]).
+    Many(mpsc::UnboundedSender<(u32, OpResult)>),
+}
+
+/// Takes a waiter out of the table when its caller stops waiting (answered, timed out or
+/// cancelled).
+struct PendingGuard {
+    link: Arc<Link>,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.link.pending.lock().remove(&self.id);
+    }
+}
 
 /// How often a node whose engine is down probes it.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -203,6 +236,13 @@ pub(crate) struct Link {
     dropped: AtomicU64,
     events: mpsc::Sender<ClusterEvent>,
     mirror: Mutex<HashMap<ConnectionId, Arc<str>>>,
+    /// Callers waiting for answers, by request number.
+    pending: Mutex<HashMap<u64, Waiter>>,
+    next_request: AtomicU64,
+    /// Answers that came after their caller stopped waiting.
+    late_replies: AtomicU64,
+    /// The other nodes alive at the reaper's latest round.
+    peers: Mutex<Vec<u32>>,
 }
 
 impl fmt::Debug for Link {
@@ -241,6 +281,61 @@ impl Link {
             dropped: AtomicU64::new(0),
             events,
             mirror: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(0),
+            late_replies: AtomicU64::new(0),
+            peers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Registers a waiter; `Busy` when too many wait already.
+    fn expect(self: &Arc<Self>, waiter: Waiter) -> Result<PendingGuard, BackplaneError> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut pending = self.pending.lock();
+        if pending.len() >= MAX_PENDING {
+            return Err(BackplaneError::Busy);
+        }
+        pending.insert(id, waiter);
+        Ok(PendingGuard {
+            link: self.clone(),
+            id,
+        })
+    }
+
+    /// Hands an answer to its waiting caller.
+    fn answered(&self, req: u64, from: u32, result: OpResult) {
+        let mut pending = self.pending.lock();
+        let late = match pending.get(&req) {
+            Some(Waiter::Many(tx)) => tx.send((from, result)).is_err(),
+            Some(Waiter::One(_)) => match pending.remove(&req) {
+                Some(Waiter::One(tx)) => tx.send(result).is_err(),
+                _ => true,
+            },
+            None => true,
+        };
+        drop(pending);
+        if late {
+            let n = self.late_replies.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::debug!(
+                    backplane = self.kind,
+                    late_total = n,
+                    "answers after their caller stopped waiting"
+                );
+            }
+        }
+    }
+
+    /// The other nodes alive at the reaper's latest round, or heard from since.
+    pub fn peers(&self) -> Vec<u32> {
+        self.peers.lock().clone()
+    }
+
+    /// A node was heard from: it is alive.
+    fn saw_peer(&self, tag: u32) {
+        let mut peers = self.peers.lock();
+        if !peers.contains(&tag) {
+            peers.push(tag);
         }
     }
 
@@ -376,6 +471,14 @@ impl Link {
         };
         if via_all && envelope.from == self.tag {
             return;
+        }
+        if envelope.from != self.tag {
+            self.saw_peer(envelope.from);
+        }
+        match envelope.cmd {
+            Command::Reply { req, from, result } => return self.answered(req, from, result),
+            Command::Hello => return,
+            _ => {}
         }
         match self.inbox.try_send(envelope.cmd) {
             Ok(()) => {}
@@ -514,6 +617,12 @@ impl<E: Engine> Node<E> {
             let l = link.clone();
             tokio::spawn(async move { l.emit(event).await });
         }
+        // Tell the others at once that we are here (best effort: they also see us at
+        // their next heartbeat).
+        let hello = link.encode(&Command::Hello);
+        if let Err(e) = link.run("hello", engine.publish(Target::All, hello)).await {
+            tracing::debug!(backplane = E::KIND, error = %e, "hello not published");
+        }
         tasks.push(tokio::spawn(supervise(link.clone(), engine.clone())));
         tasks.push(tokio::spawn(reap(link.clone(), engine.clone())));
         Ok(Self {
@@ -538,6 +647,83 @@ impl<E: Engine> Node<E> {
             true => Ok(()),
             false => Err(BackplaneError::NotInCluster),
         }
+    }
+
+    /// [`crate::Backplane::expect_reply`].
+    pub fn expect_reply(&self) -> Result<crate::Pending, BackplaneError> {
+        self.link.gate()?;
+        let (tx, rx) = oneshot::channel();
+        let guard = self.link.expect(Waiter::One(tx))?;
+        Ok(crate::Pending {
+            req: RequestRef {
+                from: self.link.tag,
+                id: guard.id,
+            },
+            rx,
+            _guard: Box::new(guard),
+        })
+    }
+
+    /// [`crate::Backplane::request`]: the publish and the answer share one
+    /// `op_timeout`.
+    pub async fn request(&self, node_tag: u32, op: Op) -> Result<OpResult, BackplaneError> {
+        let deadline = Instant::now() + self.link.op_timeout;
+        let pending = self.expect_reply()?;
+        let command = Command::Op {
+            op,
+            req: Some(pending.req()),
+        };
+        tokio::time::timeout_at(deadline, self.to_node(node_tag, command))
+            .await
+            .map_err(|_| BackplaneError::Timeout)??;
+        pending.answer(deadline).await
+    }
+
+    /// [`crate::Backplane::gather`].
+    pub async fn gather(&self, op: Op) -> Result<Gathered, BackplaneError> {
+        self.link.gate()?;
+        let deadline = Instant::now() + self.link.op_timeout;
+        let peers = self.link.peers();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let guard = self.link.expect(Waiter::Many(tx))?;
+        let req = RequestRef {
+            from: self.link.tag,
+            id: guard.id,
+        };
+        let payload = self.link.encode(&Command::Op { op, req: Some(req) });
+        tokio::time::timeout_at(
+            deadline,
+            self.link
+                .run("publish", self.engine.publish(Target::All, payload)),
+        )
+        .await
+        .map_err(|_| BackplaneError::Timeout)??;
+        let mut out = Gathered {
+            replies: Vec::with_capacity(peers.len()),
+            expected: u32::try_from(peers.len()).unwrap_or(u32::MAX),
+        };
+        let mut waiting: std::collections::HashSet<u32> = peers.into_iter().collect();
+        while !waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((from, result))) => {
+                    waiting.remove(&from);
+                    out.replies.push((from, result));
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        drop(guard);
+        Ok(out)
+    }
+
+    /// [`crate::Backplane::reply`].
+    pub async fn reply(&self, to: RequestRef, result: OpResult) -> Result<(), BackplaneError> {
+        let command = Command::Reply {
+            req: to.id,
+            from: self.link.tag,
+            result,
+        };
+        self.to_node(to.from, command).await
     }
 
     /// [`crate::Backplane::store_session`].
@@ -636,24 +822,6 @@ impl<E: Engine> Node<E> {
             )
             .await?;
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
-    }
-
-    /// Every live connection of the other live nodes (for listings from any node).
-    pub async fn snapshots(&self) -> Result<Vec<ConnectionSnapshot>, BackplaneError> {
-        self.link.gate()?;
-        let nodes = self
-            .link
-            .run("nodes", self.engine.registered_nodes())
-            .await?;
-        let mut out = Vec::new();
-        for (tag, _) in nodes {
-            if tag == self.link.tag || !self.link.run("alive", self.engine.is_alive(tag)).await? {
-                continue;
-            }
-            let items = self.link.run("read", self.engine.snapshots_of(tag)).await?;
-            out.extend(parse_snapshots(items));
-        }
-        Ok(out)
     }
 
     /// Leaves the cluster on purpose: deletes this node's heartbeat, snapshots and
@@ -782,14 +950,18 @@ async fn reap<E: Engine>(link: Arc<Link>, engine: Arc<E>) {
         let Ok(nodes) = link.run("list nodes", engine.registered_nodes()).await else {
             continue;
         };
+        let mut alive = Vec::with_capacity(nodes.len());
         for (tag, node_id) in nodes {
             if tag == link.tag {
                 continue;
             }
-            if let Ok(false) = link.run("check heartbeat", engine.is_alive(tag)).await {
-                reap_node(&link, &*engine, tag, node_id).await;
+            match link.run("check heartbeat", engine.is_alive(tag)).await {
+                Ok(true) => alive.push(tag),
+                Ok(false) => reap_node(&link, &*engine, tag, node_id).await,
+                Err(_) => {}
             }
         }
+        *link.peers.lock() = alive;
     }
 }
 
@@ -868,11 +1040,26 @@ impl<T: NodeBacked> Backplane for T {
     ) -> BoxFuture<'_, Result<Option<ConnectionSnapshot>, BackplaneError>> {
         Box::pin(self.node().connection(id))
     }
-    fn snapshots(&self) -> BoxFuture<'_, Result<Vec<ConnectionSnapshot>, BackplaneError>> {
-        Box::pin(self.node().snapshots())
-    }
     fn dropped_commands(&self) -> u64 {
         self.node().link.dropped()
+    }
+    fn has_peers(&self) -> bool {
+        true
+    }
+    fn keeps_registry(&self) -> bool {
+        true
+    }
+    fn request(&self, node_tag: u32, op: Op) -> BoxFuture<'_, Result<OpResult, BackplaneError>> {
+        Box::pin(self.node().request(node_tag, op))
+    }
+    fn gather(&self, op: Op) -> BoxFuture<'_, Result<Gathered, BackplaneError>> {
+        Box::pin(self.node().gather(op))
+    }
+    fn expect_reply(&self) -> Result<crate::Pending, BackplaneError> {
+        self.node().expect_reply()
+    }
+    fn reply(&self, to: RequestRef, result: OpResult) -> BoxFuture<'_, Result<(), BackplaneError>> {
+        Box::pin(self.node().reply(to, result))
     }
     fn store_session(
         &self,
@@ -922,9 +1109,13 @@ mod tests {
     }
 
     fn broadcast(n: u8) -> Command {
-        Command::Broadcast {
-            data: Bytes::from(vec![n]),
-            binary: true,
+        Command::Op {
+            op: Op::Send {
+                to: switchboard_core::ops::Target::All,
+                data: Bytes::from(vec![n]),
+                binary: true,
+            },
+            req: None,
         }
     }
 
@@ -964,6 +1155,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn answers_go_to_their_caller_never_to_the_inbox() {
+        use switchboard_core::ops::{OpError, Outcome};
+        let (a, mut inbox, _) = link("a", 1);
+        let a = Arc::new(a);
+        let (b, _, _) = link("b", 1);
+        // Fill the inbox: answers must still arrive.
+        a.deliver(&b.encode(&broadcast(0)), false);
+        let (tx, rx) = oneshot::channel();
+        let one = a.expect(Waiter::One(tx)).unwrap();
+        let (mtx, mut mrx) = mpsc::unbounded_channel();
+        let many = a.expect(Waiter::Many(mtx)).unwrap();
+        let reply = |req, result| {
+            b.encode(&Command::Reply {
+                req,
+                from: b.tag,
+                result,
+            })
+        };
+        a.deliver(&reply(one.id, Ok(Outcome::Accepted)), false);
+        a.deliver(&reply(many.id, Err(OpError::Gone)), true);
+        a.deliver(&reply(many.id, Ok(Outcome::Accepted)), false);
+        assert_eq!(rx.await.unwrap(), Ok(Outcome::Accepted));
+        assert_eq!(mrx.recv().await.unwrap(), (b.tag, Err(OpError::Gone)));
+        assert_eq!(mrx.recv().await.unwrap(), (b.tag, Ok(Outcome::Accepted)));
+        assert_eq!(a.dropped(), 0);
+        assert_eq!(inbox.try_recv().unwrap(), broadcast(0));
+        // A caller that stopped waiting leaves nothing behind; its late answer is dropped.
+        let id = many.id;
+        drop(one);
+        drop(many);
+        assert!(a.pending.lock().is_empty());
+        a.deliver(&reply(id, Ok(Outcome::Accepted)), false);
+        assert_eq!(a.late_replies.load(Ordering::Relaxed), 1);
+        assert!(inbox.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn too_many_waiting_requests_are_refused_as_busy() {
+        let (a, _, _) = link("a", 1);
+        let a = Arc::new(a);
+        let mut guards = Vec::new();
+        for _ in 0..MAX_PENDING {
+            let (tx, _rx) = oneshot::channel();
+            guards.push(a.expect(Waiter::One(tx)).unwrap());
+        }
+        let (tx, _rx) = oneshot::channel();
+        assert!(matches!(
+            a.expect(Waiter::One(tx)),
+            Err(BackplaneError::Busy)
+        ));
+        guards.pop();
+        let (tx, _rx) = oneshot::channel();
+        assert!(a.expect(Waiter::One(tx)).is_ok());
+    }
+
+    #[tokio::test]
     async fn state_changes_are_reported_once() {
         let (a, _, mut events) = link("a", 1);
         assert!(a.gate().is_err());
@@ -978,49 +1225,118 @@ mod tests {
         assert_eq!(a.gate(), Err(BackplaneError::Unavailable));
     }
 
+    fn arbitrary_id() -> impl switchboard_fuzz::proptest::strategy::Strategy<Value = ConnectionId> {
+        use base64::Engine;
+        use switchboard_fuzz::proptest::prelude::*;
+        any::<[u8; 16]>().prop_map(|b| {
+            ConnectionId::parse(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+                .expect("16 bytes are an id")
+        })
+    }
+
+    fn arbitrary_op() -> impl switchboard_fuzz::proptest::strategy::Strategy<Value = Op> {
+        use switchboard_core::ops::Target;
+        use switchboard_fuzz::proptest::prelude::*;
+        let text = || ".{0,24}";
+        let target = prop_oneof![
+            arbitrary_id().prop_map(|id| Target::Connection { id }),
+            (text(), prop::collection::vec(arbitrary_id(), 0..3))
+                .prop_map(|(group, exclude)| Target::Group { group, exclude }),
+            text().prop_map(|user| Target::User { user }),
+            Just(Target::All),
+        ];
+        prop_oneof![
+            (target.clone(), any::<Vec<u8>>(), any::<bool>()).prop_map(|(to, data, binary)| {
+                Op::Send {
+                    to,
+                    data: Bytes::from(data),
+                    binary,
+                }
+            }),
+            target.prop_map(|to| Op::Close { to }),
+            (arbitrary_id(), text()).prop_map(|(id, group)| Op::Join { id, group }),
+            (arbitrary_id(), text()).prop_map(|(id, group)| Op::Leave { id, group }),
+            (
+                arbitrary_id(),
+                prop::collection::vec((text(), prop::option::of(text())), 0..3)
+            )
+                .prop_map(|(id, changes)| Op::SetState { id, changes }),
+            (arbitrary_id(), prop::option::of(text()))
+                .prop_map(|(id, user)| Op::SetUser { id, user }),
+            arbitrary_id().prop_map(|id| Op::Get { id }),
+            text().prop_map(|group| Op::Members { group }),
+        ]
+    }
+
+    fn arbitrary_result() -> impl switchboard_fuzz::proptest::strategy::Strategy<Value = OpResult> {
+        use switchboard_core::ops::{ConnectionView, Counts, Coverage, OpError, Outcome};
+        use switchboard_fuzz::proptest::prelude::*;
+        let text = || ".{0,24}";
+        let nodes = (any::<u32>(), any::<u32>())
+            .prop_map(|(answered, expected)| Coverage { answered, expected });
+        prop_oneof![
+            Just(Ok(Outcome::Accepted)),
+            (any::<[u64; 3]>(), nodes.clone()).prop_map(|(c, nodes)| Ok(Outcome::Sent {
+                counts: Counts {
+                    recipients: c[0],
+                    delivered: c[1],
+                    dropped: c[2]
+                },
+                nodes
+            })),
+            (any::<u64>(), nodes.clone())
+                .prop_map(|(closed, nodes)| Ok(Outcome::Closed { closed, nodes })),
+            any::<bool>().prop_map(|added| Ok(Outcome::Joined { added })),
+            prop::collection::vec((text(), text()), 0..3)
+                .prop_map(|state| Ok(Outcome::State { state })),
+            prop::option::of(text()).prop_map(|user| Ok(Outcome::User { user })),
+            (
+                arbitrary_id(),
+                any::<u64>(),
+                text(),
+                prop::collection::vec(text(), 0..3)
+            )
+                .prop_map(|(id, at, ip, groups)| Ok(Outcome::Connection {
+                    view: Box::new(ConnectionView {
+                        id,
+                        connected_at_ms: at,
+                        last_active_at_ms: at,
+                        source_ip: ip,
+                        user_agent: None,
+                        user_id: None,
+                        groups,
+                        state: vec![],
+                        subprotocol: None,
+                    })
+                })),
+            (prop::collection::vec(arbitrary_id(), 0..4), nodes)
+                .prop_map(|(ids, nodes)| Ok(Outcome::Members { ids, nodes })),
+            any::<u64>().prop_map(|limit| Err(OpError::TooManyGroups { limit })),
+            Just(Err(OpError::Gone)),
+            Just(Err(OpError::Timeout)),
+        ]
+    }
+
     /// What another node publishes is hostile until decoded: arbitrary bytes, commands
     /// with one byte changed, and deeply nested handovers are refused (or decoded) without
     /// a panic, and every command this node can write decodes back to itself.
     #[test]
     fn fuzz_cluster_command_envelopes() {
         use crate::{Command, SessionOutcome};
-        use bytes::Bytes;
         use switchboard_fuzz::proptest::prelude::*;
 
         let text = || ".{0,24}";
-        let data = || any::<Vec<u8>>().prop_map(Bytes::from);
+        let op = arbitrary_op;
+        let outcome = arbitrary_result;
         let command = prop_oneof![
-            (text(), data(), any::<bool>()).prop_map(|(id, data, binary)| Command::Send {
-                id,
-                data,
-                binary
+            (op(), prop::option::of((any::<u32>(), any::<u64>()))).prop_map(|(op, req)| {
+                Command::Op {
+                    op,
+                    req: req.map(|(from, id)| crate::RequestRef { from, id }),
+                }
             }),
-            (
-                text(),
-                prop::collection::vec(text(), 0..4),
-                data(),
-                any::<bool>()
-            )
-                .prop_map(|(group, exclude, data, binary)| Command::SendGroup {
-                    group,
-                    exclude,
-                    data,
-                    binary
-                }),
-            (text(), data(), any::<bool>()).prop_map(|(user, data, binary)| Command::SendUser {
-                user,
-                data,
-                binary
-            }),
-            (data(), any::<bool>()).prop_map(|(data, binary)| Command::Broadcast { data, binary }),
-            text().prop_map(|id| Command::Close { id }),
-            (prop::option::of(text()), prop::option::of(text()))
-                .prop_map(|(group, user)| Command::CloseMany { group, user }),
-            (text(), text(), any::<bool>()).prop_map(|(id, group, join)| Command::Membership {
-                id,
-                group,
-                join
-            }),
+            (any::<u64>(), any::<u32>(), outcome())
+                .prop_map(|(req, from, result)| { Command::Reply { req, from, result } }),
             (text(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
                 |(token, after, from, request)| Command::TakeSession {
                     token,

@@ -13,6 +13,7 @@ use serde_json::json;
 use switchboard_cluster::{Backplane, BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
 use switchboard_core::config::ClusterConfig;
 use switchboard_core::id::IdGenerator;
+use switchboard_core::ops::{Op, Target};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
@@ -47,18 +48,28 @@ async fn join(cfg: &ClusterConfig, id: &'static str) -> Member {
     }
 }
 
+/// A command numbered `n` (a send to user `user-n`).
 fn send(n: u32) -> Command {
-    Command::Send {
-        id: format!("conn-{n}"),
-        data: Bytes::from(n.to_string()),
-        binary: false,
+    Command::Op {
+        op: Op::Send {
+            to: Target::User {
+                user: format!("user-{n}"),
+            },
+            data: Bytes::from(n.to_string()),
+            binary: false,
+        },
+        req: None,
     }
 }
 
 fn broadcast(text: &str) -> Command {
-    Command::Broadcast {
-        data: Bytes::from(text.to_owned()),
-        binary: false,
+    Command::Op {
+        op: Op::Send {
+            to: Target::All,
+            data: Bytes::from(text.to_owned()),
+            binary: false,
+        },
+        req: None,
     }
 }
 

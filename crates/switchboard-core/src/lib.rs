@@ -6,16 +6,19 @@
 //! - [`json`]: JSON written by hand for the per-invocation event;
 //! - [`route`]: route selection and the route table;
 //! - [`groups`]: group and user membership;
-//! - [`limit`]: rate limiting, told the time by the caller.
+//! - [`limit`]: rate limiting, told the time by the caller;
+//! - [`ops`]: the operations on connections, as data (what every entry point asks for).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod b64;
 pub mod config;
 pub mod event;
 pub mod groups;
 pub mod id;
 pub mod json;
 pub mod limit;
+pub mod ops;
 pub mod route;
 pub mod text;
 

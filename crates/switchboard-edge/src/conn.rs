@@ -661,22 +661,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         let id = self.handle.info.id;
         let joining = b.0 == BuiltinName::JoinGroup;
-        let result = if joining {
-            self.edge.table.join(id, &group).map(|_| ())
+        let op = if joining {
+            switchboard_core::ops::Op::Join {
+                id,
+                group: group.clone(),
+            }
         } else {
-            self.edge.table.leave(id, &group);
-            Ok(())
+            switchboard_core::ops::Op::Leave {
+                id,
+                group: group.clone(),
+            }
         };
-        if result.is_ok() {
-            self.edge.membership_changed(&self.handle);
-        }
-        match result {
-            Ok(()) if two_way => {
+        match self.edge.apply_held(&self.handle, op) {
+            Ok(_) if two_way => {
                 let key = if joining { "joined" } else { "left" };
                 let body = serde_json::json!({ key: group }).to_string();
                 self.send_message(body.as_bytes(), false);
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) => {
                 let body = serde_json::json!({
                     "message": e.to_string(),
@@ -696,15 +698,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ) {
         match result {
             Ok(resp) => {
-                if !resp.extension.is_empty() {
-                    for problem in self
-                        .edge
-                        .table
-                        .apply_extension(&self.handle, &resp.extension)
-                    {
-                        warn!(conn = %self.handle.info.id, request_id = rid, %problem, "response extension refused");
-                    }
-                    self.edge.membership_changed(&self.handle);
+                for problem in self.edge.extend(&self.handle, &resp.extension) {
+                    warn!(conn = %self.handle.info.id, request_id = rid, %problem, "response extension refused");
                 }
                 if let (true, Some(body)) = (two_way, resp.body) {
                     self.send_message(&body.data, body.binary);

@@ -14,6 +14,7 @@ mod fuzz_frames;
 mod kept;
 pub mod metrics;
 mod moves;
+pub mod ops;
 pub mod server;
 mod session;
 mod static_files;

@@ -44,9 +44,18 @@ pub struct EdgeMetrics {
     pub outbound_queue_drops: Counter,
     /// Function invocations that failed, by reason.
     pub invoke_errors: Family<ReasonLabel, Counter>,
+    /// Operations (management API, other nodes' requests) that failed, by reason.
+    pub operations_failed: Family<ReasonLabel, Counter>,
 }
 
 impl EdgeMetrics {
+    /// Counts an operation that failed.
+    pub fn op_failed(&self, reason: &'static str) {
+        self.operations_failed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     /// Registers every metric under the `switchboard_` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("switchboard");
@@ -99,6 +108,11 @@ impl EdgeMetrics {
             "invoke_errors",
             "Function invocations that failed, by reason",
             self.invoke_errors.clone(),
+        );
+        r.register(
+            "operations_failed",
+            "Operations on connections (management API, builtins, other nodes) that failed, by reason",
+            self.operations_failed.clone(),
         );
     }
 

@@ -30,6 +30,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use switchboard_cluster::{BackplaneError, Command, SessionOutcome};
 use switchboard_core::event::{snapshot, ResponseExtension};
+use switchboard_core::ops::{Op, Target};
 use switchboard_core::ConnectionId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -101,11 +102,9 @@ impl Moves {
 }
 
 /// The connection a command addresses by id, if it addresses one.
-fn addressed(command: &Command) -> Option<&str> {
+fn addressed(command: &Command) -> Option<ConnectionId> {
     match command {
-        Command::Send { id, .. } | Command::Close { id } | Command::Membership { id, .. } => {
-            Some(id)
-        }
+        Command::Op { op, .. } => op.connection(),
         _ => None,
     }
 }
@@ -154,10 +153,7 @@ impl EdgeInner {
     /// given back. (A connection in this node's table is never away: moves take it out
     /// of the table and put it back under the same lock as `away`.)
     pub(crate) fn forward_if_moved(self: &Arc<Self>, command: Command) -> Result<(), Command> {
-        let Some(id) = addressed(&command)
-            .and_then(ConnectionId::parse)
-            .filter(|id| self.is_home_of(id))
-        else {
+        let Some(id) = addressed(&command).filter(|id| self.is_home_of(id)) else {
             return Err(command);
         };
         // Under the lock a handover holds while it queues its answer: a forward queued
@@ -215,7 +211,7 @@ impl EdgeInner {
     pub(crate) fn announce_end(self: &Arc<Self>, id: ConnectionId) {
         if self.is_home_of(&id) {
             self.forget_moved(id);
-        } else if self.backplane.kind() != "local" {
+        } else if self.backplane.has_peers() {
             self.forward(id.node_tag(), Command::Forget { id: id.to_string() });
         }
     }
@@ -230,61 +226,38 @@ impl EdgeInner {
         }
         if self.is_home_of(&id) {
             self.send_moved(id, data, binary);
-        } else if self.backplane.kind() != "local" {
-            let command = Command::Send {
-                id: id.to_string(),
+        } else if self.backplane.has_peers() {
+            let op = Op::Send {
+                to: Target::Connection { id },
                 data,
                 binary,
             };
-            self.forward(id.node_tag(), command);
+            self.forward(id.node_tag(), Command::Op { op, req: None });
         }
     }
 
     /// Forwards a send for a connection opened here whose session moved away (or hands
     /// it to the connection, if it came back meanwhile); `false` if there is none.
-    pub fn send_moved(self: &Arc<Self>, id: ConnectionId, data: Bytes, binary: bool) -> bool {
-        let command = Command::Send {
-            id: id.to_string(),
+    pub(crate) fn send_moved(
+        self: &Arc<Self>,
+        id: ConnectionId,
+        data: Bytes,
+        binary: bool,
+    ) -> bool {
+        let op = Op::Send {
+            to: Target::Connection { id },
             data,
             binary,
         };
-        match self.forward_if_moved(command) {
+        match self.forward_if_moved(Command::Op { op, req: None }) {
             Ok(()) => true,
-            Err(Command::Send { data, binary, .. }) => self
+            Err(Command::Op {
+                op: Op::Send { data, binary, .. },
+                ..
+            }) => self
                 .table
                 .get(&id)
                 .is_some_and(|h| h.send(data, binary).is_ok()),
-            Err(_) => false,
-        }
-    }
-
-    /// Forwards a close for a connection opened here whose session moved away; `false`
-    /// if there is none.
-    pub fn close_moved(self: &Arc<Self>, id: ConnectionId) -> bool {
-        let command = Command::Close { id: id.to_string() };
-        if self.forward_if_moved(command).is_ok() {
-            return true;
-        }
-        self.table
-            .get(&id)
-            .map(|h| h.request_close(crate::table::CloseRequest::Deleted))
-            .is_some()
-    }
-
-    /// Forwards a group change for a connection opened here whose session moved away;
-    /// `false` if there is none.
-    pub fn membership_moved(self: &Arc<Self>, id: ConnectionId, group: &str, join: bool) -> bool {
-        let command = Command::Membership {
-            id: id.to_string(),
-            group: group.to_owned(),
-            join,
-        };
-        match self.forward_if_moved(command) {
-            Ok(()) => true,
-            Err(command) if self.table.get(&id).is_some() => {
-                self.apply(command);
-                true
-            }
             Err(_) => false,
         }
     }
@@ -296,7 +269,7 @@ impl EdgeInner {
         token: &str,
         after: u64,
     ) -> Option<TakeAnswer> {
-        if self.backplane.kind() == "local" {
+        if !self.backplane.has_peers() {
             return None;
         }
         let id = session::connection_of(token)?;
@@ -747,20 +720,30 @@ impl EdgeInner {
             let _ = handle.send(k.data.clone(), k.binary);
         }
         let mut later = Vec::new();
+        let mut answered = Vec::new();
         for c in held {
             match c {
-                Command::Send { data, binary, .. } => {
+                // Every send in order, before anything sent later can overtake it.
+                Command::Op {
+                    op: Op::Send { data, binary, .. },
+                    req,
+                } => {
                     let _ = handle.send(data, binary);
+                    if let Some(req) = req {
+                        answered.push(req);
+                    }
                 }
-                other => later.push(other),
+                Command::Op { op, req } => later.push((op, req)),
+                _ => {}
             }
         }
         self.table.insert(handle.clone());
         moves.away.remove(&id);
         if let Some(ext) = extension {
+            // Recorded below, with the rest of the session.
             for problem in self
-                .table
-                .apply_extension(&handle, &ResponseExtension::from_json(&ext))
+                .extend_local(&handle, &ResponseExtension::from_json(&ext))
+                .1
             {
                 warn!(conn = %id, %problem, "moved session's memberships not fully restored");
             }
@@ -782,9 +765,12 @@ impl EdgeInner {
         info!(conn = %id, "session moved here from another node");
         self.watch_parked(handle);
         // Group changes and closes held meanwhile (the connection is in the table now,
-        // so they apply locally).
-        for c in later {
-            self.apply(c);
+        // so they apply locally, and their askers get their answers).
+        for (op, req) in later {
+            self.on_op(op, req);
+        }
+        for req in answered {
+            self.answer_op(req, Ok(switchboard_core::ops::Outcome::Accepted));
         }
         Ok(())
     }
@@ -796,18 +782,24 @@ mod tests {
 
     #[test]
     fn only_commands_for_one_connection_are_forwarded() {
-        let send = Command::Send {
-            id: "x".into(),
-            data: Bytes::new(),
-            binary: false,
+        let id = switchboard_core::id::IdGenerator::new("n").connection_id();
+        let op = |to| Command::Op {
+            op: Op::Send {
+                to,
+                data: Bytes::new(),
+                binary: false,
+            },
+            req: None,
         };
-        assert_eq!(addressed(&send), Some("x"));
-        assert_eq!(addressed(&Command::Close { id: "y".into() }), Some("y"));
-        let b = Command::Broadcast {
-            data: Bytes::new(),
-            binary: false,
+        assert_eq!(addressed(&op(Target::Connection { id })), Some(id));
+        let close = Command::Op {
+            op: Op::Close {
+                to: Target::Connection { id },
+            },
+            req: None,
         };
-        assert_eq!(addressed(&b), None);
-        assert_eq!(addressed(&Command::Forget { id: "z".into() }), None);
+        assert_eq!(addressed(&close), Some(id));
+        assert_eq!(addressed(&op(Target::All)), None);
+        assert_eq!(addressed(&Command::Forget { id: id.to_string() }), None);
     }
 }

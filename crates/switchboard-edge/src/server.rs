@@ -63,6 +63,8 @@ pub(crate) struct Settings {
     pub reject_binary: bool,
     pub connect_budget: Duration,
     pub resume: Option<ResumeSettings>,
+    /// `[cluster] op_timeout_ms`: how long an operation waits for another node.
+    pub op_timeout: Duration,
 }
 
 /// `[resume]`, resolved.
@@ -189,6 +191,8 @@ pub struct EdgeInner {
     registry_writer: std::sync::OnceLock<
         tokio::sync::mpsc::Sender<(switchboard_core::ConnectionId, Option<serde_json::Value>)>,
     >,
+    /// The operations layer's state.
+    pub(crate) ops: crate::ops::OpsState,
     origin: Instant,
     origin_epoch_ms: u64,
     local_port: std::sync::atomic::AtomicU16,
@@ -376,7 +380,7 @@ impl EdgeInner {
     /// Tells the cluster registry about a connection (opened, or closed with `open`
     /// false). In the background: the hot path never waits for the backplane.
     pub(crate) fn record(self: &Arc<Self>, handle: &Arc<ConnHandle>, open: bool) {
-        if self.backplane.kind() == "local" {
+        if !self.backplane.keeps_registry() {
             return;
         }
         let snapshot = open.then(|| {
@@ -397,7 +401,7 @@ impl EdgeInner {
         id: switchboard_core::ConnectionId,
         snapshot: Option<serde_json::Value>,
     ) {
-        if self.backplane.kind() == "local" {
+        if !self.backplane.keeps_registry() {
             return;
         }
         // One writer, in order: a snapshot written at connect must never land after the
@@ -422,76 +426,13 @@ impl EdgeInner {
         }
     }
 
-    /// A connection's groups, user or state changed after it opened: refresh its registry
-    /// snapshot so listings from other nodes see it.
-    pub fn membership_changed(self: &Arc<Self>, handle: &Arc<ConnHandle>) {
-        self.record(handle, true);
-    }
-
     /// Applies a command another node sent to this one.
     pub fn apply(self: &Arc<Self>, command: switchboard_cluster::Command) {
         use switchboard_cluster::Command as C;
-        // A connection this node does not hold may have been opened here and moved on:
-        // a command for it is forwarded to where it is (`forward_if_moved`).
-        let handle_of = |id: &str| {
-            switchboard_core::ConnectionId::parse(id).and_then(|cid| self.table.get(&cid))
-        };
         match command {
-            C::Send { id, data, binary } => match handle_of(&id) {
-                Some(h) => {
-                    let _ = h.send(data, binary);
-                }
-                None => {
-                    let _ = self.forward_if_moved(C::Send { id, data, binary });
-                }
-            },
-            C::SendGroup {
-                group,
-                exclude,
-                data,
-                binary,
-            } => {
-                let exclude: Vec<_> = exclude
-                    .iter()
-                    .filter_map(|s| switchboard_core::ConnectionId::parse(s))
-                    .collect();
-                ConnectionTable::fanout(&self.table.group_handles(&group, &exclude), &data, binary);
-            }
-            C::SendUser { user, data, binary } => {
-                ConnectionTable::fanout(&self.table.user_handles(&user), &data, binary);
-            }
-            C::Broadcast { data, binary } => {
-                ConnectionTable::fanout(&self.table.all_handles(), &data, binary);
-            }
-            C::Close { id } => match handle_of(&id) {
-                Some(h) => h.request_close(CloseRequest::Deleted),
-                None => {
-                    let _ = self.forward_if_moved(C::Close { id });
-                }
-            },
-            C::CloseMany { group, user } => {
-                let handles = match (group, user) {
-                    (Some(g), _) => self.table.group_handles(&g, &[]),
-                    (None, Some(u)) => self.table.user_handles(&u),
-                    (None, None) => Vec::new(),
-                };
-                for h in handles {
-                    h.request_close(CloseRequest::Deleted);
-                }
-            }
-            C::Membership { id, group, join } => match handle_of(&id) {
-                Some(h) => {
-                    if join {
-                        let _ = self.table.join(h.info.id, &group);
-                    } else {
-                        self.table.leave(h.info.id, &group);
-                    }
-                    self.record(&h, true);
-                }
-                None => {
-                    let _ = self.forward_if_moved(C::Membership { id, group, join });
-                }
-            },
+            C::Op { op, req } => self.on_op(op, req),
+            // Answers and greetings stay in the backplane, never come here.
+            C::Reply { .. } | C::Hello => {}
             C::TakeSession {
                 token,
                 after,
@@ -642,6 +583,7 @@ impl Edge {
             trusted_proxies: config.server.trusted_proxies.clone(),
             reject_binary: config.router.binary == switchboard_core::config::BinaryMode::Reject,
             connect_budget: secs(30),
+            op_timeout: Duration::from_millis(config.cluster.op_timeout_ms.max(1)),
             resume: config.resume.enabled.then(|| ResumeSettings {
                 window: secs(config.resume.window_secs),
                 buffer_messages: config.resume.buffer_messages,
@@ -698,6 +640,7 @@ impl Edge {
                 forwarder: std::sync::OnceLock::new(),
                 copy_writer: std::sync::OnceLock::new(),
                 registry_writer: std::sync::OnceLock::new(),
+                ops: Default::default(),
                 origin: Instant::now(),
                 origin_epoch_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -1075,7 +1018,8 @@ where
             user_id: id.user_id.clone(),
             state: Vec::new(),
         };
-        for problem in edge.table.apply_extension(&handle, &ext) {
+        // Recorded with the connection once it is open.
+        for problem in edge.extend_local(&handle, &ext).1 {
             warn!(conn = %info.id, %problem, "authorizer identity not fully applied");
         }
         if let (true, Some(exp)) = (
@@ -1115,7 +1059,7 @@ where
         );
         let refused = match result {
             Ok(resp) if (200..300).contains(&resp.status) => {
-                for problem in edge.table.apply_extension(&handle, &resp.extension) {
+                for problem in edge.extend_local(&handle, &resp.extension).1 {
                     warn!(conn = %info.id, %problem, "$connect response extension refused");
                 }
                 extra_headers = resp.headers;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 use parking_lot::{Mutex, RwLock};
-use switchboard_core::event::{ConnectionInfo, ResponseExtension};
+use switchboard_core::event::ConnectionInfo;
 use switchboard_core::groups::{Membership, MembershipError};
 use switchboard_core::ConnectionId;
 use tokio::sync::mpsc;
@@ -407,32 +407,6 @@ impl ConnectionTable {
             }
         }
         f
-    }
-
-    /// Applies what a function asked for beside its status: groups, user, state.
-    /// Returns the problems (the rest is applied).
-    pub fn apply_extension(&self, handle: &ConnHandle, ext: &ResponseExtension) -> Vec<String> {
-        let id = handle.info.id;
-        let mut problems = Vec::new();
-        if !ext.groups.is_empty() || ext.user_id.is_some() {
-            let mut m = self.membership.write();
-            for g in &ext.groups {
-                if let Err(e) = m.join(id, g) {
-                    problems.push(format!("group {g:?}: {e}"));
-                }
-            }
-            if let Some(u) = &ext.user_id {
-                if let Err(e) = m.set_user(id, Some(u)) {
-                    problems.push(format!("userId: {e}"));
-                }
-            }
-        }
-        if !ext.state.is_empty() {
-            if let Err(e) = handle.merge_state(&ext.state, self.max_state_bytes) {
-                problems.push(e.to_string());
-            }
-        }
-        problems
     }
 
     /// `requestContext.switchboard` for a connection: its user, groups and state, or

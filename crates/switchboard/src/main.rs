@@ -360,7 +360,6 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
             stage: cfg.api.stage.clone(),
             max_message_bytes: cfg.limits.max_message_bytes,
             metrics: mgmt_metrics.clone(),
-            remote_seen: Default::default(),
         });
         let router = switchboard_api::router(api.clone(), connections);
         let limits = switchboard_api::HeadLimits::from(&cfg.management);

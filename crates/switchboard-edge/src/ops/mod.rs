@@ -1,0 +1,312 @@
+//! The operations layer: the one place that applies an [`Op`] (send, close, join, leave,
+//! set state or user, read, list) for the whole cluster.
+//!
+//! Every entry point calls it: `@connections`, every `/v1` route and `/v1/batch` item
+//! ([`EdgeInner::apply_op`]); builtins and function answers, for their own connection
+//! ([`EdgeInner::apply_held`], [`EdgeInner::extend`]); and operations other nodes send
+//! ([`EdgeInner::on_op`]). Only `local.rs` touches the connection table, and it writes the
+//! registry snapshot after every change it makes, so no caller can forget to.
+//!
+//! Where an operation goes is decided by [`plan::plan`] from where the connection is:
+//! held here → applied here; opened here and moved → forwarded in order to its holder;
+//! opened on another node → asked of that node (sends and closes by id are handed over
+//! without waiting, as AWS's `PostToConnection` is); group, user and broadcast sends,
+//! closes of many and listings → applied here and on every other node, the answers summed
+//! with the nodes they cover ([`Coverage`]).
+
+mod local;
+pub(crate) mod plan;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use switchboard_cluster::{BackplaneError, Command, OpResult, RequestRef};
+use switchboard_core::event::ResponseExtension;
+use switchboard_core::ops::{Coverage, Op, OpError, Outcome};
+use switchboard_core::ConnectionId;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::server::EdgeInner;
+use crate::table::ConnHandle;
+use plan::{At, Plan};
+
+/// How long a connection of another node, seen alive in the registry, is trusted without
+/// asking the registry again before a send or close by id is handed to its node. A send
+/// to a remote connection that closed within this window is accepted (its node drops
+/// it) instead of answered 410.
+pub const REMOTE_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Entries kept at most before the cache is cleared.
+const REMOTE_CACHE_MAX: usize = 100_000;
+
+/// The operations layer's own state.
+#[derive(Default)]
+pub(crate) struct OpsState {
+    /// Connections of other nodes recently seen alive in the registry.
+    seen: Mutex<HashMap<ConnectionId, Instant>>,
+}
+
+fn from_backplane(e: BackplaneError) -> OpError {
+    match e {
+        BackplaneError::NotInCluster => OpError::Gone,
+        BackplaneError::Unavailable => OpError::Unavailable,
+        BackplaneError::Timeout => OpError::Timeout,
+        BackplaneError::Busy => OpError::Busy,
+    }
+}
+
+impl EdgeInner {
+    /// Applies `op` for the whole cluster and answers for it: the management API's one
+    /// way in.
+    ///
+    /// Cancel safety: what was applied here stays applied; an operation already sent to
+    /// another node may still be applied there, its answer then dropped.
+    pub async fn apply_op(self: &Arc<Self>, op: Op) -> Result<Outcome, OpError> {
+        op.validate()?;
+        let (at, held) = self.locate(&op);
+        let outcome = match plan::plan(&op, at, self.backplane.has_peers()) {
+            Plan::Local => match held {
+                Some(h) => self.apply_on(&h, op),
+                None => self.apply_here(&op),
+            },
+            Plan::ForwardInOrder => self.forward_and_wait(op).await,
+            Plan::Ask(home) => self.ask_home(home, op).await,
+            Plan::Tell(home) => match self.tell(home, op.clone()).await {
+                // Its home is gone, and with it the path sends took: this node holds
+                // the session now, so it orders them.
+                Err(OpError::Gone) => match held {
+                    Some(h) => self.apply_on(&h, op),
+                    None => Err(OpError::Gone),
+                },
+                other => other,
+            },
+            Plan::Gather => self.gather(op).await,
+            Plan::Gone => Err(OpError::Gone),
+        };
+        if let Err(e) = &outcome {
+            self.metrics.op_failed(e.label());
+        }
+        outcome
+    }
+
+    /// Applies `op` to a connection this node holds, from its own task (builtins): never
+    /// waits, never forwards.
+    pub(crate) fn apply_held(self: &Arc<Self>, handle: &Arc<ConnHandle>, op: Op) -> OpResult {
+        op.validate()?;
+        self.apply_on(handle, op)
+    }
+
+    /// Applies what a function answer (or an authorizer's identity, or a moved session's
+    /// record) asks for beside its status: groups, user and state, with one registry
+    /// write. Returns the problems; the rest is applied.
+    pub(crate) fn extend(
+        self: &Arc<Self>,
+        handle: &Arc<ConnHandle>,
+        ext: &ResponseExtension,
+    ) -> Vec<String> {
+        if ext.is_empty() {
+            return Vec::new();
+        }
+        let (changed, problems) = self.extend_local(handle, ext);
+        if changed {
+            self.record(handle, true);
+        }
+        problems
+    }
+
+    /// An operation another node sent: applies this node's part, or forwards it in order
+    /// if this is the home of a session that moved (its holder answers then), and answers
+    /// `req`.
+    pub(crate) fn on_op(self: &Arc<Self>, op: Op, req: Option<RequestRef>) {
+        let result = match op.connection() {
+            None => self.apply_here(&op),
+            Some(id) => match self.table.get(&id) {
+                Some(h) if h.close_requested().is_none() => self.apply_on(&h, op),
+                Some(_) => Err(OpError::Gone),
+                None => match self.forward_if_moved(Command::Op { op, req }) {
+                    // The holder answers.
+                    Ok(()) => return,
+                    Err(_) => Err(OpError::Gone),
+                },
+            },
+        };
+        if let Some(req) = req {
+            self.answer_op(req, result);
+        }
+    }
+
+    /// Sends the answer to another node's request, in the background.
+    pub(crate) fn answer_op(&self, req: RequestRef, result: OpResult) {
+        let backplane = self.backplane.clone();
+        tokio::spawn(async move {
+            if let Err(e) = backplane.reply(req, result).await {
+                debug!(node_tag = req.from, error = %e, "answer to another node not sent");
+            }
+        });
+    }
+
+    /// Where the connection `op` addresses is, and its handle if it is here.
+    fn locate(&self, op: &Op) -> (At, Option<Arc<ConnHandle>>) {
+        let Some(id) = op.connection() else {
+            return (At::Nowhere, None);
+        };
+        if let Some(h) = self.table.get(&id) {
+            return match (h.close_requested(), id.node_tag()) {
+                (Some(_), _) => (At::Nowhere, None),
+                (None, home) if home == self.ids.node_tag() => (At::Here, Some(h)),
+                (None, home) => (At::Visiting(home), Some(h)),
+            };
+        }
+        if id.node_tag() != self.ids.node_tag() {
+            (At::Elsewhere(id.node_tag()), None)
+        } else if self.moved_to(&id).is_some() {
+            (At::Away, None)
+        } else {
+            (At::Nowhere, None)
+        }
+    }
+
+    /// Forwards an operation for a session opened here that moved, behind everything
+    /// forwarded before it, and waits for its holder's answer.
+    async fn forward_and_wait(self: &Arc<Self>, op: Op) -> OpResult {
+        let id = op.connection().expect("planned for one connection");
+        if matches!(op, Op::Send { .. } | Op::Close { .. }) {
+            // Accepted once queued behind the session's handover, as `Tell` is.
+            return match self.forward_if_moved(Command::Op { op, req: None }) {
+                Ok(()) => Ok(Outcome::Accepted),
+                Err(Command::Op { op, .. }) => match self.table.get(&id) {
+                    Some(h) => self.apply_on(&h, op),
+                    None => Err(OpError::Gone),
+                },
+                Err(_) => Err(OpError::Gone),
+            };
+        }
+        let deadline = Instant::now() + self.op_timeout();
+        let pending = self.backplane.expect_reply().map_err(from_backplane)?;
+        if let Err(Command::Op { op, .. }) = self.forward_if_moved(Command::Op {
+            op,
+            req: Some(pending.req()),
+        }) {
+            // It came back meanwhile.
+            return match self.table.get(&id) {
+                Some(h) => self.apply_on(&h, op),
+                None => Err(OpError::Gone),
+            };
+        }
+        pending.answer(deadline).await.map_err(from_backplane)?
+    }
+
+    /// Asks the connection's home (which applies it, or forwards it to where the session
+    /// moved) and waits for the answer.
+    async fn ask_home(self: &Arc<Self>, home: u32, op: Op) -> OpResult {
+        let id = op.connection().expect("planned for one connection");
+        match self.backplane.request(home, op).await {
+            Ok(result) => result,
+            Err(BackplaneError::Timeout) => {
+                // No answer: gone with its node, or just slow?
+                match self.backplane.connection(id).await {
+                    Ok(None) | Err(BackplaneError::NotInCluster) => Err(OpError::Gone),
+                    _ => Err(OpError::Timeout),
+                }
+            }
+            Err(e) => Err(from_backplane(e)),
+        }
+    }
+
+    /// Hands a send or close by id to the connection's home after checking (at most once
+    /// per [`REMOTE_CACHE_TTL`]) that the registry knows the connection.
+    async fn tell(self: &Arc<Self>, home: u32, op: Op) -> OpResult {
+        let id = op.connection().expect("planned for one connection");
+        let now = Instant::now();
+        let closing = matches!(op, Op::Close { .. });
+        let fresh = !closing
+            && self
+                .ops
+                .seen
+                .lock()
+                .get(&id)
+                .is_some_and(|seen| now.duration_since(*seen) < REMOTE_CACHE_TTL);
+        if !fresh {
+            match self.backplane.connection(id).await {
+                Ok(Some(_)) if !closing => {
+                    let mut seen = self.ops.seen.lock();
+                    if seen.len() >= REMOTE_CACHE_MAX {
+                        seen.clear();
+                    }
+                    seen.insert(id, now);
+                }
+                Ok(Some(_)) => {
+                    self.ops.seen.lock().remove(&id);
+                }
+                Ok(None) | Err(BackplaneError::NotInCluster) => {
+                    self.ops.seen.lock().remove(&id);
+                    return Err(OpError::Gone);
+                }
+                Err(e) => return Err(from_backplane(e)),
+            }
+        }
+        self.backplane
+            .to_node(home, Command::Op { op, req: None })
+            .await
+            .map_err(from_backplane)?;
+        Ok(Outcome::Accepted)
+    }
+
+    /// Applies a fan-out or listing here and on every other node, and sums the answers.
+    async fn gather(self: &Arc<Self>, op: Op) -> OpResult {
+        let here = self.apply_here(&op)?;
+        let gathered = self.backplane.gather(op).await.map_err(from_backplane)?;
+        let mut nodes = Coverage {
+            answered: 1,
+            expected: 1 + gathered.expected,
+        };
+        let mut total = here;
+        for (from, reply) in gathered.replies {
+            match reply {
+                Ok(part) => {
+                    if merge(&mut total, part) {
+                        nodes.answered += 1;
+                    }
+                }
+                Err(e) => debug!(node_tag = from, error = %e, "a node refused its part"),
+            }
+        }
+        nodes.expected = nodes.expected.max(nodes.answered);
+        Ok(with_nodes(total, nodes))
+    }
+
+    fn op_timeout(&self) -> Duration {
+        self.settings.op_timeout
+    }
+}
+
+/// Adds another node's part to a fan-out's answer; `false` if it is not a part of it.
+fn merge(total: &mut Outcome, part: Outcome) -> bool {
+    match (total, part) {
+        (Outcome::Sent { counts, .. }, Outcome::Sent { counts: c, .. }) => {
+            counts.add(c);
+            true
+        }
+        (Outcome::Closed { closed, .. }, Outcome::Closed { closed: c, .. }) => {
+            *closed += c;
+            true
+        }
+        (Outcome::Members { ids, .. }, Outcome::Members { ids: more, .. }) => {
+            let all: BTreeSet<ConnectionId> = ids.drain(..).chain(more).collect();
+            ids.extend(all);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn with_nodes(outcome: Outcome, nodes: Coverage) -> Outcome {
+    match outcome {
+        Outcome::Sent { counts, .. } => Outcome::Sent { counts, nodes },
+        Outcome::Closed { closed, .. } => Outcome::Closed { closed, nodes },
+        Outcome::Members { ids, .. } => Outcome::Members { ids, nodes },
+        other => other,
+    }
+}
