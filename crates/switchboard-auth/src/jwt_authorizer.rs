@@ -31,7 +31,10 @@ pub(crate) struct JwtAuthorizer {
 }
 
 impl JwtAuthorizer {
-    pub(crate) async fn new(cfg: &JwtConfig) -> Result<Self, String> {
+    /// Checks the configuration, reads the key files and parses the keys; the JWKS URL
+    /// is not fetched and nothing is spawned. What [`JwtAuthorizer::new`] refuses, this
+    /// refuses (`switchboard check-config` runs it alone).
+    pub(crate) fn prepare(cfg: &JwtConfig) -> Result<Self, String> {
         if cfg.token_sources.is_empty() {
             return Err("authorizer.token_sources: must name at least one source".into());
         }
@@ -74,16 +77,16 @@ impl JwtAuthorizer {
         for (i, path) in cfg.public_keys.iter().enumerate() {
             let pem = read_file(path).map_err(|e| format!("authorizer.public_keys[{i}]: {e}"))?;
             let keys = keys::keys_from_pem(&pem)
-                .map_err(|e| format!("authorizer.public_keys[{i}] ({}): {e}", path.display()))?;
+                .map_err(|e| format!("authorizer.public_keys[{i}]: {}: {e}", path.display()))?;
             static_keys.extend(keys);
         }
         if let Some(path) = &cfg.jwks_file {
             let doc = read_file(path).map_err(|e| format!("authorizer.jwks_file: {e}"))?;
             let set = keys::keys_from_jwks(&doc, keys::JwksOrigin::File)
-                .map_err(|e| format!("authorizer.jwks_file ({}): {e}", path.display()))?;
+                .map_err(|e| format!("authorizer.jwks_file: {}: {e}", path.display()))?;
             if set.keys.is_empty() {
                 return Err(format!(
-                    "authorizer.jwks_file ({}): {}",
+                    "authorizer.jwks_file: {}: {}",
                     path.display(),
                     set.why_none()
                 ));
@@ -119,22 +122,6 @@ impl JwtAuthorizer {
             }
         }
 
-        let refresher = match &remote {
-            None => None,
-            Some(remote) => {
-                // A URL that fails at start is not fatal: the identity provider may come
-                // up after the gateway. Until keys load, tokens that need them get 500.
-                if let Err(e) = remote.refresh().await {
-                    tracing::warn!(
-                        url = cfg.jwks_url.as_deref().unwrap_or_default(),
-                        error = %e,
-                        "JWKS not loaded at start; retrying in the background, tokens that need it get 500 until then"
-                    );
-                }
-                Some(remote.spawn_refresher(Duration::from_secs(cfg.jwks_refresh_secs)))
-            }
-        };
-
         Ok(Self {
             sources: cfg.token_sources.clone(),
             query_param: cfg.query_param.clone(),
@@ -150,8 +137,27 @@ impl JwtAuthorizer {
             static_keys,
             remote,
             close_on_expiry: cfg.close_on_expiry,
-            _refresher: refresher,
+            _refresher: None,
         })
+    }
+
+    /// [`JwtAuthorizer::prepare`], then a first fetch of the JWKS URL and its refresh.
+    pub(crate) async fn new(cfg: &JwtConfig) -> Result<Self, String> {
+        let mut authorizer = Self::prepare(cfg)?;
+        if let Some(remote) = &authorizer.remote {
+            // A URL that fails at start is not fatal: the identity provider may come up
+            // after the gateway. Until keys load, tokens that need them get 500.
+            if let Err(e) = remote.refresh().await {
+                tracing::warn!(
+                    url = cfg.jwks_url.as_deref().unwrap_or_default(),
+                    error = %e,
+                    "JWKS not loaded at start; retrying in the background, tokens that need it get 500 until then"
+                );
+            }
+            authorizer._refresher =
+                Some(remote.spawn_refresher(Duration::from_secs(cfg.jwks_refresh_secs)));
+        }
+        Ok(authorizer)
     }
 
     pub(crate) fn close_on_expiry(&self) -> bool {

@@ -207,6 +207,17 @@ impl Authorizer {
         Ok(Self { kind })
     }
 
+    /// What [`Authorizer::new`] refuses, decided without fetching or spawning anything:
+    /// the settings, the key files (read and parsed), the identity sources. Whether a
+    /// REQUEST authorizer's function exists is the caller's to check (it holds the
+    /// functions). For `switchboard check-config`, and for `serve` before it binds.
+    pub fn check(cfg: &AuthorizerConfig) -> Result<(), String> {
+        match cfg {
+            AuthorizerConfig::Jwt(jwt) => jwt_authorizer::JwtAuthorizer::prepare(jwt).map(drop),
+            AuthorizerConfig::Request(req) => request::RequestAuthorizer::sources(req).map(drop),
+        }
+    }
+
     /// Authorizes one handshake. The future ends within the REQUEST function's own
     /// timeout, or [`JWKS_FETCH_TIMEOUT`] when an unknown `kid` triggers a JWKS fetch.
     ///

@@ -58,6 +58,29 @@ pub(crate) struct RequestAuthorizer {
 }
 
 impl RequestAuthorizer {
+    /// The identity sources, checked: what [`RequestAuthorizer::new`] refuses about the
+    /// configuration itself (`switchboard check-config` runs it alone).
+    pub(crate) fn sources(cfg: &RequestAuthorizerConfig) -> Result<Vec<IdentitySource>, String> {
+        let sources = cfg
+            .identity_sources
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                IdentitySource::parse(spec)
+                    .map_err(|e| format!("authorizer.identity_sources[{i}]: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if sources.is_empty() && cfg.cache_ttl_secs > 0 && cfg.cache_max_entries > 0 {
+            // Every connection would share one cache entry: the first answer would
+            // decide for everyone.
+            return Err(
+                "authorizer.identity_sources: required while answers are cached (cache_ttl_secs > 0)"
+                    .into(),
+            );
+        }
+        Ok(sources)
+    }
+
     pub(crate) fn new(
         cfg: &RequestAuthorizerConfig,
         invoker: Option<Arc<dyn Invoker>>,
@@ -68,24 +91,8 @@ impl RequestAuthorizer {
                 cfg.function
             )
         })?;
-        let sources = cfg
-            .identity_sources
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                IdentitySource::parse(spec)
-                    .map_err(|e| format!("authorizer.identity_sources[{i}]: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let sources = Self::sources(cfg)?;
         let caching = cfg.cache_ttl_secs > 0 && cfg.cache_max_entries > 0;
-        if sources.is_empty() && caching {
-            // Every connection would share one cache entry: the first answer would
-            // decide for everyone.
-            return Err(
-                "authorizer.identity_sources: required while answers are cached (cache_ttl_secs > 0)"
-                    .into(),
-            );
-        }
         Ok(Self {
             sources,
             invoker,

@@ -79,6 +79,21 @@ pub struct NatsBackplane {
     node: Node<NatsEngine>,
 }
 
+/// Refuses an empty `cluster.urls`, or one that is not a NATS server address (`nats://host:port`), as
+/// `connect` does before it dials anything; the error names the key
+/// (`cluster.urls[1]: ...`). For `switchboard check-config`.
+pub fn check_urls(urls: &[String]) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err("cluster.urls: is empty".into());
+    }
+    for (i, url) in urls.iter().enumerate() {
+        url.parse::<ServerAddr>()
+            .map(drop)
+            .map_err(|e| format!("cluster.urls[{i}]: {url:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 impl NatsBackplane {
     /// Connects to `cfg.urls` (any servers of one NATS cluster, with JetStream),
     /// creates the buckets if they are missing, registers this node and starts its
@@ -98,9 +113,7 @@ impl NatsBackplane {
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
     ) -> Result<Arc<Self>, String> {
-        if cfg.urls.is_empty() {
-            return Err("nats backplane: cluster.urls is empty".into());
-        }
+        check_urls(&cfg.urls).map_err(|e| format!("nats backplane: {e}"))?;
         let link = Arc::new(Link::new("nats", cfg, node_id, inbox, events));
         let startup = link.op_timeout * 5;
         let (engine, tasks) = tokio::time::timeout(startup, NatsEngine::open(cfg, &link))

@@ -110,6 +110,22 @@ pub struct RedisBackplane {
     node: Node<RedisEngine>,
 }
 
+/// Refuses an empty `cluster.urls`, or one that is not a Redis URL (`redis://host:port`, `rediss://`, `redis+unix://`), as
+/// `connect` does before it dials anything; the error names the key
+/// (`cluster.urls[1]: ...`). For `switchboard check-config`.
+pub fn check_urls(urls: &[String]) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err("cluster.urls: is empty".into());
+    }
+    for (i, url) in urls.iter().enumerate() {
+        url.as_str()
+            .into_connection_info()
+            .map(drop)
+            .map_err(|e| format!("cluster.urls[{i}]: {url:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 impl RedisBackplane {
     /// Connects to `cfg.urls` (one: single Redis; several: Redis Cluster), registers
     /// this node and starts its heartbeat and reaper. Fails if Redis cannot be reached
@@ -129,9 +145,7 @@ impl RedisBackplane {
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
     ) -> Result<Arc<Self>, String> {
-        if cfg.urls.is_empty() {
-            return Err("redis backplane: cluster.urls is empty".into());
-        }
+        check_urls(&cfg.urls).map_err(|e| format!("redis backplane: {e}"))?;
         let link = Arc::new(Link::new("redis", cfg, node_id, inbox, events));
         let push_link = link.clone();
         // Runs on the connection's reader: must not block (Link::deliver only try_sends).

@@ -1167,7 +1167,8 @@ impl Config {
 }
 
 /// `name` as one segment of a dotted key: as it is when TOML allows it bare, else quoted.
-fn table_key(name: &str) -> String {
+/// The form [`ConfigError::key`] uses for names of functions and routes.
+pub fn table_key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .bytes()

@@ -22,6 +22,9 @@ pub mod table;
 mod tls;
 
 pub use server::{bind, Edge, EdgeInner};
+/// The start-up checks of the parts [`Edge::new`] builds from files, callable alone.
+pub use static_files::check as check_static;
+pub use tls::{check as check_tls, TlsFile};
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,17 @@ fn percent_decode(s: &str) -> Option<String> {
     switchboard_core::text::percent_decode(s).filter(|s| !s.contains('\0'))
 }
 
+/// Refuses a `[static] dir` that is not a readable directory: every page would be 404.
+pub fn check(cfg: &StaticConfig) -> Result<(), String> {
+    match std::fs::read_dir(&cfg.dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(format!("{} is not a directory", cfg.dir.display()))
+        }
+        Err(e) => Err(format!("{}: {e}", cfg.dir.display())),
+    }
+}
+
 /// Serves one file.
 pub async fn serve(cfg: &StaticConfig, path: &str, head: bool) -> Response<Full<Bytes>> {
     let Some(mut file) = resolve(&cfg.dir, &cfg.index, path) else {

@@ -140,6 +140,33 @@ pub struct RuntimeContext {
     pub region: String,
 }
 
+/// The checks [`build`] makes, without starting anything (no worker, no connection): for
+/// `switchboard check-config`, and for `serve` before it binds. `region` is the one
+/// managed workers will see. Each error is `(function name, "key: problem")`, the key
+/// relative to the function's table.
+pub fn check(
+    configs: &std::collections::BTreeMap<String, FunctionConfig>,
+    region: &str,
+) -> Vec<(String, String)> {
+    let api = ApiIdentity {
+        stage: String::new(),
+        domain_name: String::new(),
+        api_id: String::new(),
+    };
+    configs
+        .iter()
+        .filter_map(|(name, cfg)| {
+            let checked = match cfg {
+                FunctionConfig::Builtin { .. } => Ok(()),
+                // Building an HTTP invoker opens nothing: connections are made on demand.
+                FunctionConfig::Http(h) => http::HttpInvoker::new(name, h, api.clone()).map(|_| ()),
+                FunctionConfig::Lambda(l) => lambda::LambdaInvoker::check(name, l, region),
+            };
+            checked.err().map(|e| (name.clone(), e))
+        })
+        .collect()
+}
+
 /// Builds every configured function by name.
 pub fn build(
     configs: &std::collections::BTreeMap<String, FunctionConfig>,

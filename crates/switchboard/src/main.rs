@@ -3,6 +3,7 @@
 
 mod config_file;
 mod dev;
+mod preflight;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,10 @@ enum Command {
         config: PathBuf,
     },
 }
+
+/// The region managed workers see (`AWS_REGION`); it is part of their function ARN,
+/// which `check-config` checks too.
+const WORKER_REGION: &str = "us-east-1";
 
 fn load(path: &std::path::Path) -> Result<Config> {
     let overrides = config_file::overrides(std::env::vars());
@@ -218,7 +223,7 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
         access_key_id: format!("SBWORKER{:012X}", rand::random::<u64>() >> 16),
         secret_access_key: random_secret(),
         bearer_token: random_secret(),
-        region: "us-east-1".into(),
+        region: WORKER_REGION.into(),
     };
     let mut management = cfg.management.clone();
     management

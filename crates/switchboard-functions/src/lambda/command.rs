@@ -41,27 +41,46 @@ pub(crate) struct Launch {
 }
 
 impl Launch {
+    /// The checks [`Launch::new`] makes, without writing or starting anything (for
+    /// `switchboard check-config`). Errors name the key, relative to the function's table.
+    pub fn check(cfg: &LambdaFunctionConfig) -> Result<(), String> {
+        let dir = std::path::absolute(&cfg.dir)
+            .map_err(|e| format!("dir: {}: {e}", cfg.dir.display()))?;
+        if !dir.is_dir() {
+            return Err(format!("dir: {} is not a directory", dir.display()));
+        }
+        if cfg.command.is_empty() {
+            if cfg.handler.is_empty() {
+                return Err("handler: must be set when command is empty".into());
+            }
+            bundled_runtime(cfg.runtime.as_deref())?;
+        } else if cfg.command[0].is_empty() {
+            return Err("command: the program must not be empty".into());
+        }
+        for (k, v) in &cfg.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(format!("env.{k}: not a valid environment variable"));
+            }
+            if k == "AWS_LAMBDA_RUNTIME_API" {
+                return Err(format!("env.{k}: set by switchboard, cannot be configured"));
+            }
+        }
+        Ok(())
+    }
+
     /// Resolves the command, directory and environment. Errors name the key.
     pub fn new(
         name: &str,
         cfg: &LambdaFunctionConfig,
         rt: &RuntimeContext,
     ) -> Result<Self, String> {
+        Self::check(cfg)?;
         let dir = std::path::absolute(&cfg.dir)
             .map_err(|e| format!("dir: {}: {e}", cfg.dir.display()))?;
-        if !dir.is_dir() {
-            return Err(format!("dir: {} is not a directory", dir.display()));
-        }
 
         let mut argv: Vec<OsString> = if cfg.command.is_empty() {
-            if cfg.handler.is_empty() {
-                return Err("handler: must be set when command is empty".into());
-            }
             bundled_command(cfg.runtime.as_deref())?
         } else {
-            if cfg.command[0].is_empty() {
-                return Err("command: the program must not be empty".into());
-            }
             cfg.command.iter().map(OsString::from).collect()
         };
         if cfg.memory_mb > 0 {
@@ -105,13 +124,8 @@ impl Launch {
         set("SWITCHBOARD_TOKEN", &rt.bearer_token);
         // Handler output goes to a pipe: unbuffered so each line reaches the log at once.
         set("PYTHONUNBUFFERED", "1");
+        // Keys and values were checked above.
         for (k, v) in &cfg.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(format!("env.{k}: not a valid environment variable"));
-            }
-            if k == "AWS_LAMBDA_RUNTIME_API" {
-                return Err(format!("env.{k}: set by switchboard, cannot be configured"));
-            }
             set(k, v);
         }
 
@@ -177,16 +191,7 @@ fn log_stream_name(worker: u64) -> String {
 
 /// `python3 <runtimes>/python/bootstrap.py` or `node <runtimes>/node/bootstrap.mjs`.
 fn bundled_command(runtime: Option<&str>) -> Result<Vec<OsString>, String> {
-    let (interpreter, sub, file, embedded) = match runtime {
-        Some("python") => ("python3", "python", "bootstrap.py", PYTHON_BOOTSTRAP),
-        Some("node") => ("node", "node", "bootstrap.mjs", NODE_BOOTSTRAP),
-        Some(other) => {
-            return Err(format!(
-                "runtime: unknown runtime {other:?} (expected \"python\" or \"node\")"
-            ))
-        }
-        None => return Err("runtime: set \"python\" or \"node\", or set command".into()),
-    };
+    let (interpreter, sub, file, embedded) = bundled_runtime(runtime)?;
     let path = find_bootstrap(sub, file)
         .map(Ok)
         .unwrap_or_else(|| write_embedded(sub, file, embedded))?;
@@ -206,6 +211,21 @@ fn find_bootstrap(sub: &str, file: &str) -> Option<PathBuf> {
         .skip(1)
         .map(|dir| dir.join("runtimes").join(sub).join(file))
         .find(|path| path.is_file())
+}
+
+/// The interpreter, the folder under `runtimes/`, the bootstrap's file name and its
+/// compiled-in text for `runtime`.
+fn bundled_runtime(
+    runtime: Option<&str>,
+) -> Result<(&'static str, &'static str, &'static str, &'static str), String> {
+    match runtime {
+        Some("python") => Ok(("python3", "python", "bootstrap.py", PYTHON_BOOTSTRAP)),
+        Some("node") => Ok(("node", "node", "bootstrap.mjs", NODE_BOOTSTRAP)),
+        Some(other) => Err(format!(
+            "runtime: unknown runtime {other:?} (expected \"python\" or \"node\")"
+        )),
+        None => Err("runtime: set \"python\" or \"node\", or set command".into()),
+    }
 }
 
 /// Writes the compiled-in bootstrap to a temporary directory named after its content, so

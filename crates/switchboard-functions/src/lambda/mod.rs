@@ -135,15 +135,10 @@ impl std::fmt::Debug for LambdaHandle {
 }
 
 impl LambdaInvoker {
-    /// Validates the configuration and starts the pool (and its `min_warm` workers).
-    /// Must be called inside a tokio runtime, whose tasks then run the pool. The error
-    /// names the offending key relative to the function's table.
-    pub fn start(
-        name: &str,
-        cfg: &LambdaFunctionConfig,
-        api: ApiIdentity,
-        rt: &RuntimeContext,
-    ) -> Result<Self, String> {
+    /// The checks [`LambdaInvoker::start`] makes, without starting anything: for
+    /// `switchboard check-config`. `region` is the one workers will see. The error names
+    /// the offending key relative to the function's table.
+    pub fn check(name: &str, cfg: &LambdaFunctionConfig, region: &str) -> Result<(), String> {
         if cfg.timeout_ms == 0 {
             return Err("timeout_ms: must be greater than 0".into());
         }
@@ -153,14 +148,24 @@ impl LambdaInvoker {
         if cfg.min_warm > cfg.max_concurrency {
             return Err("min_warm: must not exceed max_concurrency".into());
         }
+        function_arn(name, region)?;
+        Launch::check(cfg)
+    }
+
+    /// Validates the configuration and starts the pool (and its `min_warm` workers).
+    /// Must be called inside a tokio runtime, whose tasks then run the pool. The error
+    /// names the offending key relative to the function's table.
+    pub fn start(
+        name: &str,
+        cfg: &LambdaFunctionConfig,
+        api: ApiIdentity,
+        rt: &RuntimeContext,
+    ) -> Result<Self, String> {
+        Self::check(name, cfg, &rt.region)?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "lambda functions must be started inside a tokio runtime".to_owned())?;
         let launch = Launch::new(name, cfg, rt)?;
-        let function_arn = HeaderValue::from_str(&format!(
-            "arn:aws:lambda:{}:000000000000:function:{name}",
-            rt.region
-        ))
-        .map_err(|_| "the function name or region cannot appear in a header".to_owned())?;
+        let function_arn = function_arn(name, &rt.region)?;
         let timeout = Duration::from_millis(cfg.timeout_ms);
         let idle = Duration::from_secs(cfg.idle_secs);
         let pool = Arc::new(Pool {
@@ -203,6 +208,14 @@ impl LambdaInvoker {
             pool: Arc::clone(&self.pool),
         }
     }
+}
+
+/// The function's ARN, as the `Lambda-Runtime-Invoked-Function-Arn` header.
+fn function_arn(name: &str, region: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(&format!(
+        "arn:aws:lambda:{region}:000000000000:function:{name}"
+    ))
+    .map_err(|_| "the function name or region cannot appear in a header".to_owned())
 }
 
 impl LambdaHandle {

@@ -717,25 +717,23 @@ fn check_error(
     if let Some(list) = message.strip_prefix("invalid configuration:\n") {
         for item in list.lines() {
             let item = item.trim_start();
-            let rest = item
-                .strip_prefix(path)
-                .ok_or_else(|| TestCaseError::fail(format!("no file in {item:?}")))?;
-            // `:<line>: key: problem`, ` (VAR): key: problem` or `: key: problem`.
-            let (line, rest) = if let Some(r) = rest.strip_prefix(" (") {
-                let (var, r) = r.split_once("): ").unwrap_or_default();
-                prop_assert!(env.iter().any(|o| o.var == var), "{item}");
-                (None, r)
-            } else if let Some(r) = rest.strip_prefix(": ") {
-                (None, r)
+            // `file:<line>:<col>: key: problem`, `VAR: key: problem` or `file: key: problem`.
+            let (line, rest) = if let Some(var) = env.iter().find(|o| {
+                item.strip_prefix(o.var.as_str())
+                    .is_some_and(|r| r.starts_with(": "))
+            }) {
+                (None, &item[var.var.len() + 2..])
             } else {
-                let r = rest.strip_prefix(':').unwrap_or(rest);
-                let (n, r) = r
-                    .split_once(": ")
-                    .ok_or_else(|| TestCaseError::fail(format!("no key in {item:?}")))?;
-                let n: usize = n
-                    .parse()
-                    .map_err(|_| TestCaseError::fail(format!("bad line in {item:?}")))?;
-                (Some(n), r)
+                let rest = item
+                    .strip_prefix(path)
+                    .ok_or_else(|| TestCaseError::fail(format!("no file in {item:?}")))?;
+                if let Some(r) = rest.strip_prefix(": ") {
+                    (None, r)
+                } else {
+                    let (line, _col, r) = line_col(rest)
+                        .ok_or_else(|| TestCaseError::fail(format!("bad place in {item:?}")))?;
+                    (Some(line), r)
+                }
             };
             let (key, problem) = rest
                 .split_once(": ")
@@ -748,27 +746,41 @@ fn check_error(
                 "{key} is no key of the configuration"
             );
             if let (Some(lines), true) = (&doc.lines, env.is_empty()) {
-                prop_assert_eq!(
-                    line,
-                    lines.get(key).copied(),
-                    "the line of {} in\n{}",
-                    key,
-                    doc.text
-                );
+                // An element of a one-line array is on its array's line.
+                let element_of = key
+                    .strip_suffix(']')
+                    .and_then(|k| k.rsplit_once('['))
+                    .map(|(array, _)| array);
+                let want = lines
+                    .get(key)
+                    .or_else(|| element_of.and_then(|a| lines.get(a)))
+                    .copied();
+                prop_assert_eq!(line, want, "the line of {} in\n{}", key, doc.text);
             }
         }
     } else if let Some(rest) = message.strip_prefix(path) {
         prop_assert!(
-            rest.contains("line "),
-            "a TOML error without its line: {message}"
+            line_col(rest).is_some(),
+            "a TOML error without its line and column: {message}"
         );
     } else {
         prop_assert!(
-            message.starts_with("environment overrides (") || message.starts_with("SWITCHBOARD_"),
+            message.starts_with("environment overrides (")
+                || env
+                    .iter()
+                    .any(|o| message.starts_with(&format!("{}: ", o.var))),
             "an error naming nothing: {message}"
         );
     }
     Ok(())
+}
+
+/// `:<line>:<col>: rest` as the line, the column and the rest.
+fn line_col(s: &str) -> Option<(usize, usize, &str)> {
+    let s = s.strip_prefix(':')?;
+    let (line, s) = s.split_once(':')?;
+    let (col, rest) = s.split_once(": ")?;
+    Some((line.parse().ok()?, col.parse().ok()?, rest))
 }
 
 /// The documented range of every bounded key (docs/config.md), checked on an accepted
