@@ -44,6 +44,8 @@ pub struct EdgeMetrics {
     pub outbound_queue_drops: Counter,
     /// Function invocations that failed, by reason.
     pub invoke_errors: Family<ReasonLabel, Counter>,
+    /// Invocations (messages and `$disconnect`) given up at the shutdown deadline.
+    pub shutdown_abandoned: Counter,
 }
 
 impl EdgeMetrics {
@@ -99,6 +101,11 @@ impl EdgeMetrics {
             "invoke_errors",
             "Function invocations that failed, by reason",
             self.invoke_errors.clone(),
+        );
+        r.register(
+            "shutdown_abandoned_invocations",
+            "Invocations (messages and $disconnect) still running when the shutdown grace ran out",
+            self.shutdown_abandoned.clone(),
         );
     }
 
