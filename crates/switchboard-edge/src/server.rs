@@ -223,6 +223,12 @@ impl EdgeInner {
         self.shutdown.is_cancelled()
     }
 
+    /// Runs `work` (such as the `$disconnect`s of a lost node's connections) as a task
+    /// that the shutdown drain waits for, like a connection's.
+    pub fn spawn_drained(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(work);
+    }
+
     pub(crate) fn forget_session(&self, id: switchboard_core::ConnectionId) {
         self.sessions.lock().remove(&id);
     }

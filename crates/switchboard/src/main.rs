@@ -299,9 +299,13 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
                         ..
                     } => {
                         info!(node = %node_id, connections = connections.len(), "node lost: cleaning up after it");
-                        for snap in &connections {
-                            inner.disconnect_lost(snap, &node_id).await;
-                        }
+                        // A task of its own, which shutdown drains like a connection's.
+                        let edge = inner.clone();
+                        inner.spawn_drained(async move {
+                            for snap in &connections {
+                                edge.disconnect_lost(snap, &node_id).await;
+                            }
+                        });
                     }
                     switchboard_cluster::ClusterEvent::BackplaneUp => {
                         up.set(1);
