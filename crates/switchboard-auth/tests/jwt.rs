@@ -395,13 +395,27 @@ async fn a_cancelled_caller_does_not_cancel_the_shared_fetch() {
     // that same fetch.
     let impatient = tokio::time::timeout(Duration::from_millis(100), check(&a, &hs));
     let patient = async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Once the first caller's fetch is on the wire.
+        wait_for_hits(&server, 2).await;
         check(&a, &hs).await
     };
     let (first, second) = tokio::join!(impatient, patient);
     assert!(first.is_err(), "the first caller timed out");
     assert!(second.is_ok(), "{second:?}");
     assert_eq!(server.hits(), 2);
+}
+
+/// Waits until the server has seen `n` requests (5 s max).
+async fn wait_for_hits(server: &Server, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.hits() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} requests, expected {n}",
+            server.hits()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Polls all futures together on this task (no extra dependency for `join_all`).
@@ -480,18 +494,17 @@ async fn jwks_url_refreshes_periodically_and_stops_on_drop() {
     let server = Server::start(move |_| Reply::ok(doc.clone())).await;
     let a =
         authorizer(json!({"kind": "jwt", "jwks_url": server.url, "jwks_refresh_secs": 1})).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let hits = server.hits();
-    assert!(hits >= 3, "start + two refreshes, got {hits}");
+    // Start and two refreshes.
+    wait_for_hits(&server, 3).await;
     drop(a);
-    // A fetch already on the wire when the task was aborted may still be counted.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after_drop = server.hits();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(
-        server.hits(),
-        after_drop,
-        "the refresh task ended with the authorizer"
+    let at_drop = server.hits();
+    // A negative check, so time has to pass: two refresh periods without a fetch (one
+    // already on the wire when the task was aborted may still be counted).
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert!(
+        server.hits() <= at_drop + 1,
+        "the refresh task ended with the authorizer: {at_drop} requests at the drop, {} now",
+        server.hits()
     );
 }
 

@@ -223,8 +223,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let lived = self.started.elapsed();
         info!(conn = %id, code, reason = %reason, secs = lived.as_secs_f64(), "connection closed");
         let info = self.handle.info.clone();
+        let in_flight = std::mem::take(&mut self.in_flight);
         // Gives the connection slot back.
         drop(self);
+        if edge.is_shutting_down() {
+            // `$disconnect` comes after the connection's other invocations, as always.
+            finish_in_flight(&edge, id, in_flight).await;
+        } else {
+            // The client left: what it started is cancelled with it.
+            drop(in_flight);
+        }
         edge.invoke_disconnect(info, extension, code, reason.into_owned())
             .await;
     }
@@ -279,7 +287,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         for _ in 0..64 {
             let mut progress = false;
             if self.closing.is_none() {
-                if let Some(req) = self.handle.close_requested() {
+                let req = self.handle.close_requested();
+                if let Some(req) = req.filter(|r| !self.holds_for_answer(*r)) {
                     let (code, reason) = req.code_and_reason();
                     self.start_close(code, reason);
                     if req == CloseRequest::SlowConsumer {
@@ -557,7 +566,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     i += 1;
                 }
             }
-            if self.closing.is_some() {
+            // Closing, or holding the socket open for answers at shutdown: start nothing new.
+            if self.closing.is_some() || self.handle.close_requested().is_some() {
                 self.inbound.clear();
                 return progress;
             }
@@ -846,6 +856,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return c.deadline;
         }
         let mut d = self.last_rx + s.idle_timeout;
+        if let Some(drain) = self.edge.drain.deadline() {
+            // The socket held open for an answer closes when the grace runs out.
+            d = d.min(drain);
+        }
         if let Some(max) = s.max_connection {
             d = d.min(self.started + max);
         }
@@ -874,15 +888,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.encoder.close(code, reason, &mut self.write_buf);
         self.set_outcome(code, reason);
         self.inbound.clear();
+        let mut deadline = Instant::now() + CLOSE_TIMEOUT;
+        if let Some(drain) = self.edge.drain.deadline() {
+            // On shutdown the client's close frame is awaited only within the grace.
+            deadline = deadline.min(drain);
+        }
         self.closing = Some(Closing {
-            deadline: Instant::now() + CLOSE_TIMEOUT,
+            deadline,
             close_received: false,
         });
+    }
+
+    /// Whether a close request waits: on shutdown the socket stays open while a two-way
+    /// invocation is in flight, so its answer reaches the client before the 1001 close,
+    /// until the drain deadline. Reading goes on (pings, the client's own close), but no
+    /// new invocation starts.
+    fn holds_for_answer(&self, req: CloseRequest) -> bool {
+        req == CloseRequest::Shutdown
+            && self.in_flight.iter().any(|f| f.two_way)
+            && self
+                .edge
+                .drain
+                .deadline()
+                .is_some_and(|d| Instant::now() < d)
     }
 
     fn set_outcome(&mut self, code: u16, reason: impl Into<Cow<'static, str>>) {
         if self.outcome.is_none() {
             self.outcome = Some((code, reason.into()));
         }
+    }
+}
+
+/// On shutdown, waits for a closed connection's invocations still in flight until the
+/// drain deadline (their answers have no socket left to go to), and records those that
+/// do not finish by then as abandoned.
+async fn finish_in_flight(
+    edge: &EdgeInner,
+    id: switchboard_core::ConnectionId,
+    mut in_flight: Vec<InFlight>,
+) {
+    let Some(deadline) = edge.drain.deadline() else {
+        return;
+    };
+    if in_flight.is_empty() {
+        return;
+    }
+    let all_done = poll_fn(|cx| {
+        in_flight.retain_mut(|f| {
+            let Poll::Ready(result) = f.future.as_mut().poll(cx) else {
+                return true;
+            };
+            crate::server::log_invocation(
+                &id,
+                &f.target,
+                &f.request_id,
+                f.started,
+                result.as_ref().map(|r| r.status),
+            );
+            if let Err(e) = result {
+                edge.metrics
+                    .invoke_errors
+                    .get_or_create(&crate::metrics::ReasonLabel { reason: e.label() })
+                    .inc();
+                warn!(conn = %id, request_id = f.request_id, error = %e, "function failed");
+            }
+            false
+        });
+        if in_flight.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    let _ = tokio::time::timeout_at(deadline, all_done).await;
+    for f in &in_flight {
+        edge.drain.abandon(&id, &f.target, &f.request_id);
     }
 }

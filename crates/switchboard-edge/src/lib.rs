@@ -4,11 +4,13 @@
 //!   count, per-IP rate, `$connect`), and the hand-off of the raw stream;
 //! - `conn`: the per-connection task (decode, invoke in order, drain the outbound queue,
 //!   write, keepalive, idle and lifetime deadlines, close codes);
+//! - `drain`: the shutdown deadline for in-flight invocations and what was abandoned;
 //! - [`table`]: the connection table and the handle others use to send or close;
 //! - [`metrics`]: the edge's Prometheus metrics.
 #![forbid(unsafe_code)]
 
 mod conn;
+mod drain;
 #[cfg(test)]
 mod fuzz_frames;
 mod kept;

@@ -46,6 +46,8 @@ pub struct EdgeMetrics {
     pub invoke_errors: Family<ReasonLabel, Counter>,
     /// Operations (management API, other nodes' requests) that failed, by reason.
     pub operations_failed: Family<ReasonLabel, Counter>,
+    /// Invocations (messages and `$disconnect`) given up at the shutdown deadline.
+    pub shutdown_abandoned: Counter,
 }
 
 impl EdgeMetrics {
@@ -113,6 +115,11 @@ impl EdgeMetrics {
             "operations_failed",
             "Operations on connections (management API, builtins, other nodes) that failed, by reason",
             self.operations_failed.clone(),
+        );
+        r.register(
+            "shutdown_abandoned_invocations",
+            "Invocations (messages and $disconnect) still running when the shutdown grace ran out",
+            self.shutdown_abandoned.clone(),
         );
     }
 

@@ -39,6 +39,10 @@ use crate::EdgeError;
 /// (a burst of 15,000 joins fits twice over).
 const REGISTRY_QUEUE: usize = 32_768;
 
+/// How long past the shutdown deadline [`Edge::drained`] waits for connection tasks,
+/// which by then only write their close frame and count what they abandoned.
+pub const ABANDON_SLACK: Duration = Duration::from_secs(1);
+
 /// Limits and timings, resolved from the config once.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -171,6 +175,8 @@ pub struct EdgeInner {
     slots: AtomicUsize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The deadline in-flight invocations have once shutdown starts.
+    pub(crate) drain: crate::drain::Drain,
     tls: Option<tokio_rustls::TlsAcceptor>,
     static_files: Option<StaticConfig>,
     authorizer: Option<Arc<switchboard_auth::Authorizer>>,
@@ -219,6 +225,12 @@ impl EdgeInner {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+
+    /// Runs `work` (such as the `$disconnect`s of a lost node's connections) as a task
+    /// that the shutdown drain waits for, like a connection's.
+    pub fn spawn_drained(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(work);
     }
 
     pub(crate) fn forget_session(&self, id: switchboard_core::ConnectionId) {
@@ -517,7 +529,21 @@ impl EdgeInner {
         let started = Instant::now();
         let result = match &target.function {
             Function::Builtin(b) => Ok(b.answer(invocation)),
-            Function::Remote(inv) => inv.invoke(invocation).await,
+            // On shutdown, a call not started before the deadline is not started at all.
+            Function::Remote(_) if self.drain.is_over() => {
+                self.drain.abandon(&id, target, &request_id);
+                return;
+            }
+            Function::Remote(inv) => match self.drain.deadline() {
+                None => inv.invoke(invocation).await,
+                Some(d) => match tokio::time::timeout_at(d, inv.invoke(invocation)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.drain.abandon(&id, target, &request_id);
+                        return;
+                    }
+                },
+            },
         };
         log_invocation(
             &id,
@@ -620,10 +646,12 @@ impl Edge {
             burst: l.connections_per_ip_burst,
             buckets: Mutex::new(HashMap::new()),
         });
+        let metrics = EdgeMetrics::default();
+        let drain = crate::drain::Drain::new(metrics.shutdown_abandoned.clone());
         Ok(Self {
             inner: Arc::new(EdgeInner {
                 settings,
-                metrics: EdgeMetrics::default(),
+                metrics,
                 table: ConnectionTable::new(l.max_groups_per_connection, l.max_state_bytes),
                 ids: IdGenerator::new(node_id),
                 routes: RouteTable::new(selection, routes),
@@ -631,6 +659,7 @@ impl Edge {
                 slots: AtomicUsize::new(0),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                drain,
                 tls,
                 static_files: config.static_files.clone(),
                 authorizer,
@@ -694,19 +723,30 @@ impl Edge {
         }
     }
 
-    /// Stops accepting and asks every connection to close with 1001.
-    pub fn shutdown(&self) {
+    /// Stops accepting and asks every connection to close with 1001, giving in-flight
+    /// invocations and `$disconnect` until `grace` from now. A connection waiting for a
+    /// two-way answer keeps its socket open until the answer is written (or the grace
+    /// runs out), then closes; see docs/config.md `shutdown_grace_secs`.
+    pub fn shutdown(&self, grace: Duration) {
+        self.inner.drain.start(grace);
         self.inner.shutdown.cancel();
         self.inner.table.close_all(CloseRequest::Shutdown);
     }
 
-    /// Waits until every connection and handshake task has finished, at most `grace`.
-    /// Returns whether everything finished in time.
-    pub async fn drained(&self, grace: Duration) -> bool {
+    /// Waits until every connection and handshake task has finished: at most the grace
+    /// given to [`Edge::shutdown`], plus [`ABANDON_SLACK`] for tasks to record what they
+    /// gave up at its deadline. Returns whether everything finished.
+    pub async fn drained(&self) -> bool {
         self.inner.tracker.close();
-        tokio::time::timeout(grace, self.inner.tracker.wait())
+        let deadline = self.inner.drain.deadline().unwrap_or_else(Instant::now);
+        tokio::time::timeout_at(deadline + ABANDON_SLACK, self.inner.tracker.wait())
             .await
             .is_ok()
+    }
+
+    /// Invocations given up at the shutdown deadline (each logged at debug).
+    pub fn abandoned(&self) -> u64 {
+        self.inner.drain.abandoned()
     }
 }
 

@@ -312,6 +312,7 @@ async fn node_bootstrap_commonjs_callback_handler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_from_zero() {
     let invoker = start("scale-fn", &config("python", "app.main"));
+    // A negative check, so it has to let time pass: nothing starts by itself meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         invoker.stats().workers,
@@ -336,11 +337,13 @@ async fn concurrency_is_capped() {
     let calls: Vec<_> = (0..5)
         .map(|_| invoker.invoke(invocation(&json!({"action": "sleep", "secs": 0.4}))))
         .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
-        let invoker = Arc::clone(&invoker);
+        let (invoker, done) = (Arc::clone(&invoker), Arc::clone(&done));
+        // Samples the worker count every 25 ms until every call has answered.
         tokio::spawn(async move {
             let mut most = 0;
-            for _ in 0..40 {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
                 most = most.max(invoker.stats().workers);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
@@ -351,6 +354,7 @@ async fn concurrency_is_capped() {
     for call in calls {
         pids.insert(pid_of(&call.await.expect("queued invocations run")));
     }
+    done.store(true, std::sync::atomic::Ordering::Release);
     assert_eq!(
         pids.len(),
         2,
@@ -452,6 +456,7 @@ async fn min_warm_workers_start_at_once_and_stay() {
         invoker.stats().idle == 1
     })
     .await;
+    // The time passing is what is tested: well past idle_secs (1 s) and its upkeep.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(invoker.stats().workers, 1, "min_warm outlives idle_secs");
     assert_eq!(invoker.stats().idle, 1);
@@ -523,17 +528,20 @@ async fn init_errors_back_off_until_restart() {
     assert!(is_init_error(call(&invoker, json!({})).await));
     assert!(begun.elapsed() < Duration::from_millis(100));
     assert_eq!(attempts(), 1);
-    // After it: one new attempt, which fails and doubles the backoff to 2 s.
-    tokio::time::sleep_until(failed_at + Duration::from_millis(1200)).await;
-    assert!(is_init_error(call(&invoker, json!({})).await));
-    let failed_again = Instant::now();
-    assert_eq!(attempts(), 2);
-    tokio::time::sleep_until(failed_again + Duration::from_millis(1200)).await;
-    assert!(is_init_error(call(&invoker, json!({})).await));
-    assert_eq!(
-        attempts(),
-        2,
-        "still backing off after 1.2 s of a 2 s backoff"
+    // Calls fail at once until the backoff ends; then one new attempt, which fails and
+    // doubles the backoff to 2 s.
+    let retried = retry_until_attempt(&invoker, &attempts, 2).await;
+    assert!(
+        // The pool's clock started a moment before ours.
+        retried >= failed_at + Duration::from_millis(900),
+        "a new attempt after {:?} of a 1 s backoff",
+        retried - failed_at
+    );
+    let retried_again = retry_until_attempt(&invoker, &attempts, 3).await;
+    assert!(
+        retried_again >= retried + Duration::from_millis(1800),
+        "a new attempt after {:?} of a 2 s backoff",
+        retried_again - retried
     );
 
     // Fixed code and a restart: no waiting for the backoff, and it works.
@@ -543,12 +551,43 @@ async fn init_errors_back_off_until_restart() {
     assert_eq!(response.status, 200);
 }
 
+/// Calls (each failing with the init error) until the broken handler has been started
+/// `n` times; returns when that attempt's call failed.
+async fn retry_until_attempt(
+    invoker: &LambdaInvoker,
+    attempts: &impl Fn() -> usize,
+    n: usize,
+) -> Instant {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = call(invoker, json!({})).await;
+        assert!(
+            matches!(&r, Err(InvokeError::Failed(m)) if m.starts_with("init error: ")),
+            "{r:?}"
+        );
+        if attempts() >= n {
+            assert_eq!(attempts(), n, "one attempt per backoff");
+            return Instant::now();
+        }
+        assert!(Instant::now() < end, "no attempt {n} within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_replaces_idle_workers_and_lets_busy_ones_finish() {
     let invoker = Arc::new(start("restart-fn", &config("python", "app.main")));
     // One worker busy for a while, a second one idle.
     let busy = tokio::spawn(invoker.invoke(invocation(&json!({"action": "sleep", "secs": 1.0}))));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        Duration::from_secs(10),
+        "a worker takes the slow call",
+        || {
+            let s = invoker.stats();
+            s.workers == 1 && s.starting == 0 && s.queued == 0 && s.idle == 0
+        },
+    )
+    .await;
     let idle_pid = pid_of(&call(&invoker, json!({"action": "echo"})).await.unwrap());
     assert_eq!(invoker.stats().workers, 2);
 

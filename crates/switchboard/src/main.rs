@@ -304,9 +304,13 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
                         ..
                     } => {
                         info!(node = %node_id, connections = connections.len(), "node lost: cleaning up after it");
-                        for snap in &connections {
-                            inner.disconnect_lost(snap, &node_id).await;
-                        }
+                        // A task of its own, which shutdown drains like a connection's.
+                        let edge = inner.clone();
+                        inner.spawn_drained(async move {
+                            for snap in &connections {
+                                edge.disconnect_lost(snap, &node_id).await;
+                            }
+                        });
                     }
                     switchboard_cluster::ClusterEvent::BackplaneUp => {
                         up.set(1);
@@ -384,12 +388,26 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
     };
 
     shutdown_signal().await;
-    info!("shutting down: closing connections with 1001");
-    api.accepting.store(false, Ordering::Release);
-    edge.shutdown();
-    let _ = edge_task.await;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    if edge.drained(grace).await {
+    info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: closing connections with 1001, in-flight invocations get the grace"
+    );
+    api.accepting.store(false, Ordering::Release);
+    // The management API stays up meanwhile: functions finishing their work may still
+    // call it. Managed workers live until `functions` is dropped after the drain.
+    edge.shutdown(grace);
+    let _ = edge_task.await;
+    let finished = edge.drained().await;
+    let abandoned = edge.abandoned();
+    if abandoned > 0 {
+        tracing::warn!(
+            abandoned,
+            grace_secs = grace.as_secs(),
+            "shutdown grace over: abandoned in-flight invocations (debug lines name each)"
+        );
+    }
+    if finished {
         info!("all connections closed");
     } else {
         info!(

@@ -60,6 +60,21 @@ async fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
     parse_status(&raw_request(gw.mgmt, raw.as_bytes()).await)
 }
 
+/// Answers `GET /prod/@connections/{id}` through `gw`: 200 once the registry has it.
+async fn get_status(gw: &Gateway, id: &str) -> u16 {
+    let raw =
+        format!("GET /prod/@connections/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    parse_status(&raw_request(gw.mgmt, raw.as_bytes()).await).0
+}
+
+/// Whether group `g`'s listing through `gw` names connection `id`.
+async fn listed(gw: &Gateway, id: &str) -> bool {
+    http_get(gw.mgmt, "/v1/groups/g/members")
+        .await
+        .1
+        .contains(id)
+}
+
 async fn quiet(c: &mut Client) {
     let r = tokio::time::timeout(Duration::from_millis(300), c.recv()).await;
     assert!(r.is_err(), "expected nothing more, got {r:?}");
@@ -84,7 +99,22 @@ async fn suite<E: Engine + 'static>() {
                 .to_string(),
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // registry writes are asynchronous
+    // Registry writes are asynchronous: wait until every node knows every connection.
+    eventually(
+        Duration::from_secs(10),
+        "every connection in the registry",
+        || async {
+            for n in &nodes {
+                for id in &ids {
+                    if get_status(n, id).await != 200 {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )
+    .await;
 
     // A send through each node's management API to a connection on every other node.
     for (from, n) in nodes.iter().enumerate() {
@@ -102,17 +132,6 @@ async fn suite<E: Engine + 'static>() {
             );
         }
     }
-    // GET from another node.
-    let resp = raw_request(
-        nodes[0].mgmt,
-        format!(
-            "GET /prod/@connections/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            ids[2]
-        )
-        .as_bytes(),
-    )
-    .await;
-    assert_eq!(parse_status(&resp).0, 200, "{resp}");
     // Group fan-out across nodes: every member exactly once.
     for (round, n) in nodes.iter().enumerate() {
         let (s, _) = post(n, "/v1/groups/g/messages", &format!("group {round}")).await;
@@ -146,7 +165,13 @@ async fn suite<E: Engine + 'static>() {
 
     // Backplane outage: local delivery goes on, cross-node fails fast, then heals.
     engine.stop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The nodes notice on their next call or heartbeat.
+    eventually(
+        Duration::from_secs(10),
+        "/readyz to show the outage",
+        || async { http_get(nodes[0].mgmt, "/readyz").await.0 == 503 },
+    )
+    .await;
     let t = tokio::time::Instant::now();
     let (s, _) = post(&nodes[0], &format!("/prod/@connections/{}", ids[1]), "x").await;
     assert_eq!(s, 503, "cross-node while the backplane is down");
@@ -163,8 +188,6 @@ async fn suite<E: Engine + 'static>() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(text(&clients[0].recv_within(5).await.unwrap()), "local");
-    let ready = http_get(nodes[0].mgmt, "/readyz").await.0;
-    assert_eq!(ready, 503, "/readyz shows the outage");
     let (_, metrics) = http_get(nodes[0].mgmt, "/metrics").await;
     assert!(metrics.contains("switchboard_backplane_up 0"), "{metrics}");
     assert!(
@@ -172,30 +195,18 @@ async fn suite<E: Engine + 'static>() {
         "{metrics}"
     );
     engine.start();
-    let mut healed = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if post(
-            &nodes[0],
-            &format!("/prod/@connections/{}", ids[1]),
-            "healed",
-        )
-        .await
-        .0 == 200
-        {
-            healed = true;
-            break;
-        }
-    }
-    assert!(healed, "cross-node delivery recovers by itself");
+    let healed = format!("/prod/@connections/{}", ids[1]);
+    eventually(
+        Duration::from_secs(20),
+        "cross-node delivery to recover by itself",
+        || async { post(&nodes[0], &healed, "healed").await.0 == 200 },
+    )
+    .await;
     assert_eq!(text(&clients[1].recv_within(5).await.unwrap()), "healed");
-    for _ in 0..50 {
-        if http_get(nodes[0].mgmt, "/readyz").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(http_get(nodes[0].mgmt, "/readyz").await.0, 200);
+    eventually(Duration::from_secs(5), "/readyz to recover", || async {
+        http_get(nodes[0].mgmt, "/readyz").await.0 == 200
+    })
+    .await;
 
     // kill -9 node c: its connection's $disconnect arrives through a survivor.
     let [a, b, mut c] = nodes;
@@ -206,45 +217,52 @@ async fn suite<E: Engine + 'static>() {
         .unwrap();
     let _ = c.child.wait();
     let t = tokio::time::Instant::now();
-    let mut found = None;
-    for _ in 0..100 {
-        if let Some(d) = fs
-            .events_of("DISCONNECT")
+    let lost = |fs: &FunctionServer| {
+        fs.events_of("DISCONNECT")
             .into_iter()
-            .find(|d| d["requestContext"]["connectionId"] == ids[2].as_str())
-        {
-            found = Some(d);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let d = found.expect("$disconnect for the lost node's connection");
-    assert_eq!(d["requestContext"]["disconnectReason"], "node lost");
+            .filter(|d| d["requestContext"]["connectionId"] == ids[2].as_str())
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "$disconnect for the lost node's connection",
+        || async { !lost(&fs).is_empty() },
+    )
+    .await;
+    assert_eq!(
+        lost(&fs)[0]["requestContext"]["disconnectReason"],
+        "node lost"
+    );
     assert!(
         t.elapsed() < Duration::from_secs(8),
         "within the TTL: {:?}",
         t.elapsed()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let count = fs
-        .events_of("DISCONNECT")
-        .iter()
-        .filter(|d| d["requestContext"]["connectionId"] == ids[2].as_str())
-        .count();
-    assert_eq!(count, 1, "exactly once");
+    // The reaper forgets the lost node after emitting it: no group lists its connection
+    // any more, through either survivor.
+    eventually(
+        Duration::from_secs(5),
+        "the lost node to be forgotten",
+        || async { !listed(&a, &ids[2]).await && !listed(&b, &ids[2]).await },
+    )
+    .await;
     // The lost connection is gone for every node.
     let (s, _) = post(&a, &format!("/prod/@connections/{}", ids[2]), "x").await;
     assert_eq!(s, 410);
-    // No group lists it any more.
-    let (_, body) = http_get(a.mgmt, "/v1/groups/g/members").await;
-    assert!(!body.contains(ids[2].as_str()), "{body}");
     // The group still reaches the survivors, once each.
     let (s, _) = post(&b, "/v1/groups/g/messages", "after").await;
     assert_eq!(s, 200);
     for cl in clients.iter_mut().take(2) {
         assert_eq!(text(&cl.recv_within(5).await.unwrap()), "after");
     }
-    drop((a, b));
+    // Exactly once: a forgotten node is reaped by nobody again, and stopping the
+    // survivors drains every `$disconnect` they had started, so after their exit nothing
+    // more can arrive.
+    let (a, b) = tokio::task::spawn_blocking(move || (a.terminate(), b.terminate()))
+        .await
+        .unwrap();
+    assert!(a.0.success() && b.0.success(), "{}\n{}", a.1, b.1);
+    assert_eq!(lost(&fs).len(), 1, "exactly once");
 }
 
 #[tokio::test]

@@ -116,11 +116,8 @@ async fn message_and_frame_limits_close_1009() {
     c.send_frame(OpCode::Text, false, &[b'x'; 500]).await;
     c.send_frame(OpCode::Continuation, true, &[b'x'; 501]).await;
     assert_eq!(c.expect_close(5).await, Some(1009));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        gw.metric("switchboard_closes_total{code=\"1009\"}").await,
-        2.0
-    );
+    gw.wait_metric("switchboard_closes_total{code=\"1009\"}", 2.0)
+        .await;
 }
 
 #[tokio::test]
@@ -130,12 +127,15 @@ async fn idle_timeout_closes_1001_and_activity_resets_it() {
     ));
     let mut busy = connect(gw.ws).await;
     let mut idle = connect(gw.ws).await;
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+    let idle = tokio::spawn(async move { idle.expect_close(5).await });
+    while !idle.is_finished() {
+        // The activity under test: a pong every 0.5 s, well inside the 2 s timeout.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         busy.send_frame(OpCode::Pong, true, b"").await;
     }
-    // 3 s passed: the idle one was closed, the one sending pongs was not.
-    assert_eq!(idle.expect_close(1).await, Some(1001));
+    // The idle one was closed (2 s after it connected, after `busy`), the one sending
+    // pongs was not.
+    assert_eq!(idle.await.unwrap(), Some(1001));
     busy.send_text("still here").await;
     assert_eq!(text(&busy.recv_within(2).await.unwrap()), "still here");
 }
@@ -190,20 +190,21 @@ async fn connection_limit_answers_503() {
         .unwrap();
     assert!(err.starts_with("HTTP/1.1 503"), "{err}");
     drop(_a);
-    // The slot comes back once the connection is gone.
-    let mut ok = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if connect_with(gw.ws, Handshake::default()).await.is_ok() {
-            ok = true;
-            break;
+    // The slot comes back once the connection is gone; each try before that is refused
+    // and counted.
+    let refused = std::cell::Cell::new(1.0);
+    eventually(Duration::from_secs(5), "a free slot", || async {
+        let ok = connect_with(gw.ws, Handshake::default()).await.is_ok();
+        if !ok {
+            refused.set(refused.get() + 1.0);
         }
-    }
-    assert!(ok);
+        ok
+    })
+    .await;
     assert_eq!(
         gw.metric("switchboard_handshakes_rejected_total{reason=\"max_connections\"}")
             .await,
-        1.0
+        refused.get()
     );
 }
 
@@ -219,8 +220,14 @@ async fn per_ip_connection_rate_answers_429() {
         .err()
         .unwrap();
     assert!(err.starts_with("HTTP/1.1 429"), "{err}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(connect_with(gw.ws, Handshake::default()).await.is_ok());
+    // A refused attempt takes no token: the next one is let in as the bucket refills
+    // (one a second), not before.
+    let refused = tokio::time::Instant::now();
+    eventually(Duration::from_secs(3), "a refilled token", || async {
+        connect_with(gw.ws, Handshake::default()).await.is_ok()
+    })
+    .await;
+    assert!(refused.elapsed() >= Duration::from_millis(500));
 }
 
 #[tokio::test]
@@ -261,27 +268,22 @@ async fn stalled_reader_is_closed_1013_and_others_are_unaffected() {
         }
         (sent, false)
     });
-    for i in 0..20 {
+    // The healthy client is served promptly all along, until the stalled one is closed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut i = 0;
+    while gw.metric("switchboard_closes_total{code=\"1013\"}").await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled reader was not closed: {}",
+            gw.metrics().await
+        );
         healthy.send_text(&format!("m{i}")).await;
         assert_eq!(
             text(&healthy.recv_within(2).await.unwrap()),
             format!("m{i}")
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        i += 1;
     }
-    let mut closed = false;
-    for _ in 0..60 {
-        if gw.metric("switchboard_closes_total{code=\"1013\"}").await == 1.0 {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        closed,
-        "stalled reader was not closed: {}",
-        gw.metrics().await
-    );
     assert!(gw.metric("switchboard_outbound_queue_drops_total").await >= 1.0);
     let (sent, _) = flood.await.unwrap();
     assert!(
@@ -401,18 +403,7 @@ async fn assert_hostile_cases(gw: &Gateway, cases: Vec<Hostile>) {
     // Each refusal is counted under its code (the closes are recorded as their tasks end).
     for (code, n) in per_code {
         let name = format!("switchboard_closes_total{{code=\"{code}\"}}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = gw.metric(&name).await;
-            if got == n as f64 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: {got}, expected {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        gw.wait_metric(&name, n as f64).await;
     }
 }
 
@@ -802,21 +793,27 @@ async fn thousands_of_half_open_connections_do_not_block_a_real_client() {
     let mut c = connect(gw.ws).await;
     c.send_text("served").await;
     assert_eq!(text(&c.recv_within(5).await.unwrap()), "served");
-    // After the handshake timeout the server has dropped them all.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut closed = 0;
-    for s in &mut idle {
-        let mut b = [0u8; 1];
-        if let Ok(Ok(0)) = tokio::time::timeout(
-            Duration::from_millis(5),
-            tokio::io::AsyncReadExt::read(s, &mut b),
-        )
-        .await
-        {
-            closed += 1;
+    // Once the handshake timeout (2 s) passes, the server drops them all.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        idle.retain(|s| {
+            let mut b = [0u8; 1];
+            match s.try_read(&mut b) {
+                Ok(0) => false,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                Ok(_) => panic!("a half-open connection got data"),
+            }
+        });
+        if idle.is_empty() {
+            break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} half-open connections still open",
+            idle.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(closed, 5000);
     c.send_text("still served").await;
     assert_eq!(text(&c.recv_within(5).await.unwrap()), "still served");
 }
@@ -835,7 +832,6 @@ async fn sigterm_closes_connections_with_1001_and_exits_0() {
         let cb = b.expect_close(5).await;
         (ca, cb)
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, log) = tokio::task::spawn_blocking(move || gw.terminate())
         .await
         .unwrap();
