@@ -165,6 +165,19 @@ pub(crate) fn parse_tag(s: &str) -> Option<u32> {
     u32::from_str_radix(s, 16).ok()
 }
 
+/// The namespace prefixing every name in the engine: `[cluster] namespace`, or (unset)
+/// the one derived from the default `[api]`. The gateway fills it from its own `[api]`
+/// (`ClusterConfig::namespace_for`) before connecting.
+pub(crate) fn namespace(cfg: &ClusterConfig) -> Result<String, String> {
+    let ns = cfg.namespace_for(&switchboard_core::config::ApiConfig::default());
+    if !switchboard_core::config::is_valid_namespace(&ns) {
+        return Err(format!(
+            "cluster.namespace {ns:?}: must be 1-48 characters of a-z, 0-9, '_' or '-'"
+        ));
+    }
+    Ok(ns)
+}
+
 #[derive(Serialize)]
 struct Outgoing<'a> {
     from: u32,

@@ -16,7 +16,7 @@ use switchboard_api::ApiState;
 use switchboard_cluster::Backplane;
 use switchboard_core::config::{Config, LogFormat};
 use switchboard_edge::Edge;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -87,6 +87,9 @@ fn main() {
                     c.routes.len(),
                     c.functions.len()
                 );
+                for w in c.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 0
             }
             Err(e) => {
@@ -257,8 +260,14 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
     // messages in the cluster bench); each holds at most one shared payload.
     let (inbox_tx, mut inbox) = tokio::sync::mpsc::channel(65_536);
     let (events_tx, mut events) = tokio::sync::mpsc::channel(64);
+    for w in cfg.warnings() {
+        warn!("{w}");
+    }
+    // The namespace in force, derived from [api] unless set.
+    let mut cluster = cfg.cluster.clone();
+    cluster.namespace = Some(cfg.cluster.namespace_for(&cfg.api));
     let backplane: Arc<dyn Backplane> =
-        switchboard_cluster::connect(&cfg.cluster, &node_id, inbox_tx, events_tx)
+        switchboard_cluster::connect(&cluster, &node_id, inbox_tx, events_tx)
             .await
             .map_err(|e| anyhow::anyhow!("cluster backplane: {e}"))?;
     let edge = Edge::new(&cfg, &node_id, &functions, authorizer, backplane.clone())
