@@ -407,10 +407,7 @@ impl Engine for MemoryEngine {
             space
                 .alive
                 .insert(self.tag, (self.node_id.clone(), now + self.ttl));
-            space
-                .nodes
-                .insert(self.tag, self.node_id.clone())
-                .is_none()
+            space.nodes.insert(self.tag, self.node_id.clone()).is_none()
         })
     }
 

@@ -294,7 +294,9 @@ impl RedisEngine {
                 .set_max_delay(Duration::from_millis(500))
                 .set_number_of_retries(4);
             let mut manager = ConnectionManager::new_with_config(client, config).await?;
-            manager.subscribe(&[me.as_str(), names.all.as_str()]).await?;
+            manager
+                .subscribe(&[me.as_str(), names.all.as_str()])
+                .await?;
             (Conn::Single(manager), false)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cfg.urls.clone())
@@ -351,12 +353,18 @@ impl Engine for RedisEngine {
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<(), Fault> {
-        self.query::<()>(redis::cmd("HDEL").arg(self.names.conns_key(self.tag)).arg(id))
-            .await
+        self.query::<()>(
+            redis::cmd("HDEL")
+                .arg(self.names.conns_key(self.tag))
+                .arg(id),
+        )
+        .await
     }
 
     async fn snapshot(&self, tag: u32, id: &str) -> Result<Option<String>, Fault> {
-        let alive = redis::cmd("EXISTS").arg(self.names.alive_key(tag)).to_owned();
+        let alive = redis::cmd("EXISTS")
+            .arg(self.names.alive_key(tag))
+            .to_owned();
         let stored = redis::cmd("HGET")
             .arg(self.names.conns_key(tag))
             .arg(id)
@@ -397,7 +405,9 @@ impl Engine for RedisEngine {
     }
 
     async fn registered_nodes(&self) -> Result<Vec<(u32, String)>, Fault> {
-        let all: Vec<(String, String)> = self.query(redis::cmd("HGETALL").arg(&self.names.nodes)).await?;
+        let all: Vec<(String, String)> = self
+            .query(redis::cmd("HGETALL").arg(&self.names.nodes))
+            .await?;
         Ok(all
             .into_iter()
             .filter_map(|(tag, id)| Some((link::parse_tag(&tag)?, id)))
@@ -405,14 +415,17 @@ impl Engine for RedisEngine {
     }
 
     async fn is_alive(&self, tag: u32) -> Result<bool, Fault> {
-        self.query(redis::cmd("EXISTS").arg(self.names.alive_key(tag))).await
+        self.query(redis::cmd("EXISTS").arg(self.names.alive_key(tag)))
+            .await
     }
 
     async fn is_registered(&self, tag: u32) -> Result<bool, Fault> {
-        self.query(redis::cmd("HEXISTS")
+        self.query(
+            redis::cmd("HEXISTS")
                 .arg(&self.names.nodes)
-                .arg(tag_hex(tag)))
-            .await
+                .arg(tag_hex(tag)),
+        )
+        .await
     }
 
     async fn claim(&self, tag: u32) -> Result<bool, Fault> {
@@ -442,15 +455,14 @@ impl Engine for RedisEngine {
     }
 
     async fn snapshots_of(&self, tag: u32) -> Result<Vec<String>, Fault> {
-        self.query(redis::cmd("HVALS").arg(self.names.conns_key(tag))).await
+        self.query(redis::cmd("HVALS").arg(self.names.conns_key(tag)))
+            .await
     }
 
     async fn forget(&self, tag: u32) -> Result<(), Fault> {
         self.query::<()>(redis::cmd("DEL").arg(self.names.conns_key(tag)))
             .await?;
-        self.query::<()>(redis::cmd("HDEL")
-                .arg(&self.names.nodes)
-                .arg(tag_hex(tag)))
+        self.query::<()>(redis::cmd("HDEL").arg(&self.names.nodes).arg(tag_hex(tag)))
             .await
     }
 
@@ -474,11 +486,13 @@ impl Engine for RedisEngine {
     }
 
     async fn read_session(&self, key: &str) -> Result<Option<String>, Fault> {
-        self.query(redis::cmd("GET").arg(self.names.session_key(key))).await
+        self.query(redis::cmd("GET").arg(self.names.session_key(key)))
+            .await
     }
 
     async fn take_session(&self, key: &str, guard: CopyGuard) -> Result<Option<String>, Fault> {
         // GETDEL (Redis 6.2) in the script: atomic, so one of two takers gets it.
-        self.query(&copy_script(&self.names, "take", key, guard)).await
+        self.query(&copy_script(&self.names, "take", key, guard))
+            .await
     }
 }
