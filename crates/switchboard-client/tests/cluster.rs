@@ -405,7 +405,7 @@ async fn a_kept_session_of_a_lost_node_ends_with_its_window() {
 /// once the session parks).
 async fn copy_kept(redis: &Redis, id: &str) {
     let url = redis.config().urls[0].clone();
-    let key = format!("sb:session:{id}");
+    let key = format!("sb:switchboard-prod:session:{id}");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = std::process::Command::new("redis-cli")

@@ -12,7 +12,8 @@
 //! of its connections.
 //!
 //! Kinds: [`Local`] (single node, the default: remote sends fail fast), and `redis` /
-//! `nats` (in their own modules).
+//! `nats` (in their own modules). [`memory`] simulates an engine in one process, for
+//! tests.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -27,6 +28,7 @@ use switchboard_core::ConnectionId;
 use tokio::sync::mpsc;
 
 mod link;
+pub mod memory;
 pub mod nats;
 pub mod redis;
 

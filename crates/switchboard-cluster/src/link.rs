@@ -198,6 +198,19 @@ pub(crate) fn parse_tag(s: &str) -> Option<u32> {
     u32::from_str_radix(s, 16).ok()
 }
 
+/// The namespace prefixing every name in the engine: `[cluster] namespace`, or (unset)
+/// the one derived from the default `[api]`. The gateway fills it from its own `[api]`
+/// (`ClusterConfig::namespace_for`) before connecting.
+pub(crate) fn namespace(cfg: &ClusterConfig) -> Result<String, String> {
+    let ns = cfg.namespace_for(&switchboard_core::config::ApiConfig::default());
+    if !switchboard_core::config::is_valid_namespace(&ns) {
+        return Err(format!(
+            "cluster.namespace {ns:?}: must be 1-48 characters of a-z, 0-9, '_' or '-'"
+        ));
+    }
+    Ok(ns)
+}
+
 #[derive(Serialize)]
 struct Outgoing<'a> {
     from: u32,
@@ -903,13 +916,23 @@ async fn supervise<E: Engine>(link: Arc<Link>, engine: Arc<E>) {
             // Even an engine that answers with errors is down for us: without a
             // heartbeat this node would soon be reaped by the others.
             link.set_ready(false);
+            ignore_own_wake(&link);
             continue;
         };
         if (!was_ready || missing) && restore(&link, &*engine).await.is_err() {
+            ignore_own_wake(&link);
             continue;
         }
         link.set_ready(true);
     }
+}
+
+/// Drops the wake-up the supervisor's own failed call left ([`Link::lost`]), so that it
+/// probes again after [`PROBE_INTERVAL`] rather than at once: an engine that refuses at
+/// once would otherwise be probed in a hot loop (and paused test time never advance).
+fn ignore_own_wake(link: &Link) {
+    use futures::FutureExt;
+    let _ = link.wake.notified().now_or_never();
 }
 
 /// Writes every snapshot of the mirror to the engine, then deletes those the gateway

@@ -7,17 +7,18 @@
 //! disconnected it would queue publishes and deliver them late; the backplane refuses
 //! instead ([`BackplaneError::Unavailable`]), like the Redis one.
 //!
-//! Names (`<tag>` is the node tag as 8 lowercase hex digits):
+//! Names (`<ns>` is the `[cluster] namespace`, `<tag>` the node tag as 8 lowercase hex
+//! digits):
 //!
 //! | name | kind | holds |
 //! |---|---|---|
-//! | `sb.node.<tag>` | subject | commands for one node |
-//! | `sb.all` | subject | commands for every node (senders ignore their own) |
-//! | `sb-alive` | KV bucket, `max_age = node_ttl_secs`, history 1 | `<tag>` → node id, put every `heartbeat_secs` |
-//! | `sb-nodes` | KV bucket, history 1 | `<tag>` → node id: every node that has not left or been reaped |
-//! | `sb-conns` | KV bucket, history 1 | `<tag>.<connection id>` → snapshot JSON |
-//! | `sb-reap` | KV bucket, `max_age = 60 s`, history 1 | `<tag>` → the reaper's node id while it reaps `<tag>` |
-//! | `sb-sessions` | KV bucket, `max_age = 24 h`, history 1 | `<connection id>` → a parked session kept in the backplane (`[resume] keep_in_backplane`), stamped with its holder ([`crate::CopyStamp`]; writes and takes compare-and-set on the revision) |
+//! | `sb.<ns>.node.<tag>` | subject | commands for one node |
+//! | `sb.<ns>.all` | subject | commands for every node (senders ignore their own) |
+//! | `sb-<ns>-alive` | KV bucket, `max_age = node_ttl_secs`, history 1 | `<tag>` → node id, put every `heartbeat_secs` |
+//! | `sb-<ns>-nodes` | KV bucket, history 1 | `<tag>` → node id: every node that has not left or been reaped |
+//! | `sb-<ns>-conns` | KV bucket, history 1 | `<tag>.<connection id>` → snapshot JSON |
+//! | `sb-<ns>-reap` | KV bucket, `max_age = 60 s`, history 1 | `<tag>` → the reaper's node id while it reaps `<tag>` |
+//! | `sb-<ns>-sessions` | KV bucket, `max_age = 24 h`, history 1 | `<connection id>` → a parked session kept in the backplane (`[resume] keep_in_backplane`), stamped with its holder ([`crate::CopyStamp`]; writes and takes compare-and-set on the revision) |
 //!
 //! Heartbeats expire through the bucket's `max_age`, which every nats-server with
 //! JetStream supports; per-key TTLs need nats-server 2.11 (Debian 12 ships 2.9). The
@@ -49,16 +50,10 @@ use crate::link::{
 };
 use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
 
-const ALL: &str = "sb.all";
-const ALIVE: &str = "sb-alive";
-const NODES: &str = "sb-nodes";
-const CONNS: &str = "sb-conns";
-const REAP: &str = "sb-reap";
-const SESSIONS: &str = "sb-sessions";
 /// Rounds of read, judge, compare-and-set on a kept session before giving up: each lost
 /// round means another node changed the copy in between.
 const CAS_TRIES: usize = 8;
-/// How long a kept session can stay in `sb-sessions` if nobody takes or deletes it (the
+/// How long a kept session can stay in `sb-<ns>-sessions` if nobody takes or deletes it (the
 /// bucket's `max_age`; `[resume] window_secs` may not exceed it with `keep_in_backplane`).
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Messages the client buffers per subscription between its socket reader and our
@@ -69,8 +64,53 @@ const SUBSCRIPTION_CAPACITY: usize = 8192;
 /// once the server is back.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-fn node_subject(tag: u32) -> String {
-    format!("sb.node.{}", tag_hex(tag))
+/// Every subject and bucket of one namespace (see the [module docs](self)), built once
+/// at connect.
+#[derive(Debug)]
+struct Names {
+    /// `sb.<ns>.node.`, followed by a tag.
+    node: String,
+    /// `sb.<ns>.all`
+    all: String,
+    /// `sb-<ns>-alive`
+    alive: String,
+    /// `sb-<ns>-nodes`
+    nodes: String,
+    /// `sb-<ns>-conns`
+    conns: String,
+    /// `sb-<ns>-reap`
+    reap: String,
+    /// `sb-<ns>-sessions`
+    sessions: String,
+}
+
+impl Names {
+    fn new(ns: &str) -> Self {
+        Self {
+            node: format!("sb.{ns}.node."),
+            all: format!("sb.{ns}.all"),
+            alive: format!("sb-{ns}-alive"),
+            nodes: format!("sb-{ns}-nodes"),
+            conns: format!("sb-{ns}-conns"),
+            reap: format!("sb-{ns}-reap"),
+            sessions: format!("sb-{ns}-sessions"),
+        }
+    }
+
+    fn node_subject(&self, tag: u32) -> String {
+        format!("{}{tag:08x}", self.node)
+    }
+
+    /// Every bucket with its `max_age` (`ttl`: the heartbeat's).
+    fn buckets(&self, ttl: Duration) -> [(&str, Duration); 5] {
+        [
+            (&self.alive, ttl),
+            (&self.nodes, Duration::ZERO),
+            (&self.conns, Duration::ZERO),
+            (&self.reap, Duration::from_secs(CLAIM_SECS)),
+            (&self.sessions, SESSION_MAX_AGE),
+        ]
+    }
 }
 
 /// A NATS backplane. See the [module docs](self).
@@ -114,9 +154,10 @@ impl NatsBackplane {
         events: mpsc::Sender<ClusterEvent>,
     ) -> Result<Arc<Self>, String> {
         check_urls(&cfg.urls).map_err(|e| format!("nats backplane: {e}"))?;
+        let names = Names::new(&link::namespace(cfg)?);
         let link = Arc::new(Link::new("nats", cfg, node_id, inbox, events));
         let startup = link.op_timeout * 5;
-        let (engine, tasks) = tokio::time::timeout(startup, NatsEngine::open(cfg, &link))
+        let (engine, tasks) = tokio::time::timeout(startup, NatsEngine::open(cfg, names, &link))
             .await
             .map_err(|_| format!("nats backplane: no answer from {:?}", cfg.urls))?
             .map_err(|e| format!("nats backplane: {:?}: {e}", cfg.urls))?;
@@ -163,6 +204,7 @@ fn on_event(link: &Link, event: Event) {
 
 pub(crate) struct NatsEngine {
     client: Client,
+    names: Names,
     js: jetstream::Context,
     alive: Store,
     nodes: Store,
@@ -175,7 +217,11 @@ pub(crate) struct NatsEngine {
 }
 
 impl NatsEngine {
-    async fn open(cfg: &ClusterConfig, link: &Arc<Link>) -> Result<(Self, Tasks), String> {
+    async fn open(
+        cfg: &ClusterConfig,
+        names: Names,
+        link: &Arc<Link>,
+    ) -> Result<(Self, Tasks), String> {
         let addrs = cfg
             .urls
             .iter()
@@ -202,12 +248,20 @@ impl NatsEngine {
             .timeout(link.op_timeout)
             .build(client.clone());
         let ttl = Duration::from_secs(link.ttl_secs);
+        let mut stores = Vec::with_capacity(5);
+        for (name, max_age) in names.buckets(ttl) {
+            stores.push(bucket(&js, name, max_age).await?);
+        }
+        // In the order of `buckets` (fields are evaluated in the order written).
+        let mut stores = stores.into_iter();
+        let mut next = || stores.next().expect("a store per bucket");
         let engine = Self {
-            alive: bucket(&js, ALIVE, ttl).await?,
-            nodes: bucket(&js, NODES, Duration::ZERO).await?,
-            conns: bucket(&js, CONNS, Duration::ZERO).await?,
-            reap: bucket(&js, REAP, Duration::from_secs(CLAIM_SECS)).await?,
-            sessions: bucket(&js, SESSIONS, SESSION_MAX_AGE).await?,
+            alive: next(),
+            nodes: next(),
+            conns: next(),
+            reap: next(),
+            sessions: next(),
+            names,
             client,
             js,
             tag: link.tag,
@@ -216,7 +270,11 @@ impl NatsEngine {
         };
 
         let mut tasks = Tasks::default();
-        for (subject, via_all) in [(node_subject(link.tag), false), (ALL.to_owned(), true)] {
+        let mine = [
+            (engine.names.node_subject(link.tag), false),
+            (engine.names.all.clone(), true),
+        ];
+        for (subject, via_all) in mine {
             let mut sub = engine
                 .client
                 .subscribe(subject)
@@ -322,13 +380,7 @@ impl NatsEngine {
 
     /// Creates any bucket that went missing (a server that lost its JetStream store).
     async fn ensure_buckets(&self) -> Result<(), Fault> {
-        for (name, max_age) in [
-            (ALIVE, self.ttl),
-            (NODES, Duration::ZERO),
-            (CONNS, Duration::ZERO),
-            (REAP, Duration::from_secs(CLAIM_SECS)),
-            (SESSIONS, SESSION_MAX_AGE),
-        ] {
+        for (name, max_age) in self.names.buckets(self.ttl) {
             bucket(&self.js, name, max_age)
                 .await
                 .map_err(|e| self.fault(e))?;
@@ -374,8 +426,8 @@ impl Engine for NatsEngine {
 
     async fn publish(&self, to: Target, payload: Vec<u8>) -> Result<bool, Fault> {
         let subject = match to {
-            Target::Node(tag) => node_subject(tag),
-            Target::All => ALL.to_owned(),
+            Target::Node(tag) => self.names.node_subject(tag),
+            Target::All => self.names.all.clone(),
         };
         self.client
             .publish(subject, payload.into())

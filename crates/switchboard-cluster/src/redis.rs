@@ -9,17 +9,18 @@
 //! after reconnects and slot moves. Give a cluster at least two seed URLs: one URL always
 //! means a single Redis.
 //!
-//! Names (`<tag>` is the node tag as 8 lowercase hex digits):
+//! Names (`<ns>` is the `[cluster] namespace`, `<tag>` the node tag as 8 lowercase hex
+//! digits):
 //!
 //! | name | kind | holds |
 //! |---|---|---|
-//! | `sb:node:<tag>` | channel | commands for one node |
-//! | `sb:all` | channel | commands for every node (senders ignore their own) |
-//! | `sb:alive:<tag>` | string, `EX node_ttl_secs` | the node id; refreshed every `heartbeat_secs` |
-//! | `sb:nodes` | hash | `<tag>` → node id: every node that has not left or been reaped |
-//! | `sb:conns:<tag>` | hash | connection id → snapshot JSON |
-//! | `sb:reap:<tag>` | string, `NX EX 60` | the reaper's node id while it reaps `<tag>` |
-//! | `sb:session:<connection id>` | string, `EX` its window + 60 s | a parked session kept in the backplane (`[resume] keep_in_backplane`), stamped with its holder ([`crate::CopyStamp`]) |
+//! | `sb:<ns>:node:<tag>` | channel | commands for one node |
+//! | `sb:<ns>:all` | channel | commands for every node (senders ignore their own) |
+//! | `sb:<ns>:alive:<tag>` | string, `EX node_ttl_secs` | the node id; refreshed every `heartbeat_secs` |
+//! | `sb:<ns>:nodes` | hash | `<tag>` → node id: every node that has not left or been reaped |
+//! | `sb:<ns>:conns:<tag>` | hash | connection id → snapshot JSON |
+//! | `sb:<ns>:reap:<tag>` | string, `NX EX 60` | the reaper's node id while it reaps `<tag>` |
+//! | `sb:<ns>:session:<connection id>` | string, `EX` its window + 60 s | a parked session kept in the backplane (`[resume] keep_in_backplane`), stamped with its holder ([`crate::CopyStamp`]) |
 //!
 //! No command touches two keys at once, so the names need no hash tags on a cluster.
 
@@ -40,9 +41,6 @@ use crate::link::{
     self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
 };
 use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
-
-const ALL: &str = "sb:all";
-const NODES: &str = "sb:nodes";
 
 /// Deletes the reap claim only if we still hold it (it may have expired and been taken).
 const RELEASE_SCRIPT: &str =
@@ -72,7 +70,7 @@ return redis.call('GETDEL', KEYS[1])
 
 /// The `EVAL` of [`COPY_SCRIPT`] for `op` on `key` under `guard` (then any further
 /// arguments).
-fn copy_script(op: &str, key: &str, guard: CopyGuard) -> Cmd {
+fn copy_script(names: &Names, op: &str, key: &str, guard: CopyGuard) -> Cmd {
     let (kind, owner, hops) = match guard {
         CopyGuard::NotNewer(s) => ("notnewer", s.owner, s.hops),
         CopyGuard::Owner(owner) => ("owner", owner, 0),
@@ -80,7 +78,7 @@ fn copy_script(op: &str, key: &str, guard: CopyGuard) -> Cmd {
     redis::cmd("EVAL")
         .arg(COPY_SCRIPT)
         .arg(1)
-        .arg(session_key(key))
+        .arg(names.session_key(key))
         .arg(op)
         .arg(kind)
         .arg(CopyStamp::owner_hex(owner))
@@ -88,20 +86,42 @@ fn copy_script(op: &str, key: &str, guard: CopyGuard) -> Cmd {
         .to_owned()
 }
 
-fn node_channel(tag: u32) -> String {
-    format!("sb:node:{}", tag_hex(tag))
+/// Every key and channel of one namespace (see the [module docs](self)), built once at
+/// connect. The per-node names cost one `format!` each, as a key built per call must.
+#[derive(Debug)]
+struct Names {
+    /// `sb:<ns>:`
+    prefix: String,
+    /// `sb:<ns>:all`
+    all: String,
+    /// `sb:<ns>:nodes`
+    nodes: String,
 }
-fn alive_key(tag: u32) -> String {
-    format!("sb:alive:{}", tag_hex(tag))
-}
-fn conns_key(tag: u32) -> String {
-    format!("sb:conns:{}", tag_hex(tag))
-}
-fn session_key(key: &str) -> String {
-    format!("sb:session:{key}")
-}
-fn reap_key(tag: u32) -> String {
-    format!("sb:reap:{}", tag_hex(tag))
+
+impl Names {
+    fn new(namespace: &str) -> Self {
+        let prefix = format!("sb:{namespace}:");
+        Self {
+            all: format!("{prefix}all"),
+            nodes: format!("{prefix}nodes"),
+            prefix,
+        }
+    }
+    fn node_channel(&self, tag: u32) -> String {
+        format!("{}node:{tag:08x}", self.prefix)
+    }
+    fn alive_key(&self, tag: u32) -> String {
+        format!("{}alive:{tag:08x}", self.prefix)
+    }
+    fn conns_key(&self, tag: u32) -> String {
+        format!("{}conns:{tag:08x}", self.prefix)
+    }
+    fn session_key(&self, key: &str) -> String {
+        format!("{}session:{key}", self.prefix)
+    }
+    fn reap_key(&self, tag: u32) -> String {
+        format!("{}reap:{tag:08x}", self.prefix)
+    }
 }
 
 /// A Redis backplane. See the [module docs](self).
@@ -146,15 +166,17 @@ impl RedisBackplane {
         events: mpsc::Sender<ClusterEvent>,
     ) -> Result<Arc<Self>, String> {
         check_urls(&cfg.urls).map_err(|e| format!("redis backplane: {e}"))?;
+        let names = Names::new(&link::namespace(cfg)?);
         let link = Arc::new(Link::new("redis", cfg, node_id, inbox, events));
         let push_link = link.clone();
+        let all = names.all.clone().into_bytes();
         // Runs on the connection's reader: must not block (Link::deliver only try_sends).
         let on_push = move |info: PushInfo| -> Result<(), Infallible> {
-            on_push(&push_link, info);
+            on_push(&push_link, &all, info);
             Ok(())
         };
         let startup = link.op_timeout * 5;
-        let engine = tokio::time::timeout(startup, RedisEngine::open(cfg, &link, on_push))
+        let engine = tokio::time::timeout(startup, RedisEngine::open(cfg, names, &link, on_push))
             .await
             .map_err(|_| format!("redis backplane: no answer from {:?}", cfg.urls))?
             .map_err(|e| format!("redis backplane: {:?}: {e}", cfg.urls))?;
@@ -188,13 +210,14 @@ impl NodeBacked for RedisBackplane {
     }
 }
 
-fn on_push(link: &Link, info: PushInfo) {
+/// `all`: the name of the all-nodes channel.
+fn on_push(link: &Link, all: &[u8], info: PushInfo) {
     match info.kind {
         PushKind::Message | PushKind::SMessage => {
             let [Value::BulkString(channel), Value::BulkString(payload)] = &info.data[..] else {
                 return;
             };
-            link.deliver(payload, channel.as_slice() == ALL.as_bytes());
+            link.deliver(payload, channel.as_slice() == all);
         }
         // The socket closed: calls fail fast from now on, and the supervisor probes
         // (which also makes the connection manager reconnect if it gave up).
@@ -238,6 +261,7 @@ impl ConnectionLike for Conn {
 
 pub(crate) struct RedisEngine {
     conn: Conn,
+    names: Names,
     cluster: bool,
     tag: u32,
     node_id: String,
@@ -260,11 +284,12 @@ fn fault(e: RedisError) -> Fault {
 impl RedisEngine {
     async fn open(
         cfg: &ClusterConfig,
+        names: Names,
         link: &Link,
         on_push: impl redis::aio::AsyncPushSender,
     ) -> Result<Self, RedisError> {
         let timeout = link.op_timeout;
-        let me = node_channel(link.tag);
+        let me = names.node_channel(link.tag);
         let (conn, cluster) = if let [url] = &cfg.urls[..] {
             let info = url.as_str().into_connection_info()?;
             let settings = info
@@ -283,7 +308,9 @@ impl RedisEngine {
                 .set_max_delay(Duration::from_millis(500))
                 .set_number_of_retries(4);
             let mut manager = ConnectionManager::new_with_config(client, config).await?;
-            manager.subscribe(&[me.as_str(), ALL]).await?;
+            manager
+                .subscribe(&[me.as_str(), names.all.as_str()])
+                .await?;
             (Conn::Single(manager), false)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cfg.urls.clone())
@@ -296,11 +323,12 @@ impl RedisEngine {
             let mut conn = client.get_async_connection().await?;
             // Sharded channels live on the shard owning their slot: one call each.
             conn.ssubscribe(me.as_str()).await?;
-            conn.ssubscribe(ALL).await?;
+            conn.ssubscribe(names.all.as_str()).await?;
             (Conn::Cluster(conn), true)
         };
         Ok(Self {
             conn,
+            names,
             cluster,
             tag: link.tag,
             node_id: link.node_id.clone(),
@@ -318,8 +346,8 @@ impl Engine for RedisEngine {
 
     async fn publish(&self, to: Target, payload: Vec<u8>) -> Result<bool, Fault> {
         let channel = match to {
-            Target::Node(tag) => node_channel(tag),
-            Target::All => ALL.to_owned(),
+            Target::Node(tag) => self.names.node_channel(tag),
+            Target::All => self.names.all.clone(),
         };
         let verb = if self.cluster { "SPUBLISH" } else { "PUBLISH" };
         let receivers: i64 = self
@@ -331,7 +359,7 @@ impl Engine for RedisEngine {
 
     async fn put_snapshots(&self, items: &[(String, Arc<str>)]) -> Result<(), Fault> {
         let mut cmd = redis::cmd("HSET");
-        cmd.arg(conns_key(self.tag));
+        cmd.arg(self.names.conns_key(self.tag));
         for (id, json) in items {
             cmd.arg(id.as_str()).arg(json.as_ref());
         }
@@ -339,13 +367,22 @@ impl Engine for RedisEngine {
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<(), Fault> {
-        self.query::<()>(redis::cmd("HDEL").arg(conns_key(self.tag)).arg(id))
-            .await
+        self.query::<()>(
+            redis::cmd("HDEL")
+                .arg(self.names.conns_key(self.tag))
+                .arg(id),
+        )
+        .await
     }
 
     async fn snapshot(&self, tag: u32, id: &str) -> Result<Option<String>, Fault> {
-        let alive = redis::cmd("EXISTS").arg(alive_key(tag)).to_owned();
-        let stored = redis::cmd("HGET").arg(conns_key(tag)).arg(id).to_owned();
+        let alive = redis::cmd("EXISTS")
+            .arg(self.names.alive_key(tag))
+            .to_owned();
+        let stored = redis::cmd("HGET")
+            .arg(self.names.conns_key(tag))
+            .arg(id)
+            .to_owned();
         // Two keys, possibly on two shards: two commands, sent together.
         let (alive, stored): (bool, Option<String>) =
             tokio::try_join!(self.query(&alive), self.query(&stored))?;
@@ -354,13 +391,13 @@ impl Engine for RedisEngine {
 
     async fn heartbeat(&self) -> Result<bool, Fault> {
         let beat = redis::cmd("SET")
-            .arg(alive_key(self.tag))
+            .arg(self.names.alive_key(self.tag))
             .arg(&self.node_id)
             .arg("EX")
             .arg(self.ttl_secs)
             .to_owned();
         let register = redis::cmd("HSET")
-            .arg(NODES)
+            .arg(&self.names.nodes)
             .arg(tag_hex(self.tag))
             .arg(&self.node_id)
             .to_owned();
@@ -371,16 +408,20 @@ impl Engine for RedisEngine {
             // there: after the shard holding one of our channels restarts, nothing may.
             // Subscribing again is a no-op on a live subscription and heals a lost one.
             let mut conn = conn.clone();
-            conn.ssubscribe(node_channel(self.tag))
+            conn.ssubscribe(self.names.node_channel(self.tag))
                 .await
                 .map_err(fault)?;
-            conn.ssubscribe(ALL).await.map_err(fault)?;
+            conn.ssubscribe(self.names.all.as_str())
+                .await
+                .map_err(fault)?;
         }
         Ok(added > 0)
     }
 
     async fn registered_nodes(&self) -> Result<Vec<(u32, String)>, Fault> {
-        let all: Vec<(String, String)> = self.query(redis::cmd("HGETALL").arg(NODES)).await?;
+        let all: Vec<(String, String)> = self
+            .query(redis::cmd("HGETALL").arg(&self.names.nodes))
+            .await?;
         Ok(all
             .into_iter()
             .filter_map(|(tag, id)| Some((link::parse_tag(&tag)?, id)))
@@ -388,19 +429,24 @@ impl Engine for RedisEngine {
     }
 
     async fn is_alive(&self, tag: u32) -> Result<bool, Fault> {
-        self.query(redis::cmd("EXISTS").arg(alive_key(tag))).await
+        self.query(redis::cmd("EXISTS").arg(self.names.alive_key(tag)))
+            .await
     }
 
     async fn is_registered(&self, tag: u32) -> Result<bool, Fault> {
-        self.query(redis::cmd("HEXISTS").arg(NODES).arg(tag_hex(tag)))
-            .await
+        self.query(
+            redis::cmd("HEXISTS")
+                .arg(&self.names.nodes)
+                .arg(tag_hex(tag)),
+        )
+        .await
     }
 
     async fn claim(&self, tag: u32) -> Result<bool, Fault> {
         let set: Option<String> = self
             .query(
                 redis::cmd("SET")
-                    .arg(reap_key(tag))
+                    .arg(self.names.reap_key(tag))
                     .arg(&self.node_id)
                     .arg("NX")
                     .arg("EX")
@@ -415,7 +461,7 @@ impl Engine for RedisEngine {
             redis::cmd("EVAL")
                 .arg(RELEASE_SCRIPT)
                 .arg(1)
-                .arg(reap_key(tag))
+                .arg(self.names.reap_key(tag))
                 .arg(&self.node_id),
         )
         .await
@@ -423,18 +469,19 @@ impl Engine for RedisEngine {
     }
 
     async fn snapshots_of(&self, tag: u32) -> Result<Vec<String>, Fault> {
-        self.query(redis::cmd("HVALS").arg(conns_key(tag))).await
+        self.query(redis::cmd("HVALS").arg(self.names.conns_key(tag)))
+            .await
     }
 
     async fn forget(&self, tag: u32) -> Result<(), Fault> {
-        self.query::<()>(redis::cmd("DEL").arg(conns_key(tag)))
+        self.query::<()>(redis::cmd("DEL").arg(self.names.conns_key(tag)))
             .await?;
-        self.query::<()>(redis::cmd("HDEL").arg(NODES).arg(tag_hex(tag)))
+        self.query::<()>(redis::cmd("HDEL").arg(&self.names.nodes).arg(tag_hex(tag)))
             .await
     }
 
     async fn stop_heartbeat(&self) -> Result<(), Fault> {
-        self.query::<()>(redis::cmd("DEL").arg(alive_key(self.tag)))
+        self.query::<()>(redis::cmd("DEL").arg(self.names.alive_key(self.tag)))
             .await
     }
 
@@ -445,7 +492,7 @@ impl Engine for RedisEngine {
         ttl_secs: u64,
         guard: CopyGuard,
     ) -> Result<bool, Fault> {
-        let cmd = copy_script("store", key, guard)
+        let cmd = copy_script(&self.names, "store", key, guard)
             .arg(value)
             .arg(ttl_secs.max(1))
             .to_owned();
@@ -453,11 +500,13 @@ impl Engine for RedisEngine {
     }
 
     async fn read_session(&self, key: &str) -> Result<Option<String>, Fault> {
-        self.query(redis::cmd("GET").arg(session_key(key))).await
+        self.query(redis::cmd("GET").arg(self.names.session_key(key)))
+            .await
     }
 
     async fn take_session(&self, key: &str, guard: CopyGuard) -> Result<Option<String>, Fault> {
         // GETDEL (Redis 6.2) in the script: atomic, so one of two takers gets it.
-        self.query(&copy_script("take", key, guard)).await
+        self.query(&copy_script(&self.names, "take", key, guard))
+            .await
     }
 }

@@ -91,6 +91,55 @@ pub struct ClusterConfig {
     /// Milliseconds a cross-node operation may wait for the backplane before failing
     /// with 503. Default 1000.
     pub op_timeout_ms: u64,
+    /// Prefix of every key, channel, subject and bucket this deployment uses in the
+    /// backplane, so that deployments sharing one Redis or NATS do not see each other:
+    /// 1-48 of `a-z`, `0-9`, `_`, `-`. Default: derived from `[api] api_id` and
+    /// `[api] stage` ([`derive_namespace`], `switchboard-prod` with both defaults).
+    pub namespace: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The namespace in force: `namespace`, or the one derived from `api`.
+    pub fn namespace_for(&self, api: &ApiConfig) -> String {
+        match &self.namespace {
+            Some(ns) => ns.clone(),
+            None => derive_namespace(&api.api_id, &api.stage),
+        }
+    }
+}
+
+/// Longest `[cluster] namespace`.
+pub const NAMESPACE_MAX: usize = 48;
+
+/// Whether `ns` is a valid `[cluster] namespace`: 1-48 of `a-z`, `0-9`, `_`, `-`, which
+/// are valid in Redis keys, NATS subjects (no `.`, `*`, `>`) and KV bucket names.
+pub fn is_valid_namespace(ns: &str) -> bool {
+    (1..=NAMESPACE_MAX).contains(&ns.len())
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The default namespace of a deployment: `<api_id>-<stage>`, lowercased, with every
+/// other character than `a-z0-9_-` made `-`. If that changed anything or is longer than
+/// 48, it is cut to 39 characters and followed by `-` and 8 hex digits of a hash of the
+/// original (so `MyApi` and `myapi` still differ). Stable across versions and machines.
+pub fn derive_namespace(api_id: &str, stage: &str) -> String {
+    let raw = format!("{api_id}-{stage}");
+    let clean: String = raw
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            l @ ('a'..='z' | '0'..='9' | '_' | '-') => l,
+            _ => '-',
+        })
+        .collect();
+    if clean == raw && clean.len() <= NAMESPACE_MAX {
+        return clean;
+    }
+    // FNV-1a, the node tag's hash: fixed, unlike std's hashers.
+    let hash = crate::id::node_tag(&raw);
+    let head: String = clean.chars().take(NAMESPACE_MAX - 9).collect();
+    format!("{head}-{hash:08x}")
 }
 
 impl Default for ClusterConfig {
@@ -101,6 +150,7 @@ impl Default for ClusterConfig {
             heartbeat_secs: 2,
             node_ttl_secs: 10,
             op_timeout_ms: 1000,
+            namespace: None,
         }
     }
 }
@@ -741,6 +791,20 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// Advice about values that work but are probably not what was meant: `check-config`
+    /// prints each, `serve` logs each as a warning.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.cluster.backplane != BackplaneKind::Local && self.cluster.namespace.is_none() {
+            out.push(format!(
+                "cluster.namespace is not set: using {:?}, derived from api.api_id and api.stage; \
+                 another deployment with the same two values on this backplane would share it",
+                self.cluster.namespace_for(&self.api)
+            ));
+        }
+        out
+    }
+
     /// Checks values that parse but cannot work together. Returns every problem found.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
@@ -882,6 +946,14 @@ impl Config {
             }
         }
         let cl = &self.cluster;
+        if let Some(ns) = &cl.namespace {
+            if !is_valid_namespace(ns) {
+                errors.push(err(
+                    "cluster.namespace",
+                    "must be 1-48 characters of a-z, 0-9, '_' or '-'",
+                ));
+            }
+        }
         if cl.backplane != BackplaneKind::Local {
             if cl.urls.is_empty() {
                 errors.push(err(
@@ -1238,6 +1310,59 @@ mod tests {
         assert!(keys.contains(&"limits.max_message_bytes"), "{keys:?}");
         assert!(keys.contains(&"routes.\"$default\".function"), "{keys:?}");
         assert!(keys.contains(&"routes.\"$bad\""), "{keys:?}");
+    }
+
+    #[test]
+    fn the_cluster_namespace_is_checked_and_derived_from_the_api() {
+        let keys = refused;
+        for bad in ["", "Prod", "a.b", "a*", "a>", "a b", &"x".repeat(49)] {
+            let text = format!("[cluster]\nnamespace = {bad:?}\n");
+            assert_eq!(keys(&text), ["cluster.namespace"], "{bad:?}");
+        }
+        for good in ["a", "prod_eu-1", &"x".repeat(48)] {
+            assert!(keys(&format!("[cluster]\nnamespace = {good:?}\n")).is_empty());
+        }
+
+        assert_eq!(derive_namespace("switchboard", "prod"), "switchboard-prod");
+        assert_eq!(derive_namespace("chat", "staging"), "chat-staging");
+        // Changed by sanitising or cut: a hash of the original keeps them apart.
+        let mixed = derive_namespace("MyApi", "prod");
+        assert!(
+            mixed.starts_with("myapi-prod-") && mixed.len() == 19,
+            "{mixed}"
+        );
+        assert_ne!(mixed, derive_namespace("myapi", "prod"));
+        assert_ne!(derive_namespace("a.b", "x"), derive_namespace("a-b", "x"));
+        let long = derive_namespace(&"a".repeat(60), "prod");
+        assert_eq!(long.len(), 48);
+        assert_ne!(long, derive_namespace(&"a".repeat(61), "prod"));
+        for (id, stage) in [
+            ("", "é"),
+            ("x/y", "z"),
+            ("API", "Prod"),
+            ("a", &"b".repeat(100)),
+        ] {
+            assert!(
+                is_valid_namespace(&derive_namespace(id, stage)),
+                "{id} {stage}"
+            );
+        }
+
+        let c: Config = toml::from_str("[api]\napi_id = \"chat\"\nstage = \"dev\"\n").unwrap();
+        assert_eq!(c.cluster.namespace_for(&c.api), "chat-dev");
+        assert!(c.warnings().is_empty(), "a single node shares nothing");
+        let clustered =
+            "[server]\nnode_id = \"a\"\n[cluster]\nbackplane = \"redis\"\nurls = [\"redis://x\"]\n";
+        let c: Config = toml::from_str(clustered).unwrap();
+        assert_eq!(c.warnings().len(), 1);
+        assert!(
+            c.warnings()[0].contains("\"switchboard-prod\""),
+            "{:?}",
+            c.warnings()
+        );
+        let c: Config = toml::from_str(&format!("{clustered}namespace = \"chat\"\n")).unwrap();
+        assert!(c.warnings().is_empty());
+        assert_eq!(c.cluster.namespace_for(&c.api), "chat");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use switchboard_api::ApiState;
 use switchboard_cluster::Backplane;
 use switchboard_core::config::{Config, LogFormat};
 use switchboard_edge::Edge;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +92,9 @@ fn main() {
                     c.routes.len(),
                     c.functions.len()
                 );
+                for w in c.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 0
             }
             Err(e) => {
@@ -262,8 +265,14 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
     // messages in the cluster bench); each holds at most one shared payload.
     let (inbox_tx, mut inbox) = tokio::sync::mpsc::channel(65_536);
     let (events_tx, mut events) = tokio::sync::mpsc::channel(64);
+    for w in cfg.warnings() {
+        warn!("{w}");
+    }
+    // The namespace in force, derived from [api] unless set.
+    let mut cluster = cfg.cluster.clone();
+    cluster.namespace = Some(cfg.cluster.namespace_for(&cfg.api));
     let backplane: Arc<dyn Backplane> =
-        switchboard_cluster::connect(&cfg.cluster, &node_id, inbox_tx, events_tx)
+        switchboard_cluster::connect(&cluster, &node_id, inbox_tx, events_tx)
             .await
             .map_err(|e| anyhow::anyhow!("cluster backplane: {e}"))?;
     let edge = Edge::new(&cfg, &node_id, &functions, authorizer, backplane.clone())
@@ -271,8 +280,9 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
     let backplane_up = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     backplane_up.set(1);
     let inbox_dropped = prometheus_client::metrics::counter::Counter::<u64>::default();
-    if backplane.kind() != "local" {
-        // The backplane counts what it drops; the metric follows it once a second.
+    {
+        // The backplane counts what it drops (a single node drops nothing); the metric
+        // follows it once a second.
         let (bp, counter) = (backplane.clone(), inbox_dropped.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

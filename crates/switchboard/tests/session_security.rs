@@ -172,7 +172,7 @@ async fn redis_get(redis: &Redis, key: &str) -> Option<String> {
 
 /// The kept copy of connection `id`'s session, once it holds every one of `sent`.
 async fn copy_holding(redis: &Redis, id: &str, sent: &[&str]) -> String {
-    let key = format!("sb:session:{id}");
+    let key = format!("sb:switchboard-prod:session:{id}");
     let b64: Vec<String> = sent
         .iter()
         .map(|m| base64::engine::general_purpose::STANDARD.encode(m))
@@ -201,7 +201,7 @@ async fn forge_on(gw: &Gateway, redis: &Redis, id: &str, forged: &[String], copy
         assert_ne!(h["connectionId"].as_str(), Some(id), "{h}");
         c.close(1000).await;
         assert_eq!(
-            redis_get(redis, &format!("sb:session:{id}"))
+            redis_get(redis, &format!("sb:switchboard-prod:session:{id}"))
                 .await
                 .as_deref(),
             Some(copy),

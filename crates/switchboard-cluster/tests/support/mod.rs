@@ -146,6 +146,7 @@ fn config(kind: BackplaneKind, urls: Vec<String>) -> ClusterConfig {
         heartbeat_secs: 1,
         node_ttl_secs: 3,
         op_timeout_ms: 500,
+        namespace: None,
     }
 }
 
