@@ -164,8 +164,9 @@ pub struct EdgeInner {
     pub(crate) settings: Settings,
     /// Metrics.
     pub metrics: EdgeMetrics,
-    /// Connections held by this node.
-    pub table: ConnectionTable,
+    /// Connections held by this node. Only the operations layer (`ops/local.rs`) changes
+    /// memberships and state on behalf of callers; other crates go through `apply_op`.
+    pub(crate) table: ConnectionTable,
     /// Id issuer.
     pub ids: IdGenerator,
     pub(crate) routes: RouteTable<RouteTarget>,
@@ -181,7 +182,7 @@ pub struct EdgeInner {
     static_files: Option<StaticConfig>,
     authorizer: Option<Arc<switchboard_auth::Authorizer>>,
     /// How other nodes are reached; `local` on a single node.
-    pub backplane: Arc<dyn switchboard_cluster::Backplane>,
+    pub(crate) backplane: Arc<dyn switchboard_cluster::Backplane>,
     /// Resumable sessions by connection, each with the proof its token must match.
     pub(crate) sessions: Mutex<
         HashMap<switchboard_core::ConnectionId, (crate::session::TokenProof, Arc<ConnHandle>)>,
@@ -221,6 +222,11 @@ impl EdgeInner {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
+    }
+
+    /// Connections this node holds now (open or parked).
+    pub fn connections_held(&self) -> usize {
+        self.table.len()
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

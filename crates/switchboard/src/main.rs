@@ -421,7 +421,7 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
         info!("all connections closed");
     } else {
         info!(
-            remaining = edge.inner().table.len(),
+            remaining = edge.inner().connections_held(),
             "grace period over; exiting with connections still open"
         );
     }
