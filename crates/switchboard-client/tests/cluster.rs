@@ -355,6 +355,60 @@ async fn a_kept_session_survives_the_loss_of_its_node() {
     }
 }
 
+/// A parked session's kept copy follows changes made through the management API (not only
+/// sends): a group joined and state set while it is parked survive the loss of its node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_copy_follows_memberships_changed_while_parked() {
+    let redis = Redis::launch();
+    let function = RecordingFunction::start().await;
+    let mut nodes = cluster_with(
+        &redis,
+        &function,
+        "window_secs = 60\nkeep_in_backplane = true",
+    )
+    .await;
+    let proxy = ChaosProxy::start_many(vec![nodes[0].ws, nodes[1].ws]).await;
+    proxy.pin(Some(0));
+    let client = Client::connect(&proxy.url(), options()).await.unwrap();
+    let id = open_id(&event_within(&client, 5).await);
+    let mut home = HttpClient::new(nodes[0].mgmt);
+    proxy.refuse(true);
+    proxy.cut_all();
+    copy_kept(&redis, &id).await;
+    // Changed while parked, with nothing sent to it.
+    let (status, body) = home
+        .request("PUT", &format!("/v1/groups/later/members/{id}"), b"")
+        .await;
+    assert_eq!(status, 200, "join: {body}");
+    let (status, body) = home
+        .request(
+            "PATCH",
+            &format!("/v1/connections/{id}/state"),
+            br#"{"nick": "ada"}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "state: {body}");
+    copy_holds(&redis, &id, "later").await;
+    copy_holds(&redis, &id, "ada").await;
+    let _ = nodes.remove(0).stop();
+    proxy.pin(Some(1));
+    proxy.refuse(false);
+    assert_eq!(
+        significant_event(&client, 15).await,
+        Event::Resumed {
+            connection_id: id.clone()
+        }
+    );
+    let mut other = HttpClient::new(nodes[0].mgmt);
+    let (status, body) = other
+        .request("GET", &format!("/v1/connections/{id}"), b"")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["groups"], serde_json::json!(["later"]), "{body}");
+    assert_eq!(v["state"], serde_json::json!({"nick": "ada"}), "{body}");
+}
+
 /// With `keep_in_backplane`, a session parked on a node that dies and never resumed gets
 /// one `$disconnect` when its window ends, from a survivor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,6 +470,27 @@ async fn copy_kept(redis: &Redis, id: &str) {
             return;
         }
         assert!(Instant::now() < deadline, "no kept copy of {id} in Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the kept copy of `id` in Redis contains `needle`.
+async fn copy_holds(redis: &Redis, id: &str, needle: &str) {
+    let url = redis.config().urls[0].clone();
+    let key = format!("sb:switchboard-prod:session:{id}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "GET", &key])
+            .output()
+            .expect("redis-cli runs");
+        if String::from_utf8_lossy(&out.stdout).contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kept copy of {id} never held {needle:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

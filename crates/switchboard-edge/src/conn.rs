@@ -278,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             slot: _slot,
             started,
             kept: false,
+            changed: false,
         }));
         edge.watch_parked(handle);
     }

@@ -758,6 +758,7 @@ impl EdgeInner {
             slot: Slot::force(self),
             started,
             kept: false,
+            changed: false,
         }));
         self.add_session(h.token_proof, handle.clone());
         self.metrics.connections_open.inc();

@@ -301,6 +301,7 @@ impl EdgeInner {
                             }
                             Some(n) => dirty |= n > 0,
                         }
+                        dirty |= std::mem::take(&mut p.changed);
                         if dirty {
                             return std::task::Poll::Ready(End::Changed);
                         }
@@ -400,6 +401,14 @@ impl EdgeInner {
     pub(crate) fn record(self: &Arc<Self>, handle: &Arc<ConnHandle>, open: bool) {
         if !self.backplane.keeps_registry() {
             return;
+        }
+        if open {
+            // A parked session's kept copy carries its memberships and state too: have
+            // its watcher write it again.
+            if let Some(p) = handle.parked.lock().as_mut() {
+                p.changed = true;
+                handle.wake();
+            }
         }
         let snapshot = open.then(|| {
             switchboard_core::event::snapshot::to_json(

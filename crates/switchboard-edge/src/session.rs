@@ -369,6 +369,8 @@ pub(crate) struct Parked {
     pub started: tokio::time::Instant,
     /// A copy is kept in the backplane (`[resume] keep_in_backplane`).
     pub kept: bool,
+    /// Its groups, user or state changed since its copy was last written.
+    pub changed: bool,
 }
 
 #[cfg(test)]
