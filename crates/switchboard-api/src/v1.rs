@@ -194,8 +194,8 @@ fn outcome_json(o: Outcome) -> Value {
                 "subprotocol": view.subprotocol,
             })
         }
-        Outcome::Members { ids, nodes } => {
-            m.insert("size".into(), ids.len().into());
+        Outcome::Members { size, nodes, .. } => {
+            m.insert("size".into(), size.into());
             coverage(&mut m, nodes);
         }
     }
@@ -337,24 +337,22 @@ async fn members_page(
             ConnectionId::parse(a).ok_or_else(|| bad_request("`after` is not a connection id"))?,
         ),
     };
-    let (ids, nodes) = match api
-        .edge
-        .apply_op(Op::Members {
-            group: group.clone(),
-        })
-        .await?
-    {
-        Outcome::Members { ids, nodes } => (ids, nodes),
+    // One more than the page, to know whether another page follows.
+    let op = Op::Members {
+        group: group.clone(),
+        after,
+        limit: limit as u32 + 1,
+    };
+    let (mut page, size, nodes) = match api.edge.apply_op(op).await? {
+        Outcome::Members { ids, size, nodes } => (ids, size, nodes),
         other => unreachable!("a listing answers with members, not {other:?}"),
     };
     if !nodes.complete() {
         // A page with holes would mislead: refuse it.
         return Err(OpError::Timeout.into());
     }
-    let size = ids.len();
-    let start = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
-    let page: Vec<ConnectionId> = ids[start..].iter().take(limit).copied().collect();
-    let next = if page.len() == limit && start + limit < size {
+    let next = if page.len() > limit {
+        page.truncate(limit);
         page.last().map(|id| id.to_string())
     } else {
         None

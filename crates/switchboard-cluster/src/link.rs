@@ -1287,7 +1287,13 @@ mod tests {
             (arbitrary_id(), prop::option::of(text()))
                 .prop_map(|(id, user)| Op::SetUser { id, user }),
             arbitrary_id().prop_map(|id| Op::Get { id }),
-            text().prop_map(|group| Op::Members { group }),
+            (text(), prop::option::of(arbitrary_id()), any::<u32>()).prop_map(
+                |(group, after, limit)| Op::Members {
+                    group,
+                    after,
+                    limit
+                }
+            ),
         ]
     }
 
@@ -1332,8 +1338,16 @@ mod tests {
                         subprotocol: None,
                     })
                 })),
-            (prop::collection::vec(arbitrary_id(), 0..4), nodes)
-                .prop_map(|(ids, nodes)| Ok(Outcome::Members { ids, nodes })),
+            (
+                prop::collection::vec(arbitrary_id(), 0..4),
+                any::<u64>(),
+                nodes
+            )
+                .prop_map(|(ids, size, nodes)| Ok(Outcome::Members {
+                    ids,
+                    size,
+                    nodes
+                })),
             any::<u64>().prop_map(|limit| Err(OpError::TooManyGroups { limit })),
             Just(Err(OpError::Gone)),
             Just(Err(OpError::Timeout)),

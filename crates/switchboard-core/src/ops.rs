@@ -110,10 +110,15 @@ pub enum Op {
         /// The connection.
         id: ConnectionId,
     },
-    /// List a group's members.
+    /// List a group's members: up to `limit` after `after`, in id order.
     Members {
         /// The group.
         group: String,
+        /// The last id of the previous page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<ConnectionId>,
+        /// The most ids wanted.
+        limit: u32,
     },
 }
 
@@ -136,7 +141,7 @@ impl Op {
     pub fn validate(&self) -> Result<(), OpError> {
         match self {
             Op::Send { to, .. } | Op::Close { to } => to.validate(),
-            Op::Join { group, .. } | Op::Leave { group, .. } | Op::Members { group } => {
+            Op::Join { group, .. } | Op::Leave { group, .. } | Op::Members { group, .. } => {
                 check_group(group)
             }
             Op::SetUser { user, .. } => user.as_deref().map_or(Ok(()), check_user),
@@ -287,10 +292,12 @@ pub enum Outcome {
         /// What it shows.
         view: Box<ConnectionView>,
     },
-    /// A group's members.
+    /// A page of a group's members.
     Members {
-        /// Sorted.
+        /// Sorted, at most the `limit` asked for.
         ids: Vec<ConnectionId>,
+        /// Members in all, on the nodes counted.
+        size: u64,
         /// Which nodes are listed.
         nodes: Coverage,
     },
@@ -441,7 +448,11 @@ mod tests {
                 id: id(),
                 user: None,
             },
-            Op::Members { group: "g".into() },
+            Op::Members {
+                group: "g".into(),
+                after: Some(id()),
+                limit: 10,
+            },
         ];
         for op in ops {
             let text = serde_json::to_string(&op).unwrap();
@@ -459,6 +470,7 @@ mod tests {
             Err(OpError::TooManyGroups { limit: 4 }),
             Ok(Outcome::Members {
                 ids: vec![id()],
+                size: 1,
                 nodes: Coverage::ONE,
             }),
         ];
@@ -495,6 +507,8 @@ mod tests {
             },
             Op::Members {
                 group: "a\nb".into(),
+                after: None,
+                limit: 1,
             },
         ] {
             assert_eq!(op.validate(), Err(OpError::InvalidGroup), "{op:?}");

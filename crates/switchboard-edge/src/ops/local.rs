@@ -100,8 +100,13 @@ impl EdgeInner {
                     nodes: Coverage::ONE,
                 })
             }
-            Op::Members { group } => Ok(Outcome::Members {
-                ids: self.table.group_page(group, None, usize::MAX),
+            Op::Members {
+                group,
+                after,
+                limit,
+            } => Ok(Outcome::Members {
+                ids: self.table.group_page(group, *after, *limit as usize),
+                size: self.table.group_len(group) as u64,
                 nodes: Coverage::ONE,
             }),
             other => match other.connection().and_then(|id| self.table.get(&id)) {

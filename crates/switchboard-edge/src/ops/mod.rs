@@ -257,6 +257,11 @@ impl EdgeInner {
     /// Applies a fan-out or listing here and on every other node, and sums the answers.
     async fn gather(self: &Arc<Self>, op: Op) -> OpResult {
         let here = self.apply_here(&op)?;
+        // Each node answers its first `limit`; the page is the first `limit` of them all.
+        let page = match &op {
+            Op::Members { limit, .. } => Some(*limit as usize),
+            _ => None,
+        };
         let gathered = self.backplane.gather(op).await.map_err(from_backplane)?;
         let mut nodes = Coverage {
             answered: 1,
@@ -274,6 +279,9 @@ impl EdgeInner {
             }
         }
         nodes.expected = nodes.expected.max(nodes.answered);
+        if let (Some(limit), Outcome::Members { ids, .. }) = (page, &mut total) {
+            ids.truncate(limit);
+        }
         Ok(with_nodes(total, nodes))
     }
 
@@ -293,9 +301,15 @@ fn merge(total: &mut Outcome, part: Outcome) -> bool {
             *closed += c;
             true
         }
-        (Outcome::Members { ids, .. }, Outcome::Members { ids: more, .. }) => {
+        (
+            Outcome::Members { ids, size, .. },
+            Outcome::Members {
+                ids: more, size: s, ..
+            },
+        ) => {
             let all: BTreeSet<ConnectionId> = ids.drain(..).chain(more).collect();
             ids.extend(all);
+            *size += s;
             true
         }
         _ => false,
@@ -306,7 +320,7 @@ fn with_nodes(outcome: Outcome, nodes: Coverage) -> Outcome {
     match outcome {
         Outcome::Sent { counts, .. } => Outcome::Sent { counts, nodes },
         Outcome::Closed { closed, .. } => Outcome::Closed { closed, nodes },
-        Outcome::Members { ids, .. } => Outcome::Members { ids, nodes },
+        Outcome::Members { ids, size, .. } => Outcome::Members { ids, size, nodes },
         other => other,
     }
 }

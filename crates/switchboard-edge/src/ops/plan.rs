@@ -92,7 +92,11 @@ mod tests {
         let close_user = Op::Close {
             to: Target::User { user: "u".into() },
         };
-        let members = Op::Members { group: "g".into() };
+        let members = Op::Members {
+            group: "g".into(),
+            after: None,
+            limit: 100,
+        };
         use At::*;
         use Plan as P;
         #[rustfmt::skip]
