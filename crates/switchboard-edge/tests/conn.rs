@@ -664,3 +664,65 @@ async fn a_detach_close_parks_the_session() {
     assert_eq!(hello(&mut c).await["resumed"], true);
     assert!(h.disconnects.try_recv().is_err(), "the session lives on");
 }
+
+#[tokio::test(start_paused = true)]
+async fn binary_is_refused_1003_when_configured() {
+    let mut h = harness(|c| c.router.binary = switchboard_core::config::BinaryMode::Reject);
+    let mut c = h.connect().await;
+    c.frame(OpCode::Binary, &[1, 2, 3]).await;
+    let reason = "binary messages are not accepted";
+    assert_eq!(c.close_frame().await, close(1003, reason));
+    c.answer_close(1003).await;
+    h.disconnected(1003, reason).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_holds_the_socket_for_a_two_way_answer() {
+    let mut h = harness(|_| {});
+    let mut c = h.connect().await;
+    let start = Instant::now();
+    c.send(r#"{"action":"slow"}"#).await;
+    // Let the invocation start before shutdown begins.
+    tokio::task::yield_now().await;
+    h.edge.shutdown(Duration::from_secs(10));
+    assert_eq!(c.text().await, r#"done {"action":"slow"}"#);
+    assert_at(start, Instant::now(), SLOW);
+    assert_eq!(c.close_frame().await, close(1001, "server shutting down"));
+    c.answer_close(1001).await;
+    h.disconnected(1001, "server shutting down").await;
+    assert_eq!(h.edge.abandoned(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resent_session_message_is_acknowledged_not_invoked_again() {
+    let h = harness(with_resume);
+    let mut c = h.open("/", Some("switchboard.v1"), 64 * 1024).await;
+    hello(&mut c).await;
+    let start = Instant::now();
+    let ack_delay = Duration::from_millis(200);
+    c.send("m1:once").await;
+    assert_eq!(c.text().await, "m1:once");
+    assert_eq!(c.text().await, "a1");
+    assert_at(start, Instant::now(), ack_delay);
+    // A resend (the client missed the ack) is acknowledged at once, not invoked again.
+    c.send("m1:once").await;
+    assert_eq!(c.text().await, "a1");
+    assert_at(start, Instant::now(), ack_delay);
+    c.send("m2:twice").await;
+    assert_eq!(c.text().await, "m2:twice");
+    assert_eq!(c.text().await, "a2");
+    assert_at(start, Instant::now(), 2 * ack_delay);
+    assert_eq!(h.edge.inner().metrics.messages_in.get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_sequence_gap_closes_1002() {
+    let mut h = harness(with_resume);
+    let mut c = h.open("/", Some("switchboard.v1"), 64 * 1024).await;
+    hello(&mut c).await;
+    c.send("m2:skipped one").await;
+    let reason = "switchboard.v1 sequence gap";
+    assert_eq!(c.close_frame().await, close(1002, reason));
+    c.answer_close(1002).await;
+    h.disconnected(1002, reason).await;
+}
