@@ -738,6 +738,17 @@ impl Edge {
         }
     }
 
+    /// Serves one stream that is already accepted (and decrypted) as [`Edge::serve`] serves
+    /// each TCP connection: the HTTP handshake, then the connection task. Returns once the
+    /// HTTP side is done (the WebSocket, if any, goes on in its own task). For tests that
+    /// drive the edge over an in-memory pipe under paused time.
+    pub async fn serve_io<S>(&self, io: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        serve_http(self.inner.clone(), io, peer).await;
+    }
+
     /// Stops accepting and asks every connection to close with 1001, giving in-flight
     /// invocations and `$disconnect` until `grace` from now. A connection waiting for a
     /// two-way answer keeps its socket open until the answer is written (or the grace
