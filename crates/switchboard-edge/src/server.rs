@@ -229,6 +229,12 @@ impl EdgeInner {
         self.table.len()
     }
 
+    /// The handles of the connections this node holds (for diagnostics and tests: a
+    /// handle sends or closes, but memberships and state change only through `apply_op`).
+    pub fn held_handles(&self) -> Vec<Arc<ConnHandle>> {
+        self.table.all_handles()
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()
     }

@@ -166,7 +166,7 @@ impl Harness {
 
     /// The handle of the only connection open.
     fn only_handle(&self) -> Arc<ConnHandle> {
-        let all = self.edge.inner().table.all_handles();
+        let all = self.edge.inner().held_handles();
         assert_eq!(all.len(), 1, "one connection open");
         all[0].clone()
     }
@@ -358,7 +358,7 @@ async fn request_close_sends_its_code_and_waits_for_the_answer() {
     c.answer_close(1000).await;
     h.disconnected(1000, "closed by the server").await;
     assert_eq!(h.closes(1000), 1);
-    assert!(h.edge.inner().table.is_empty());
+    assert!(h.edge.inner().connections_held() == 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -639,7 +639,7 @@ async fn a_parked_session_ends_when_its_window_does() {
     let at = h.disconnected(1006, "resume window expired").await;
     assert_at(start, at, Duration::from_secs(30));
     assert_eq!(h.open_connections(), 0);
-    assert!(h.edge.inner().table.is_empty());
+    assert!(h.edge.inner().connections_held() == 0);
     // Its token now opens a fresh session.
     let target = format!("/?sb_session={token}&sb_last=0");
     let mut c = h.open(&target, Some("switchboard.v1"), 64 * 1024).await;
