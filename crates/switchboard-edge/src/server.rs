@@ -723,6 +723,17 @@ impl Edge {
         }
     }
 
+    /// Serves one client over any byte stream, as [`Edge::serve`] serves each accepted
+    /// TCP stream (without TLS): the handshake, then the connection. Tests drive clients
+    /// over `tokio::io::duplex` with it.
+    pub async fn serve_io<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        &self,
+        io: S,
+        peer: SocketAddr,
+    ) {
+        serve_http(self.inner.clone(), io, peer).await
+    }
+
     /// Stops accepting and asks every connection to close with 1001, giving in-flight
     /// invocations and `$disconnect` until `grace` from now. A connection waiting for a
     /// two-way answer keeps its socket open until the answer is written (or the grace
