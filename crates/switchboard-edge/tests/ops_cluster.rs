@@ -679,3 +679,85 @@ async fn an_unanswered_ask_times_out_at_exactly_op_timeout() {
         Ok(Outcome::Joined { added: false })
     );
 }
+
+/// A crashed holder: operations on its connection answer 503 while the registry still
+/// lists it (its heartbeat has not lapsed), 410 once a survivor reaped it; fan-outs wait
+/// `op_timeout` for it until then, and are complete over the survivors after.
+#[tokio::test(start_paused = true)]
+async fn a_crashed_holder_answers_unavailable_then_gone() {
+    let mut c = Cluster::start().await;
+    join_group(&c, 1).await;
+    join_group(&c, 2).await;
+    let id2 = c.nodes[2].client.id;
+    c.hub.crash(c.tag(2));
+    let crashed = Instant::now();
+    let asks = || {
+        [
+            Op::Join {
+                id: id2,
+                group: "other".into(),
+            },
+            Op::Leave {
+                id: id2,
+                group: GROUP.into(),
+            },
+            Op::SetState {
+                id: id2,
+                changes: vec![],
+            },
+            Op::SetUser {
+                id: id2,
+                user: None,
+            },
+            Op::Get { id: id2 },
+        ]
+    };
+    for entry in [0, 1] {
+        for op in asks() {
+            let what = format!("{op:?} via node {entry}");
+            let (got, took) = timed(&c, entry, op).await;
+            assert_eq!(got, Err(OpError::Timeout), "{what}");
+            assert!(took <= OP_TIMEOUT, "{what}: {took:?}");
+        }
+    }
+    let (got, took) = timed(&c, 0, send(group(), "without 2")).await;
+    assert_eq!((got, took), (sent(1, nodes(2, 3)), OP_TIMEOUT));
+    c.nodes[1].client.expect_text("without 2").await;
+
+    // Once reaped, node 2 is neither waited for nor asked.
+    until("node 2 is reaped", || async {
+        let got = c
+            .op(
+                0,
+                Op::Members {
+                    group: GROUP.into(),
+                },
+            )
+            .await;
+        matches!(got, Ok(Outcome::Members { nodes: n, .. }) if n == nodes(2, 2))
+    })
+    .await;
+    let took = crashed.elapsed();
+    assert!(took >= NODE_TTL - HEARTBEAT, "reaped after {took:?}");
+    assert!(
+        took <= NODE_TTL + 2 * HEARTBEAT + 2 * OP_TIMEOUT,
+        "reaped after {took:?}"
+    );
+    for entry in [0, 1] {
+        for op in asks() {
+            let what = format!("{op:?} via node {entry}");
+            assert_eq!(c.op_now(entry, op).await, Err(OpError::Gone), "{what}");
+        }
+        let got = c
+            .op_now(entry, send(Target::Connection { id: id2 }, "x"))
+            .await;
+        assert_eq!(got, Err(OpError::Gone));
+        assert_eq!(
+            c.op_now(entry, send(group(), "after")).await,
+            sent(1, nodes(2, 2))
+        );
+        c.nodes[1].client.expect_text("after").await;
+    }
+    c.nodes[0].client.expect_nothing().await;
+    c.nodes[1].client.expect_nothing().await;
+}
