@@ -761,3 +761,75 @@ async fn a_crashed_holder_answers_unavailable_then_gone() {
     c.nodes[0].client.expect_nothing().await;
     c.nodes[1].client.expect_nothing().await;
 }
+
+/// A node cut off from the engine: its own cross-node operations answer 503 once it
+/// noticed; the others answer 503 for its connections and wait `op_timeout` for it in
+/// fan-outs until it is reaped, then leave it out. Healed, it is counted and asked again.
+#[tokio::test(start_paused = true)]
+async fn an_isolated_node_is_left_out_until_it_heals() {
+    let c = Cluster::start().await;
+    join_group(&c, 1).await;
+    join_group(&c, 2).await;
+    let (id1, id2) = (c.nodes[1].client.id, c.nodes[2].client.id);
+    let tag2 = c.tag(2);
+    c.hub.faults(|f| {
+        f.isolated.insert(tag2);
+    });
+    let members = || Op::Members {
+        group: GROUP.into(),
+    };
+    let (got, took) = timed(&c, 0, members()).await;
+    let want = Ok(Outcome::Members {
+        ids: vec![id1],
+        nodes: nodes(2, 3),
+    });
+    assert_eq!((got, took), (want, OP_TIMEOUT));
+    assert_eq!(
+        c.op_now(0, Op::Get { id: id2 }).await,
+        Err(OpError::Timeout)
+    );
+    until("node 2 notices it is cut off", || async {
+        c.op(2, members()).await == Err(OpError::Unavailable)
+    })
+    .await;
+    assert_eq!(
+        c.op_now(2, Op::Get { id: id1 }).await,
+        Err(OpError::Unavailable)
+    );
+
+    until("node 2 is reaped", || async {
+        let got = c.op(0, members()).await;
+        matches!(got, Ok(Outcome::Members { nodes: n, .. }) if n == nodes(2, 2))
+    })
+    .await;
+    assert_eq!(c.op_now(0, Op::Get { id: id2 }).await, Err(OpError::Gone));
+
+    // Healed, it is back in every node's view within a heartbeat (at the others' next
+    // reaper round: until then they count without it, and call that complete).
+    c.hub.faults(|f| f.isolated.clear());
+    let healed = Instant::now();
+    until("node 2 is back everywhere", || async {
+        for entry in 0..3 {
+            let got = c.op(entry, members()).await;
+            if !matches!(got, Ok(Outcome::Members { nodes: n, .. }) if n == ALL) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(healed.elapsed() <= 2 * HEARTBEAT, "{:?}", healed.elapsed());
+    let want = Ok(Outcome::Members {
+        ids: {
+            let mut ids = vec![id1, id2];
+            ids.sort();
+            ids
+        },
+        nodes: ALL,
+    });
+    for entry in 0..3 {
+        assert_eq!(c.op_now(entry, members()).await, want, "via node {entry}");
+        let got = c.op_now(entry, Op::Get { id: id2 }).await;
+        assert!(matches!(got, Ok(Outcome::Connection { .. })), "{got:?}");
+    }
+}
