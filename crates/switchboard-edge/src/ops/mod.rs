@@ -200,12 +200,18 @@ impl EdgeInner {
 
     /// Asks the connection's home (which applies it, or forwards it to where the session
     /// moved) and waits for the answer.
+    ///
+    /// Without an answer, the registry decides: 410 once it no longer lists the
+    /// connection, 503 while it does. Whether the engine itself can tell that nobody
+    /// listens at the home (Redis, the in-memory hub) or not (NATS, where the request
+    /// times out) then makes no difference, and a node cut off from the engine for a
+    /// moment does not have its live connections answered as gone.
     async fn ask_home(self: &Arc<Self>, home: u32, op: Op) -> OpResult {
         let id = op.connection().expect("planned for one connection");
         match self.backplane.request(home, op).await {
             Ok(result) => result,
-            Err(BackplaneError::Timeout) => {
-                // No answer: gone with its node, or just slow?
+            Err(BackplaneError::Timeout | BackplaneError::NotInCluster) => {
+                // No answer: gone with its node, or cut off, or just slow?
                 match self.backplane.connection(id).await {
                     Ok(None) | Err(BackplaneError::NotInCluster) => Err(OpError::Gone),
                     _ => Err(OpError::Timeout),
