@@ -222,7 +222,8 @@ impl EdgeInner {
     }
 
     /// Hands a send or close by id to the connection's home after checking (at most once
-    /// per [`REMOTE_CACHE_TTL`]) that the registry knows the connection.
+    /// per [`REMOTE_CACHE_TTL`]) that the registry knows the connection; one the registry
+    /// does not know is asked of its home instead.
     async fn tell(self: &Arc<Self>, home: u32, op: Op) -> OpResult {
         let id = op.connection().expect("planned for one connection");
         let now = Instant::now();
@@ -246,7 +247,14 @@ impl EdgeInner {
                 Ok(Some(_)) => {
                     self.ops.seen.lock().remove(&id);
                 }
-                Ok(None) | Err(BackplaneError::NotInCluster) => {
+                Ok(None) => {
+                    // Not in the registry: gone, or opened a moment ago and not recorded
+                    // yet (a function answering `$connect` may post at once). Its home
+                    // knows: ask it, and wait for the answer this once.
+                    self.ops.seen.lock().remove(&id);
+                    return self.ask_home(home, op).await;
+                }
+                Err(BackplaneError::NotInCluster) => {
                     self.ops.seen.lock().remove(&id);
                     return Err(OpError::Gone);
                 }
