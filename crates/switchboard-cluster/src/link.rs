@@ -630,12 +630,7 @@ impl<E: Engine> Node<E> {
             let l = link.clone();
             tokio::spawn(async move { l.emit(event).await });
         }
-        // Tell the others at once that we are here (best effort: they also see us at
-        // their next heartbeat).
-        let hello = link.encode(&Command::Hello);
-        if let Err(e) = link.run("hello", engine.publish(Target::All, hello)).await {
-            tracing::debug!(backplane = E::KIND, error = %e, "hello not published");
-        }
+        hello(&link, &*engine).await;
         tasks.push(tokio::spawn(supervise(link.clone(), engine.clone())));
         tasks.push(tokio::spawn(reap(link.clone(), engine.clone())));
         Ok(Self {
@@ -924,6 +919,23 @@ async fn supervise<E: Engine>(link: Arc<Link>, engine: Arc<E>) {
             continue;
         }
         link.set_ready(true);
+        if !was_ready || missing {
+            // Back (or registered again): the others count us in their gathers at once
+            // rather than at their next heartbeat.
+            hello(&link, &*engine).await;
+        }
+    }
+}
+
+/// Tells every other node this one is here (best effort: they also see it at their next
+/// heartbeat).
+async fn hello<E: Engine>(link: &Link, engine: &E) {
+    let payload = link.encode(&Command::Hello);
+    if let Err(e) = link
+        .run("hello", engine.publish(Target::All, payload))
+        .await
+    {
+        tracing::debug!(backplane = E::KIND, error = %e, "hello not published");
     }
 }
 
