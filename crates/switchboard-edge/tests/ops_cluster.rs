@@ -781,7 +781,7 @@ async fn a_crashed_holder_answers_unavailable_then_gone() {
 /// fan-outs until it is reaped, then leave it out. Healed, it is counted and asked again.
 #[tokio::test(start_paused = true)]
 async fn an_isolated_node_is_left_out_until_it_heals() {
-    let c = Cluster::start().await;
+    let mut c = Cluster::start().await;
     join_group(&c, 1).await;
     join_group(&c, 2).await;
     let (id1, id2) = (c.nodes[1].client.id, c.nodes[2].client.id);
@@ -813,6 +813,18 @@ async fn an_isolated_node_is_left_out_until_it_heals() {
         c.op_now(2, Op::Get { id: id1 }).await,
         Err(OpError::Unavailable)
     );
+    // A group send through the cut-off node is refused before it delivers anything, so
+    // a caller that retries later sends nobody the message twice.
+    let send = Op::Send {
+        to: Target::Group {
+            group: GROUP.into(),
+            exclude: vec![],
+        },
+        data: Bytes::from_static(b"while cut off"),
+        binary: false,
+    };
+    assert_eq!(c.op_now(2, send).await, Err(OpError::Unavailable));
+    c.nodes[2].client.expect_nothing().await;
 
     until("node 2 is reaped", || async {
         let got = c.op(0, members()).await;

@@ -270,6 +270,11 @@ impl EdgeInner {
 
     /// Applies a fan-out or listing here and on every other node, and sums the answers.
     async fn gather(self: &Arc<Self>, op: Op) -> OpResult {
+        if !self.backplane.is_ready() {
+            // Refused before anything is delivered here, so a caller that retries does
+            // not send this node's members the message twice.
+            return Err(OpError::Unavailable);
+        }
         let here = self.apply_here(&op)?;
         // Each node answers its first `limit`; the page is the first `limit` of them all.
         let page = match &op {
