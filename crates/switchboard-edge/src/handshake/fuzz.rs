@@ -127,7 +127,7 @@ fn input() -> impl Strategy<Value = Input> {
 
 #[test]
 fn fuzz_edge_handshake_decision() {
-    switchboard_fuzz::run("fuzz_edge_handshake_decision", 20_000, input(), |i| {
+    switchboard_fuzz::run("fuzz_edge_handshake_decision", 60_000, input(), |i| {
         let mut req = http::Request::builder()
             .method(i.method)
             .uri(format!("/ws?{}", i.query))
