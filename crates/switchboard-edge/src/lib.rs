@@ -1,7 +1,9 @@
 //! The WebSocket edge: everything between a client's socket and the router.
 //!
-//! - [`server`]: the listener, TLS, the HTTP/1.1 handshake with its limits (connection
-//!   count, per-IP rate, `$connect`), and the hand-off of the raw stream;
+//! - `handshake`: the pure handshake decision (upgrade checks, head bounds, subprotocol,
+//!   permessage-deflate, source address, resume token) and every refusal's status and label;
+//! - [`server`]: the listener, TLS, the stateful steps of the handshake (connection
+//!   count, per-IP rate, resume, authorizer, `$connect`), and the hand-off of the raw stream;
 //! - `conn`: the per-connection task (decode, invoke in order, drain the outbound queue,
 //!   write, keepalive, idle and lifetime deadlines, close codes);
 //! - `drain`: the shutdown deadline for in-flight invocations and what was abandoned;
@@ -13,6 +15,7 @@ mod conn;
 mod drain;
 #[cfg(test)]
 mod fuzz_frames;
+mod handshake;
 mod kept;
 pub mod metrics;
 mod moves;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,8 +20,8 @@ use switchboard_core::id::IdGenerator;
 use switchboard_core::limit::TokenBucket;
 use switchboard_core::route::{RouteTable, SelectionExpression};
 use switchboard_functions::Function;
-use switchboard_ws::deflate::{self, DeflateConfig};
-use switchboard_ws::{handshake, Decoder, Encoder, Limits, Role};
+use switchboard_ws::deflate::{DeflateConfig, DeflateParams};
+use switchboard_ws::{Decoder, Encoder, Limits, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::conn::Conn;
+use crate::handshake::{self, Accept, Decision, Policy, Reject};
 use crate::metrics::EdgeMetrics;
 use crate::moves::TakeAnswer;
 use crate::table::{CloseRequest, ConnHandle, ConnectionTable};
@@ -69,6 +70,21 @@ pub(crate) struct Settings {
     pub resume: Option<ResumeSettings>,
     /// `[cluster] op_timeout_ms`: how long an operation waits for another node.
     pub op_timeout: Duration,
+}
+
+impl Settings {
+    /// What the handshake decision reads of the settings.
+    fn policy(&self, static_files: bool) -> Policy<'_> {
+        Policy {
+            subprotocols: &self.subprotocols,
+            trusted_proxies: &self.trusted_proxies,
+            deflate: self.deflate.as_ref(),
+            resume: self.resume.is_some(),
+            static_files,
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+        }
+    }
 }
 
 /// `[resume]`, resolved.
@@ -827,17 +843,16 @@ where
     }
 }
 
-fn in_use(m: &EdgeMetrics) -> Response<Full<Bytes>> {
-    m.reject("session_in_use");
-    plain(
-        StatusCode::CONFLICT,
-        "session is attached to another connection\n",
-    )
+/// Counts a refusal at the door and answers it.
+fn refuse(m: &EdgeMetrics, reject: Reject) -> Response<Full<Bytes>> {
+    m.reject(reject.label());
+    reject.response()
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
+/// An empty answer with `status`, or `fallback` when `status` is not a status code.
+fn status_only(status: u16, fallback: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(fallback);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -845,168 +860,116 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
-}
-
-/// The client's address: the peer, or from `X-Forwarded-For` when the peer is trusted
-/// (the rightmost address that is not itself a trusted proxy).
-fn source_ip(settings: &Settings, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let trusted = |ip: &IpAddr| settings.trusted_proxies.iter().any(|n| n.contains(ip));
-    if !trusted(&peer) {
-        return peer;
-    }
-    let mut chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    while let Some(ip) = chain.pop() {
-        if !trusted(&ip) || chain.is_empty() {
-            return ip;
-        }
-    }
-    peer
-}
-
+/// The handshake: the pure decision, then the stateful steps in order (per-IP rate, a
+/// session's resume, the connection slot, the authorizer, `$connect`), then the upgrade.
 async fn handle<S>(
     edge: Arc<EdgeInner>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let m = &edge.metrics;
-    let headers = req.headers();
-    let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
-        && header_has_token(headers, header::UPGRADE, "websocket");
-    if !is_upgrade {
-        if let (Some(st), true) = (
-            &edge.static_files,
-            req.method() == Method::GET || req.method() == Method::HEAD,
-        ) {
-            return crate::static_files::serve(st, req.uri().path(), req.method() == Method::HEAD)
-                .await;
-        }
-        m.reject("not_websocket");
-        let mut r = plain(
-            StatusCode::UPGRADE_REQUIRED,
-            "this endpoint speaks WebSocket: send an Upgrade: websocket request\n",
-        );
-        r.headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        return r;
-    }
-    if req.method() != Method::GET {
-        m.reject("bad_request");
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "WebSocket handshakes use GET\n",
-        );
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        m.reject("bad_version");
-        let mut r = plain(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version\n",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return r;
-    }
-    let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
-        Some(k) if handshake::is_valid_key(k.as_bytes()) => k.as_bytes().to_vec(),
-        _ => {
-            m.reject("bad_request");
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "missing or malformed Sec-WebSocket-Key\n",
-            );
+    let s = &edge.settings;
+    let policy = s.policy(edge.static_files.is_some());
+    let accept = match handshake::decide(&req, peer.ip(), &policy, edge.shutdown.is_cancelled()) {
+        Decision::Accept(a) => a,
+        Decision::Reject(r) => return refuse(m, r),
+        Decision::Static { head } => {
+            let st = edge.static_files.as_ref().expect("decided with [static]");
+            return crate::static_files::serve(st, req.uri().path(), head).await;
         }
     };
-    if edge.shutdown.is_cancelled() {
-        m.reject("shutting_down");
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
-    }
-    let ip = source_ip(&edge.settings, peer.ip(), headers);
     if let Some(limiter) = &edge.ip_limiter {
-        if !limiter.allow(ip, edge.now_ns()) {
-            m.reject("rate_limited");
-            return plain(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many new connections from this address\n",
-            );
+        if !limiter.allow(accept.source_ip, edge.now_ns()) {
+            return refuse(m, Reject::RateLimited);
         }
     }
-    let wants_session = edge.settings.resume.is_some()
-        && choose_subprotocol(&[crate::session::PROTOCOL.to_owned()], headers).is_some();
-    if wants_session {
-        let q: HashMap<String, String> = req
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        if let Some(token) = q.get("sb_session").filter(|t| !t.is_empty()) {
-            let after: u64 = q.get("sb_last").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut local = edge.take_parked(token, after);
-            if let Take::NotHere = local {
-                // Perhaps parked on another node: ask it to hand the session over.
-                match edge.take_remote(token, after).await {
-                    Some(TakeAnswer::Here) => local = edge.take_parked(token, after),
-                    Some(TakeAnswer::InUse) => local = Take::InUse,
-                    Some(TakeAnswer::Unknown) | None => {} // a fresh connection
-                }
+    if let Some(r) = &accept.resume {
+        match take_session(&edge, &r.token, r.after).await {
+            Take::InUse => return refuse(m, Reject::SessionInUse),
+            Take::Parked(handle, parked) => {
+                return resume::<S>(edge.clone(), req, &accept, handle, parked, r.after);
             }
-            match local {
-                Take::InUse => return in_use(m),
-                Take::Parked(handle, parked) => {
-                    if let Some((handle, parked)) = edge.claim_parked(handle, parked).await {
-                        return resume::<S>(edge.clone(), req, &key, handle, parked, after);
-                    }
-                }
-                // Unknown, expired, lost, or not proven: a fresh connection.
-                Take::Refused | Take::NotHere => {}
-            }
+            // Unknown, expired, lost, or not proven: a fresh connection.
+            Take::Refused | Take::NotHere => {}
         }
     }
     let Some(slot) = Slot::take(&edge) else {
-        m.reject("max_connections");
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connection limit reached\n",
-        );
+        return refuse(m, Reject::MaxConnections);
     };
-    let subprotocol = if wants_session {
-        Some(crate::session::PROTOCOL.to_owned())
-    } else {
-        choose_subprotocol(&edge.settings.subprotocols, headers)
+    let mut info = Arc::new(connection_info(&edge, &req, &accept));
+    let identity = match authorize(&edge, req.headers(), &mut info).await {
+        Ok(identity) => identity,
+        Err(r) => return r,
     };
-    let deflate = edge.settings.deflate.as_ref().and_then(|cfg| {
-        let values = headers
-            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        deflate::negotiate(values, cfg)
-    });
-    let mut info = Arc::new(ConnectionInfo {
+    // The handle exists before `$connect` runs, so a management send made from inside
+    // `$connect` (a welcome message) is queued and delivered right after the upgrade.
+    let (handle, rx) = ConnHandle::new(
+        info.clone(),
+        s.queue_messages,
+        s.queue_bytes,
+        s.ws_limits.max_message_bytes,
+    );
+    edge.table.insert(handle.clone());
+    if let Some(id) = &identity {
+        apply_identity(&edge, &handle, id);
+    }
+    let (extra_headers, accepted_by_function) = match invoke_connect(&edge, &handle).await {
+        Ok(Some(headers)) => (headers, true),
+        Ok(None) => (Vec::new(), false),
+        Err(r) => {
+            edge.table.remove(&info.id);
+            return r;
+        }
+    };
+    let resp = switching(
+        &accept.accept_key,
+        info.subprotocol.as_deref(),
+        accept.deflate.as_ref().map(|(_, v)| v),
+        extra_headers,
+    );
+    let opening = Opening {
+        handle,
+        rx,
+        slot,
+        params: accept.deflate.map(|(p, _)| p),
+        session: accept.session,
+        accepted_by_function,
+    };
+    open::<S>(edge, req, opening);
+    resp
+}
+
+/// A session the request asks to resume: parked here, else fetched from the node
+/// holding it, and claimed.
+async fn take_session(edge: &Arc<EdgeInner>, token: &str, after: u64) -> Take {
+    let mut local = edge.take_parked(token, after);
+    if let Take::NotHere = local {
+        // Perhaps parked on another node: ask it to hand the session over.
+        match edge.take_remote(token, after).await {
+            Some(TakeAnswer::Here) => local = edge.take_parked(token, after),
+            Some(TakeAnswer::InUse) => local = Take::InUse,
+            Some(TakeAnswer::Unknown) | None => {} // a fresh connection
+        }
+    }
+    match local {
+        Take::Parked(handle, parked) => match edge.claim_parked(handle, parked).await {
+            Some((handle, parked)) => Take::Parked(handle, parked),
+            None => Take::NotHere,
+        },
+        other => other,
+    }
+}
+
+/// What functions and authorizers learn of a new connection.
+fn connection_info<B>(edge: &EdgeInner, req: &Request<B>, accept: &Accept) -> ConnectionInfo {
+    let headers = req.headers();
+    ConnectionInfo {
         id: edge.ids.connection_id(),
         connected_at_ms: edge.epoch_ms(),
-        source_ip: ip,
+        source_ip: accept.source_ip,
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -1016,175 +979,166 @@ where
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
-        // A session's resume parameters are the protocol's own, and the token is a
-        // credential (perhaps of a session still parked elsewhere, if this resume fell
-        // through): neither reaches authorizers, functions, snapshots or kept copies.
-        query: req
-            .uri()
-            .query()
-            .map(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .filter(|(k, _)| !(wants_session && (k == "sb_session" || k == "sb_last")))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        subprotocol: subprotocol.clone(),
+        query: accept.query.clone(),
+        subprotocol: accept.subprotocol.clone(),
         tls: edge.tls.is_some(),
         port: edge.local_port.load(Ordering::Relaxed),
         authorizer: None,
-    });
-    let mut identity = None;
-    if let Some(authz) = &edge.authorizer {
-        let offered: Vec<String> = headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.split(','))
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        let request_id = edge.ids.request_id();
-        let hs = switchboard_auth::Handshake {
-            headers,
-            query: &info.query,
-            offered_protocols: &offered,
-            connection: &info,
-            request_id: &request_id,
-            request_time_ms: edge.epoch_ms(),
-        };
-        match authz.authorize(&hs).await {
-            Ok(id) => {
-                Arc::make_mut(&mut info).authorizer = Some(id.context.clone());
-                identity = Some(id);
+    }
+}
+
+/// Runs the authorizer, if any: the identity, with its context recorded in `info`, or
+/// the refusal to answer.
+async fn authorize(
+    edge: &EdgeInner,
+    headers: &HeaderMap,
+    info: &mut Arc<ConnectionInfo>,
+) -> Result<Option<switchboard_auth::Identity>, Response<Full<Bytes>>> {
+    let Some(authz) = &edge.authorizer else {
+        return Ok(None);
+    };
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let request_id = edge.ids.request_id();
+    let hs = switchboard_auth::Handshake {
+        headers,
+        query: &info.query,
+        offered_protocols: &offered,
+        connection: info,
+        request_id: &request_id,
+        request_time_ms: edge.epoch_ms(),
+    };
+    match authz.authorize(&hs).await {
+        Ok(id) => {
+            let info = Arc::make_mut(info);
+            info.authorizer = Some(id.context.clone());
+            // A browser that offered protocols fails a handshake that selects none: when
+            // the token travelled as a protocol entry and nothing else was chosen, echo
+            // that entry.
+            if info.subprotocol.is_none() {
+                info.subprotocol.clone_from(&id.token_protocol);
             }
-            Err(e) => {
-                m.reject(e.label());
-                debug!(conn = %info.id, reason = e.reason(), status = e.status(), "handshake refused by the authorizer");
-                let mut r = plain(StatusCode::FORBIDDEN, "");
-                *r.status_mut() = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
-                return r;
-            }
+            Ok(Some(id))
+        }
+        Err(e) => {
+            edge.metrics.reject(e.label());
+            debug!(conn = %info.id, reason = e.reason(), status = e.status(), "handshake refused by the authorizer");
+            Err(status_only(e.status(), StatusCode::FORBIDDEN))
         }
     }
-    // A browser that offered protocols fails a handshake that selects none: when the
-    // token travelled as a protocol entry and nothing else was chosen, echo that entry.
-    let subprotocol =
-        subprotocol.or_else(|| identity.as_ref().and_then(|i| i.token_protocol.clone()));
-    if info.subprotocol != subprotocol {
-        Arc::make_mut(&mut info).subprotocol = subprotocol.clone();
+}
+
+/// Gives a new connection the groups, user and expiry the authorizer named.
+fn apply_identity(
+    edge: &Arc<EdgeInner>,
+    handle: &Arc<ConnHandle>,
+    id: &switchboard_auth::Identity,
+) {
+    let ext = switchboard_core::event::ResponseExtension {
+        groups: id.groups.clone(),
+        user_id: id.user_id.clone(),
+        state: Vec::new(),
+    };
+    // Recorded with the connection once it is open.
+    for problem in edge.extend_local(handle, &ext).1 {
+        warn!(conn = %handle.info.id, %problem, "authorizer identity not fully applied");
     }
-    // The handle exists before `$connect` runs, so a management send made from inside
-    // `$connect` (a welcome message) is queued and delivered right after the upgrade.
-    let s = &edge.settings;
-    let (handle, rx) = ConnHandle::new(
-        info.clone(),
-        s.queue_messages,
-        s.queue_bytes,
-        s.ws_limits.max_message_bytes,
+    if let (true, Some(exp)) = (
+        edge.authorizer
+            .as_ref()
+            .is_some_and(|a| a.close_on_expiry()),
+        id.expires_at,
+    ) {
+        handle.set_expires_at(exp);
+    }
+}
+
+/// Invokes `$connect`, if routed: `Some(headers)` for the 101 when the function accepted,
+/// `None` without a `$connect` route, or the refusal to answer.
+async fn invoke_connect(
+    edge: &Arc<EdgeInner>,
+    handle: &Arc<ConnHandle>,
+) -> Result<Option<Vec<(String, String)>>, Response<Full<Bytes>>> {
+    let Some(target) = edge.routes.connect() else {
+        return Ok(None);
+    };
+    let info = &handle.info;
+    let m = &edge.metrics;
+    let invocation = Invocation {
+        kind: EventKind::Connect,
+        route_key: target.key.clone(),
+        connection: info.clone(),
+        request_id: edge.ids.request_id(),
+        request_time_ms: edge.epoch_ms(),
+        body: None,
+        disconnect: None,
+        extension: edge.table.extension_of(handle),
+    };
+    let request_id = invocation.request_id.clone();
+    let started = Instant::now();
+    let result = match &target.function {
+        Function::Builtin(b) => Ok(b.answer(invocation)),
+        Function::Remote(inv) => inv.invoke(invocation).await,
+    };
+    log_invocation(
+        &info.id,
+        target,
+        &request_id,
+        started,
+        result.as_ref().map(|r| r.status),
     );
-    edge.table.insert(handle.clone());
-    if let Some(id) = &identity {
-        let ext = switchboard_core::event::ResponseExtension {
-            groups: id.groups.clone(),
-            user_id: id.user_id.clone(),
-            state: Vec::new(),
-        };
-        // Recorded with the connection once it is open.
-        for problem in edge.extend_local(&handle, &ext).1 {
-            warn!(conn = %info.id, %problem, "authorizer identity not fully applied");
+    match result {
+        Ok(resp) if (200..300).contains(&resp.status) => {
+            for problem in edge.extend_local(handle, &resp.extension).1 {
+                warn!(conn = %info.id, %problem, "$connect response extension refused");
+            }
+            Ok(Some(resp.headers))
         }
-        if let (true, Some(exp)) = (
-            edge.authorizer
-                .as_ref()
-                .is_some_and(|a| a.close_on_expiry()),
-            id.expires_at,
-        ) {
-            handle.set_expires_at(exp);
+        Ok(resp) => {
+            m.reject("rejected_by_function");
+            let mut r = status_only(resp.status, StatusCode::FORBIDDEN);
+            if let Some(body) = resp.body {
+                *r.body_mut() = Full::new(body.data);
+            }
+            Err(r)
         }
-    }
-    let mut extra_headers = Vec::new();
-    let mut accepted_by_function = false;
-    if let Some(target) = edge.routes.connect() {
-        let invocation = Invocation {
-            kind: EventKind::Connect,
-            route_key: target.key.clone(),
-            connection: info.clone(),
-            request_id: edge.ids.request_id(),
-            request_time_ms: edge.epoch_ms(),
-            body: None,
-            disconnect: None,
-            extension: edge.table.extension_of(&handle),
-        };
-        let request_id = invocation.request_id.clone();
-        let started = Instant::now();
-        let result = match &target.function {
-            Function::Builtin(b) => Ok(b.answer(invocation)),
-            Function::Remote(inv) => inv.invoke(invocation).await,
-        };
-        log_invocation(
-            &info.id,
-            target,
-            &request_id,
-            started,
-            result.as_ref().map(|r| r.status),
-        );
-        let refused = match result {
-            Ok(resp) if (200..300).contains(&resp.status) => {
-                for problem in edge.extend_local(&handle, &resp.extension).1 {
-                    warn!(conn = %info.id, %problem, "$connect response extension refused");
-                }
-                extra_headers = resp.headers;
-                accepted_by_function = true;
-                None
-            }
-            Ok(resp) => {
-                m.reject("rejected_by_function");
-                let mut r = plain(StatusCode::FORBIDDEN, "");
-                *r.status_mut() =
-                    StatusCode::from_u16(resp.status).unwrap_or(StatusCode::FORBIDDEN);
-                if let Some(body) = resp.body {
-                    *r.body_mut() = Full::new(body.data);
-                }
-                Some(r)
-            }
-            Err(e) => {
-                m.reject("function_error");
-                m.invoke_errors
-                    .get_or_create(&crate::metrics::ReasonLabel { reason: e.label() })
-                    .inc();
-                warn!(conn = %info.id, error = %e, "$connect function failed");
-                let mut r = plain(StatusCode::BAD_GATEWAY, "");
-                *r.status_mut() =
-                    StatusCode::from_u16(e.handshake_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                Some(r)
-            }
-        };
-        if let Some(r) = refused {
-            edge.table.remove(&info.id);
-            return r;
+        Err(e) => {
+            m.reject("function_error");
+            m.invoke_errors
+                .get_or_create(&crate::metrics::ReasonLabel { reason: e.label() })
+                .inc();
+            warn!(conn = %info.id, error = %e, "$connect function failed");
+            Err(status_only(e.handshake_status(), StatusCode::BAD_GATEWAY))
         }
     }
+}
+
+/// The 101 answer, with `$connect`'s headers (`extra`; those that are no header skipped).
+fn switching(
+    accept_key: &HeaderValue,
+    subprotocol: Option<&str>,
+    extensions: Option<&HeaderValue>,
+    extra: Vec<(String, String)>,
+) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&handshake::accept_key(&key)).expect("base64 is a valid header"),
-    );
-    if let Some(p) = &subprotocol {
-        if let Ok(v) = HeaderValue::from_str(p) {
-            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
-        }
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key.clone());
+    if let Some(v) = subprotocol.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
-    if let Some((_, ext)) = &deflate {
-        if let Ok(v) = HeaderValue::from_str(ext) {
-            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-        }
+    if let Some(v) = extensions {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v.clone());
     }
-    for (name, value) in extra_headers {
+    for (name, value) in extra {
         if let (Ok(n), Ok(v)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
@@ -1192,12 +1146,40 @@ where
             h.insert(n, v);
         }
     }
+    resp
+}
+
+/// A new connection, accepted and waiting for its upgrade.
+struct Opening {
+    handle: Arc<ConnHandle>,
+    rx: tokio::sync::mpsc::Receiver<crate::table::Outbound>,
+    slot: Slot,
+    params: Option<DeflateParams>,
+    /// Starts a resumable session.
+    session: bool,
+    /// `$connect` said yes, so the function may hold state for this id.
+    accepted_by_function: bool,
+}
+
+/// Runs the connection once hyper hands the socket over.
+fn open<S>(edge: Arc<EdgeInner>, mut req: Request<Incoming>, o: Opening)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
-    let params = deflate.map(|(p, _)| p);
     let task_edge = edge.clone();
     edge.tracker.spawn(async move {
         let edge = task_edge;
+        let Opening {
+            handle,
+            rx,
+            slot,
+            params,
+            session,
+            accepted_by_function,
+        } = o;
+        let info = handle.info.clone();
         let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<S>>()) {
             Ok(Ok(p)) => p,
             failed => {
@@ -1206,8 +1188,7 @@ where
                 edge.table.remove(&info.id);
                 drop(slot);
                 if accepted_by_function {
-                    // `$connect` said yes, so the function may hold state for this id:
-                    // tell it the connection is gone.
+                    // Tell the function the connection is gone.
                     edge.invoke_disconnect(info, extension, 1006, "upgrade failed".into())
                         .await;
                 }
@@ -1220,7 +1201,7 @@ where
         info!(conn = %info.id, ip = %info.source_ip, path = %info.path, compressed = params.is_some(), "connection open");
         let s = &edge.settings;
         let conn_handle = handle.clone();
-        let conn = Conn::new(
+        let mut conn = Conn::new(
             parts.io.into_inner(),
             parts.read_buf,
             edge.clone(),
@@ -1232,8 +1213,7 @@ where
             ),
             slot,
         );
-        let mut conn = conn;
-        if wants_session {
+        if session {
             if let Some(r) = &edge.settings.resume {
                 let token = crate::session::new_token(&conn_handle.info.id);
                 let session =
@@ -1246,7 +1226,6 @@ where
         // itself; each log line of the connection names it with a `conn` field instead.
         conn.run().await;
     });
-    resp
 }
 
 /// Answers a resume handshake: the same connection id, no `$connect`, and a connection task
@@ -1254,7 +1233,7 @@ where
 fn resume<S>(
     edge: Arc<EdgeInner>,
     mut req: Request<Incoming>,
-    key: &[u8],
+    accept: &Accept,
     handle: Arc<ConnHandle>,
     parked: Box<crate::session::Parked>,
     after: u64,
@@ -1262,35 +1241,15 @@ fn resume<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let deflate = edge.settings.deflate.as_ref().and_then(|cfg| {
-        let values = req
-            .headers()
-            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        deflate::negotiate(values, cfg)
-    });
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&handshake::accept_key(key)).expect("base64 is a valid header"),
+    let resp = switching(
+        &accept.accept_key,
+        Some(crate::session::PROTOCOL),
+        accept.deflate.as_ref().map(|(_, v)| v),
+        Vec::new(),
     );
-    h.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(crate::session::PROTOCOL),
-    );
-    if let Some((_, ext)) = &deflate {
-        if let Ok(v) = HeaderValue::from_str(ext) {
-            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-        }
-    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
-    let params = deflate.map(|(p, _)| p);
+    let params = accept.deflate.as_ref().map(|(p, _)| *p);
     let task_edge = edge.clone();
     edge.tracker.spawn(async move {
         let edge = task_edge;
@@ -1369,15 +1328,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.slots.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The server's most preferred subprotocol among those the client offered.
-fn choose_subprotocol(ours: &[String], headers: &HeaderMap) -> Option<String> {
-    let offered = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    handshake::select_subprotocol(ours, offered).map(str::to_owned)
 }
 
 /// Binds a listener (a separate step so callers can learn the port before serving).

@@ -752,6 +752,11 @@ async fn bad_handshakes_get_the_right_status() {
             "POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n",
             405,
         ),
+        // RFC 6455 §4.1: HTTP/1.1 at least (hyper would not hand the socket over).
+        (
+            "GET / HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400,
+        ),
     ];
     for (req, want) in cases {
         let resp = raw_request(gw.ws, req.as_bytes()).await;
