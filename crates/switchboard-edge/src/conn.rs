@@ -27,9 +27,11 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use crate::server::{EdgeInner, RouteTarget, Slot};
+use crate::inner::EdgeInner;
 use crate::session::{self, ClientFrame, Session};
+use crate::slot::Slot;
 use crate::table::{CloseRequest, ConnHandle, Outbound};
+use crate::target::RouteTarget;
 
 /// Stop reading from the socket while this much is waiting to be written: the client
 /// then feels TCP backpressure instead of the gateway buffering without bound.
@@ -554,7 +556,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             while i < self.in_flight.len() {
                 if let Poll::Ready(result) = self.in_flight[i].future.as_mut().poll(cx) {
                     let f = self.in_flight.swap_remove(i);
-                    crate::server::log_invocation(
+                    crate::inner::log_invocation(
                         &self.handle.info.id,
                         &f.target,
                         &f.request_id,
@@ -624,7 +626,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         extension: None,
                     });
                     if let Some(started) = logged {
-                        crate::server::log_invocation(
+                        crate::inner::log_invocation(
                             &self.handle.info.id,
                             &target,
                             "",
@@ -940,7 +942,7 @@ async fn finish_in_flight(
             let Poll::Ready(result) = f.future.as_mut().poll(cx) else {
                 return true;
             };
-            crate::server::log_invocation(
+            crate::inner::log_invocation(
                 &id,
                 &f.target,
                 &f.request_id,

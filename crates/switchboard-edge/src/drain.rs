@@ -14,7 +14,7 @@ use switchboard_core::ConnectionId;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::server::RouteTarget;
+use crate::target::RouteTarget;
 
 /// The node's drain deadline and the count of what it abandoned.
 pub(crate) struct Drain {

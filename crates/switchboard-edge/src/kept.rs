@@ -31,7 +31,7 @@ use switchboard_core::ConnectionId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::server::EdgeInner;
+use crate::inner::EdgeInner;
 use crate::session::{self, Handover, Parked, TokenProof};
 use crate::table::ConnHandle;
 use switchboard_cluster::{CopyGuard, CopyStamp};

@@ -11,24 +11,33 @@
 //! - [`metrics`]: the edge's Prometheus metrics.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod conn;
+mod disconnect;
 mod drain;
 #[cfg(test)]
 mod fuzz_frames;
 mod handshake;
+pub mod inner;
 mod kept;
 pub mod metrics;
 mod moves;
 pub mod ops;
+mod parked;
+mod registry;
 pub mod server;
 mod session;
+mod slot;
 mod static_files;
 pub mod table;
+mod target;
 mod tls;
 
-pub use server::{bind, Edge, EdgeInner};
+pub use inner::EdgeInner;
+pub use server::{bind, Edge};
 /// The start-up checks of the parts [`Edge::new`] builds from files, callable alone.
 pub use static_files::check as check_static;
+pub use target::RouteTarget;
 pub use tls::{check as check_tls, TlsFile};
 
 /// Why the edge could not start.

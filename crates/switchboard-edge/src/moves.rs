@@ -36,8 +36,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::server::{EdgeInner, Slot, Take};
+use crate::inner::EdgeInner;
+use crate::parked::Take;
 use crate::session::{self, Handover, Kept, Parked, Session, TokenProof};
+use crate::slot::Slot;
 use crate::table::ConnHandle;
 
 /// How long a resume handshake waits for the session it asked for.
@@ -755,7 +757,7 @@ impl EdgeInner {
         *handle.parked.lock() = Some(Box::new(Parked {
             session: Box::new(session),
             rx,
-            slot: Slot::force(self),
+            slot: Slot::force(&self.slots),
             started,
             kept: false,
             changed: false,

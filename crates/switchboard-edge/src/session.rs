@@ -365,7 +365,7 @@ impl Session {
 pub(crate) struct Parked {
     pub session: Box<Session>,
     pub rx: tokio::sync::mpsc::Receiver<crate::table::Outbound>,
-    pub slot: crate::server::Slot,
+    pub slot: crate::slot::Slot,
     pub started: tokio::time::Instant,
     /// A copy is kept in the backplane (`[resume] keep_in_backplane`).
     pub kept: bool,

@@ -7,7 +7,7 @@ use switchboard_cluster::OpResult;
 use switchboard_core::event::ResponseExtension;
 use switchboard_core::ops::{ConnectionView, Counts, Coverage, Op, OpError, Outcome, Target};
 
-use crate::server::EdgeInner;
+use crate::inner::EdgeInner;
 use crate::table::{CloseRequest, ConnHandle, ConnectionTable, SendError};
 
 impl EdgeInner {

@@ -14,14 +14,15 @@
 //! closes of many and listings → applied here and on every other node, the answers summed
 //! with the nodes they cover ([`Coverage`]).
 
+mod inbound;
 mod local;
 pub(crate) mod plan;
+pub(crate) mod state;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use switchboard_cluster::{BackplaneError, Command, OpResult, RequestRef};
 use switchboard_core::event::ResponseExtension;
 use switchboard_core::ops::{Coverage, Op, OpError, Outcome};
@@ -29,24 +30,12 @@ use switchboard_core::ConnectionId;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::server::EdgeInner;
+use crate::inner::EdgeInner;
 use crate::table::ConnHandle;
 use plan::{At, Plan};
 
-/// How long a connection of another node, seen alive in the registry, is trusted without
-/// asking the registry again before a send or close by id is handed to its node. A send
-/// to a remote connection that closed within this window is accepted (its node drops
-/// it) instead of answered 410.
-pub const REMOTE_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Entries kept at most before the cache is cleared.
-const REMOTE_CACHE_MAX: usize = 100_000;
-
-/// The operations layer's own state.
-#[derive(Default)]
-pub(crate) struct OpsState {
-    /// Connections of other nodes recently seen alive in the registry.
-    seen: Mutex<HashMap<ConnectionId, Instant>>,
-}
+pub(crate) use state::REMOTE_CACHE_MAX;
+pub use state::REMOTE_CACHE_TTL;
 
 fn from_backplane(e: BackplaneError) -> OpError {
     match e {
