@@ -240,7 +240,7 @@ pub(crate) fn switching(
 /// A new connection, accepted and waiting for its upgrade.
 pub(crate) struct Opening {
     pub(crate) handle: Arc<ConnHandle>,
-    pub(crate) rx: tokio::sync::mpsc::Receiver<crate::table::Outbound>,
+    pub(crate) rx: tokio::sync::mpsc::Receiver<crate::outbound::Outbound>,
     pub(crate) slot: Slot,
     pub(crate) params: Option<DeflateParams>,
     /// Starts a resumable session.

@@ -23,6 +23,7 @@ mod kept;
 pub mod metrics;
 mod moves;
 pub mod ops;
+mod outbound;
 mod parked;
 mod registry;
 pub mod server;

@@ -364,7 +364,7 @@ impl Session {
 /// A session whose socket dropped, waiting for its client (docs/protocol.md).
 pub(crate) struct Parked {
     pub session: Box<Session>,
-    pub rx: tokio::sync::mpsc::Receiver<crate::table::Outbound>,
+    pub rx: tokio::sync::mpsc::Receiver<crate::outbound::Outbound>,
     pub slot: crate::slot::Slot,
     pub started: tokio::time::Instant,
     /// A copy is kept in the backplane (`[resume] keep_in_backplane`).

@@ -18,14 +18,7 @@ use switchboard_core::groups::{Membership, MembershipError};
 use switchboard_core::ConnectionId;
 use tokio::sync::mpsc;
 
-/// A message queued for a connection.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    /// The payload, shared (a fan-out clones this `Bytes`, never the bytes).
-    pub data: Bytes,
-    /// Binary frame rather than text.
-    pub binary: bool,
-}
+pub use crate::outbound::Outbound;
 
 /// Why something outside the task asked a connection to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
