@@ -56,7 +56,7 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     }
     if let Some(st) = &config.static_files {
         if let Err(e) = switchboard_edge::check_static(st) {
-            found.push(error("static.dir", e));
+            found.push(e);
         }
     }
     let urls = match config.cluster.backplane {
