@@ -72,22 +72,48 @@ pub(crate) fn op_error(e: &OpError) -> Response {
     aws_error(status, e.aws_type(), &e.to_string())
 }
 
+/// Why a path names no connection of this API: both answer 404 `NotFoundException`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum PathError {
+    /// Not an `@connections` path (or not percent-decodable).
+    #[error("Not Found")]
+    NotConnections,
+    /// An `@connections` path of another stage.
+    #[error("Unknown stage")]
+    OtherStage,
+}
+
+impl PathError {
+    fn respond(self) -> Response {
+        aws_error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            &self.to_string(),
+        )
+    }
+}
+
 /// The connection id a management path names, if it is an `@connections` path of our
-/// stage. `Err(())`: an `@connections` path of another stage.
-fn parse_path(raw: &str, stage: &str) -> Option<Result<String, ()>> {
+/// stage.
+fn parse_path(raw: &str, stage: &str) -> Result<String, PathError> {
     // Empty segments are skipped: the JS SDK sends `/prod//@connections/...` for an
     // endpoint configured with a trailing slash.
     let segs: Vec<String> = raw
         .split('/')
         .filter(|s| !s.is_empty())
         .map(switchboard_core::text::percent_decode)
-        .collect::<Option<_>>()?;
+        .collect::<Option<_>>()
+        .ok_or(PathError::NotConnections)?;
     match segs.as_slice() {
-        [c, id] if c == "@connections" && !id.is_empty() => Some(Ok(id.clone())),
+        [c, id] if c == "@connections" && !id.is_empty() => Ok(id.clone()),
         [s, c, id] if c == "@connections" && !id.is_empty() => {
-            Some(if s == stage { Ok(id.clone()) } else { Err(()) })
+            if s == stage {
+                Ok(id.clone())
+            } else {
+                Err(PathError::OtherStage)
+            }
         }
-        _ => None,
+        _ => Err(PathError::NotConnections),
     }
 }
 
@@ -281,11 +307,8 @@ pub async fn handle(State(api): State<Arc<ConnectionsApi>>, req: Request) -> Res
     let (parts, body) = req.into_parts();
     let (method, headers) = (parts.method.clone(), &parts.headers);
     let id_text = match parse_path(parts.uri.path(), &api.stage) {
-        Some(Ok(id)) => id,
-        Some(Err(())) => {
-            return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Unknown stage")
-        }
-        None => return aws_error(StatusCode::NOT_FOUND, "NotFoundException", "Not Found"),
+        Ok(id) => id,
+        Err(e) => return e.respond(),
     };
     let admission = match admit(&api, &parts) {
         Ok(a) => a,
@@ -374,11 +397,24 @@ mod tests {
             "/%40connections/abc=",
             "/prod//@connections/abc%3D",
         ] {
-            assert_eq!(parse_path(p, "prod"), Some(Ok("abc=".to_string())), "{p}");
+            assert_eq!(parse_path(p, "prod"), Ok("abc=".to_string()), "{p}");
         }
-        assert_eq!(parse_path("/dev/@connections/abc", "prod"), Some(Err(())));
-        assert_eq!(parse_path("/prod/@connections/", "prod"), None);
-        assert_eq!(parse_path("/prod/other/abc", "prod"), None);
-        assert_eq!(parse_path("/prod/@connections/%zz", "prod"), None);
+        let missing = Err(PathError::NotConnections);
+        assert_eq!(
+            parse_path("/dev/@connections/abc", "prod"),
+            Err(PathError::OtherStage)
+        );
+        assert_eq!(parse_path("/prod/@connections/", "prod"), missing);
+        assert_eq!(parse_path("/prod/other/abc", "prod"), missing);
+        assert_eq!(parse_path("/prod/@connections/%zz", "prod"), missing);
+        for (e, message) in [
+            (PathError::OtherStage, "Unknown stage"),
+            (PathError::NotConnections, "Not Found"),
+        ] {
+            let r = e.respond();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            assert_eq!(r.headers()["x-amzn-ErrorType"], "NotFoundException");
+            assert_eq!(e.to_string(), message);
+        }
     }
 }

@@ -28,20 +28,20 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     /// Trusting the public web PKI.
-    pub(crate) fn with_public_roots() -> Result<Self, String> {
+    pub(crate) fn with_public_roots() -> Result<Self, FetchError> {
         let roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         Self::new(roots)
     }
 
     /// Trusting `roots` only.
-    pub(crate) fn new(roots: rustls::RootCertStore) -> Result<Self, String> {
+    pub(crate) fn new(roots: rustls::RootCertStore) -> Result<Self, FetchError> {
         // The provider is named, not taken from the process default, so no other crate's
         // choice can swap it.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .map_err(FetchError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -58,44 +58,80 @@ impl Fetcher {
 
     /// GETs `uri`, expecting a 2xx answer of at most [`JWKS_MAX_BYTES`], all within
     /// [`JWKS_FETCH_TIMEOUT`]. Redirects are not followed. The error is a short reason.
-    pub(crate) async fn get(&self, uri: &Uri) -> Result<Bytes, String> {
+    pub(crate) async fn get(&self, uri: &Uri) -> Result<Bytes, FetchError> {
         match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.get_untimed(uri)).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(format!(
-                "timed out after {} s",
-                JWKS_FETCH_TIMEOUT.as_secs()
-            )),
+            Err(_elapsed) => Err(FetchError::Timeout),
         }
     }
 
-    async fn get_untimed(&self, uri: &Uri) -> Result<Bytes, String> {
+    async fn get_untimed(&self, uri: &Uri) -> Result<Bytes, FetchError> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(uri.clone())
             .header(header::ACCEPT, "application/json, application/jwk-set+json")
             .header(header::USER_AGENT, USER_AGENT)
             .body(Empty::new())
-            .map_err(|e| format!("bad request: {e}"))?;
+            .map_err(FetchError::Request)?;
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+            .map_err(FetchError::Failed)?;
         if !response.status().is_success() {
-            return Err(format!("answered HTTP {}", response.status().as_u16()));
+            return Err(FetchError::Status(response.status().as_u16()));
         }
         let body = Limited::new(response.into_body(), JWKS_MAX_BYTES)
             .collect()
             .await
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    format!("body larger than {JWKS_MAX_BYTES} bytes")
+                    FetchError::TooLarge
                 } else {
-                    format!("reading the body: {e}")
+                    FetchError::Body(e)
                 }
             })?;
         Ok(body.to_bytes())
     }
+}
+
+/// Why a JWKS URL could not be fetched. Short, for a one-line log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// The TLS client could not be set up.
+    #[error("TLS setup: {0}")]
+    Tls(#[source] rustls::Error),
+    /// The request could not be built from the URL.
+    #[error("bad request: {0}")]
+    Request(#[source] http::Error),
+    /// No answer: connect, TLS handshake or transfer failed.
+    #[error("request failed: {}", error_chain(.0))]
+    Failed(#[source] hyper_util::client::legacy::Error),
+    /// The server answered a status other than 2xx.
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    /// The body exceeds [`JWKS_MAX_BYTES`].
+    #[error("body larger than {JWKS_MAX_BYTES} bytes")]
+    TooLarge,
+    /// The body could not be read to its end.
+    #[error("reading the body: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No answer within [`JWKS_FETCH_TIMEOUT`].
+    #[error("timed out after {} s", JWKS_FETCH_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// Why a JWKS URL is refused at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UrlError {
+    #[error("not a valid URL")]
+    Invalid,
+    #[error("must be an http:// or https:// URL")]
+    Scheme,
+    #[error("credentials in the URL are not supported")]
+    Credentials,
+    #[error("has no host")]
+    NoHost,
 }
 
 /// `outer: inner: innermost`, capped, for a one-line log.
@@ -116,18 +152,16 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Checks a JWKS URL at startup: `http://` or `https://` with a host.
-pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|_| "not a valid URL".to_owned())?;
+pub(crate) fn parse_url(url: &str) -> Result<Uri, UrlError> {
+    let uri: Uri = url.parse().map_err(|_| UrlError::Invalid)?;
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
-        _ => return Err("must be an http:// or https:// URL".into()),
+        _ => return Err(UrlError::Scheme),
     }
     match uri.authority() {
         Some(a) if !a.host().is_empty() && !a.as_str().contains('@') => Ok(uri),
-        Some(a) if a.as_str().contains('@') => {
-            Err("credentials in the URL are not supported".into())
-        }
-        _ => Err("has no host".into()),
+        Some(a) if a.as_str().contains('@') => Err(UrlError::Credentials),
+        _ => Err(UrlError::NoHost),
     }
 }
 
@@ -139,10 +173,10 @@ mod tests {
     fn urls() {
         assert!(parse_url("https://idp.example/.well-known/jwks.json").is_ok());
         assert!(parse_url("http://127.0.0.1:8080/jwks").is_ok());
-        assert!(parse_url("ftp://x/").is_err());
-        assert!(parse_url("/jwks").is_err());
-        assert!(parse_url("https://u:p@x/").is_err());
-        assert!(parse_url("not a url").is_err());
+        assert_eq!(parse_url("ftp://x/"), Err(UrlError::Scheme));
+        assert_eq!(parse_url("/jwks"), Err(UrlError::Scheme));
+        assert_eq!(parse_url("https://u:p@x/"), Err(UrlError::Credentials));
+        assert_eq!(parse_url("not a url"), Err(UrlError::Invalid));
     }
 
     /// A JWKS server that answers the head and then trickles the body, one byte a
@@ -176,7 +210,8 @@ mod tests {
             .await
             .unwrap_err();
         let took = started.elapsed();
-        assert_eq!(err, "timed out after 5 s");
+        assert!(matches!(err, FetchError::Timeout), "{err}");
+        assert_eq!(err.to_string(), "timed out after 5 s");
         assert!(
             (JWKS_FETCH_TIMEOUT..JWKS_FETCH_TIMEOUT + Duration::from_secs(1)).contains(&took),
             "{took:?}"
@@ -209,7 +244,8 @@ mod tests {
             .get(&uri)
             .await
             .unwrap_err();
-        assert_eq!(err, "timed out after 5 s");
+        assert!(matches!(err, FetchError::Timeout), "{err}");
+        assert_eq!(err.to_string(), "timed out after 5 s");
         assert!(started.elapsed() >= JWKS_FETCH_TIMEOUT);
     }
 
@@ -275,6 +311,7 @@ mod tests {
             .get(&uri)
             .await
             .unwrap_err();
-        assert!(err.contains("certificate"), "{err}");
+        assert!(matches!(err, FetchError::Failed(_)), "{err}");
+        assert!(err.to_string().contains("certificate"), "{err}");
     }
 }

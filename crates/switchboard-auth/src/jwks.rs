@@ -21,8 +21,21 @@ use http::Uri;
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
+use crate::fetch::FetchError;
 use crate::fetch::Fetcher;
-use crate::keys::{keys_from_jwks, JwksOrigin, Refused, VerifyKey};
+use crate::keys::{keys_from_jwks, JwksOrigin, KeyFileError, Refused, VerifyKey};
+
+/// Why a refresh left the keys as they were.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RefreshError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Document(#[from] KeyFileError),
+    /// The document parsed, but none of its keys is usable (says which and why).
+    #[error("{0}")]
+    NoUsableKey(String),
+}
 
 /// Unknown-`kid` refreshes happen at most this often, so tokens with made-up `kid`s
 /// cannot turn the gateway into a load generator against the identity provider.
@@ -69,7 +82,7 @@ impl RemoteJwks {
     }
 
     /// Fetches now (after any fetch already running). Returns the number of usable keys.
-    pub(crate) async fn refresh(&self) -> Result<usize, String> {
+    pub(crate) async fn refresh(&self) -> Result<usize, RefreshError> {
         let _gate = self.gate.lock().await;
         self.fetch_and_store().await
     }
@@ -102,7 +115,7 @@ impl RemoteJwks {
     }
 
     /// The caller holds the gate.
-    async fn fetch_and_store(&self) -> Result<usize, String> {
+    async fn fetch_and_store(&self) -> Result<usize, RefreshError> {
         let body = self.fetcher.get(&self.uri).await?;
         let set = keys_from_jwks(&body, JwksOrigin::Url)?;
         {
@@ -112,7 +125,7 @@ impl RemoteJwks {
             last.clone_from(&set.refused);
         }
         if set.keys.is_empty() {
-            return Err(set.why_none());
+            return Err(RefreshError::NoUsableKey(set.why_none()));
         }
         let count = set.keys.len();
         let skipped = set.refused.len() + set.ignored;

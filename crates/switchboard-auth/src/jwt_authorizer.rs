@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use switchboard_core::config::{JwtConfig, TokenSource};
+use switchboard_core::config::{ConfigError, JwtConfig, TokenSource};
 
 use crate::jwks::{AbortOnDrop, RemoteJwks};
 use crate::jwt::{self, Policy};
@@ -34,38 +34,47 @@ impl JwtAuthorizer {
     /// Checks the configuration, reads the key files and parses the keys; the JWKS URL
     /// is not fetched and nothing is spawned. What [`JwtAuthorizer::new`] refuses, this
     /// refuses (`switchboard check-config` runs it alone).
-    pub(crate) fn prepare(cfg: &JwtConfig) -> Result<Self, String> {
+    pub(crate) fn prepare(cfg: &JwtConfig) -> Result<Self, ConfigError> {
         if cfg.token_sources.is_empty() {
-            return Err("authorizer.token_sources: must name at least one source".into());
+            return Err(bad(
+                "authorizer.token_sources",
+                "must name at least one source",
+            ));
         }
         if cfg.token_sources.contains(&TokenSource::Query) && cfg.query_param.is_empty() {
-            return Err("authorizer.query_param: must not be empty".into());
+            return Err(bad("authorizer.query_param", "must not be empty"));
         }
         if cfg.token_sources.contains(&TokenSource::Protocol) && cfg.protocol_prefix.is_empty() {
             // An empty prefix would take the first offered subprotocol, whatever it is,
             // as a token.
-            return Err("authorizer.protocol_prefix: must not be empty".into());
+            return Err(bad("authorizer.protocol_prefix", "must not be empty"));
         }
         let mut algorithms = Vec::new();
         for name in &cfg.algorithms {
             if name.eq_ignore_ascii_case("none") {
-                return Err("authorizer.algorithms: \"none\" is never accepted".into());
+                return Err(bad("authorizer.algorithms", "\"none\" is never accepted"));
             }
             let alg = Alg::from_jose(&name.to_ascii_uppercase()).ok_or_else(|| {
-                format!("authorizer.algorithms: {name:?} is not one of HS256, RS256, ES256")
+                bad(
+                    "authorizer.algorithms",
+                    format!("{name:?} is not one of HS256, RS256, ES256"),
+                )
             })?;
             if !algorithms.contains(&alg) {
                 algorithms.push(alg);
             }
         }
         if algorithms.is_empty() {
-            return Err("authorizer.algorithms: must name at least one algorithm".into());
+            return Err(bad(
+                "authorizer.algorithms",
+                "must name at least one algorithm",
+            ));
         }
 
         let mut static_keys = Vec::new();
         if let Some(secret) = &cfg.secret {
             if secret.is_empty() {
-                return Err("authorizer.secret: must not be empty".into());
+                return Err(bad("authorizer.secret", "must not be empty"));
             }
             if secret.len() < MIN_SECRET_BYTES {
                 tracing::warn!(
@@ -75,21 +84,19 @@ impl JwtAuthorizer {
             static_keys.push(VerifyKey::hmac(secret.as_bytes(), None));
         }
         for (i, path) in cfg.public_keys.iter().enumerate() {
-            let pem = read_file(path).map_err(|e| format!("authorizer.public_keys[{i}]: {e}"))?;
+            let key = || format!("authorizer.public_keys[{i}]");
+            let pem = read_file(path).map_err(|e| bad(key(), e.to_string()))?;
             let keys = keys::keys_from_pem(&pem)
-                .map_err(|e| format!("authorizer.public_keys[{i}]: {}: {e}", path.display()))?;
+                .map_err(|e| bad(key(), format!("{}: {e}", path.display())))?;
             static_keys.extend(keys);
         }
         if let Some(path) = &cfg.jwks_file {
-            let doc = read_file(path).map_err(|e| format!("authorizer.jwks_file: {e}"))?;
+            const KEY: &str = "authorizer.jwks_file";
+            let doc = read_file(path).map_err(|e| bad(KEY, e.to_string()))?;
             let set = keys::keys_from_jwks(&doc, keys::JwksOrigin::File)
-                .map_err(|e| format!("authorizer.jwks_file: {}: {e}", path.display()))?;
+                .map_err(|e| bad(KEY, format!("{}: {e}", path.display())))?;
             if set.keys.is_empty() {
-                return Err(format!(
-                    "authorizer.jwks_file: {}: {}",
-                    path.display(),
-                    set.why_none()
-                ));
+                return Err(bad(KEY, format!("{}: {}", path.display(), set.why_none())));
             }
             set.log_refusals(&path.display().to_string(), false);
             static_keys.extend(set.keys);
@@ -99,12 +106,12 @@ impl JwtAuthorizer {
             None => None,
             Some(url) => {
                 let uri = crate::fetch::parse_url(url)
-                    .map_err(|e| format!("authorizer.jwks_url: {e}"))?;
+                    .map_err(|e| bad("authorizer.jwks_url", e.to_string()))?;
                 if cfg.jwks_refresh_secs == 0 {
-                    return Err("authorizer.jwks_refresh_secs: must be at least 1".into());
+                    return Err(bad("authorizer.jwks_refresh_secs", "must be at least 1"));
                 }
                 let fetcher = crate::fetch::Fetcher::with_public_roots()
-                    .map_err(|e| format!("authorizer.jwks_url: {e}"))?;
+                    .map_err(|e| bad("authorizer.jwks_url", e.to_string()))?;
                 Some(Arc::new(RemoteJwks::new(uri, fetcher)))
             }
         };
@@ -115,10 +122,10 @@ impl JwtAuthorizer {
                 .iter()
                 .any(|&alg| static_keys.iter().any(|k| k.supports(alg)));
             if !usable {
-                return Err(
-                    "authorizer: no key for any allowed algorithm; set secret (HS256), public_keys, jwks_file or jwks_url"
-                        .into(),
-                );
+                return Err(bad(
+                    "authorizer",
+                    "no key for any allowed algorithm; set secret (HS256), public_keys, jwks_file or jwks_url",
+                ));
             }
         }
 
@@ -142,7 +149,7 @@ impl JwtAuthorizer {
     }
 
     /// [`JwtAuthorizer::prepare`], then a first fetch of the JWKS URL and its refresh.
-    pub(crate) async fn new(cfg: &JwtConfig) -> Result<Self, String> {
+    pub(crate) async fn new(cfg: &JwtConfig) -> Result<Self, ConfigError> {
         let mut authorizer = Self::prepare(cfg)?;
         if let Some(remote) = &authorizer.remote {
             // A URL that fails at start is not fatal: the identity provider may come up
@@ -198,14 +205,40 @@ impl JwtAuthorizer {
     }
 }
 
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
 /// Reads a key file. Blocking is acceptable here: it runs once, at start, before the
 /// gateway serves. Key files are small; the bound only stops a mistaken path (a device,
 /// a log) from being read whole.
-fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     const MAX: u64 = 1024 * 1024;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let io = |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > MAX {
-        return Err(format!("{}: larger than {MAX} bytes", path.display()));
+        return Err(ReadError::TooLarge {
+            path: path.to_owned(),
+            max: MAX,
+        });
     }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read(path).map_err(io)
+}
+
+/// A key file that could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: larger than {max} bytes", path.display())]
+    TooLarge { path: std::path::PathBuf, max: u64 },
 }

@@ -145,12 +145,14 @@ impl VerifyKey {
 }
 
 /// Every `PUBLIC KEY` section of a PEM document (RSA or P-256 SubjectPublicKeyInfo).
-pub(crate) fn keys_from_pem(pem: &[u8]) -> Result<Vec<VerifyKey>, String> {
+pub(crate) fn keys_from_pem(pem: &[u8]) -> Result<Vec<VerifyKey>, KeyFileError> {
     let mut keys = Vec::new();
     for (i, section) in SubjectPublicKeyInfoDer::pem_slice_iter(pem).enumerate() {
-        let der = section.map_err(|e| format!("not valid PEM: {e}"))?;
-        let material = material_from_spki(&der)
-            .map_err(|reason| format!("public key #{}: {reason}", i + 1))?;
+        let der = section.map_err(KeyFileError::Pem)?;
+        let material = material_from_spki(&der).map_err(|reason| KeyFileError::Key {
+            number: i + 1,
+            reason,
+        })?;
         keys.push(VerifyKey {
             kid: None,
             alg: None,
@@ -158,12 +160,25 @@ pub(crate) fn keys_from_pem(pem: &[u8]) -> Result<Vec<VerifyKey>, String> {
         });
     }
     if keys.is_empty() {
-        return Err(
-            "no \"PUBLIC KEY\" (SubjectPublicKeyInfo) section; convert with `openssl pkey -pubin -in KEY -out KEY.pub` or `openssl x509 -pubkey -noout -in CERT`"
-                .into(),
-        );
+        return Err(KeyFileError::NoPublicKey);
     }
     Ok(keys)
+}
+
+/// Why a PEM file or a JWKS document holds no keys to read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeyFileError {
+    #[error("not valid PEM: {0}")]
+    Pem(#[source] rustls_pki_types::pem::Error),
+    /// The `number`th section (from 1) is not a key switchboard can use.
+    #[error("public key #{number}: {reason}")]
+    Key { number: usize, reason: &'static str },
+    #[error("no \"PUBLIC KEY\" (SubjectPublicKeyInfo) section; convert with `openssl pkey -pubin -in KEY -out KEY.pub` or `openssl x509 -pubkey -noout -in CERT`")]
+    NoPublicKey,
+    #[error("not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("no \"keys\" array")]
+    NoKeysArray,
 }
 
 const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
@@ -397,10 +412,10 @@ impl fmt::Display for Refused {
 
 /// The keys of a JWKS document. Only a document that is not a JSON object with a `keys`
 /// array is an error; entries that cannot be used are reported in [`JwkSet::refused`].
-pub(crate) fn keys_from_jwks(doc: &[u8], origin: JwksOrigin) -> Result<JwkSet, String> {
-    let doc: Value = serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
+pub(crate) fn keys_from_jwks(doc: &[u8], origin: JwksOrigin) -> Result<JwkSet, KeyFileError> {
+    let doc: Value = serde_json::from_slice(doc).map_err(KeyFileError::Json)?;
     let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
-        return Err("no \"keys\" array".into());
+        return Err(KeyFileError::NoKeysArray);
     };
     let mut set = JwkSet {
         keys: Vec::new(),
@@ -578,11 +593,16 @@ mod tests {
     #[test]
     fn pem_without_public_key_is_an_error() {
         let err = keys_from_pem(b"nothing here").unwrap_err();
-        assert!(err.starts_with("no \"PUBLIC KEY\""), "{err}");
+        assert!(matches!(err, KeyFileError::NoPublicKey), "{err}");
+        assert!(err.to_string().starts_with("no \"PUBLIC KEY\""), "{err}");
         // A PUBLIC KEY section that holds garbage.
         let pem = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
         let err = keys_from_pem(pem).unwrap_err();
-        assert!(err.contains("not a valid SubjectPublicKeyInfo"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("public key #1: not a valid SubjectPublicKeyInfo"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -703,7 +723,8 @@ mod tests {
         let err = keys_from_jwks(deep.as_bytes(), JwksOrigin::File)
             .err()
             .unwrap();
-        assert!(err.contains("recursion limit"), "{err}");
+        assert!(matches!(err, KeyFileError::Json(_)), "{err}");
+        assert!(err.to_string().contains("recursion limit"), "{err}");
     }
 
     #[test]

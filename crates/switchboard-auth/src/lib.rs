@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
-use switchboard_core::config::AuthorizerConfig;
+use switchboard_core::config::{AuthorizerConfig, ConfigError};
 use switchboard_core::event::ConnectionInfo;
 use switchboard_functions::Invoker;
 
@@ -197,7 +197,7 @@ impl Authorizer {
     pub async fn new(
         cfg: &AuthorizerConfig,
         request_function: Option<Arc<dyn Invoker>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let kind = match cfg {
             AuthorizerConfig::Jwt(jwt) => Kind::Jwt(jwt_authorizer::JwtAuthorizer::new(jwt).await?),
             AuthorizerConfig::Request(req) => {
@@ -211,7 +211,7 @@ impl Authorizer {
     /// the settings, the key files (read and parsed), the identity sources. Whether a
     /// REQUEST authorizer's function exists is the caller's to check (it holds the
     /// functions). For `switchboard check-config`, and for `serve` before it binds.
-    pub fn check(cfg: &AuthorizerConfig) -> Result<(), String> {
+    pub fn check(cfg: &AuthorizerConfig) -> Result<(), ConfigError> {
         match cfg {
             AuthorizerConfig::Jwt(jwt) => jwt_authorizer::JwtAuthorizer::prepare(jwt).map(drop),
             AuthorizerConfig::Request(req) => request::RequestAuthorizer::sources(req).map(drop),

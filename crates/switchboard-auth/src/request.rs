@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use switchboard_core::config::RequestAuthorizerConfig;
+use switchboard_core::config::{ConfigError, RequestAuthorizerConfig};
 use switchboard_core::event::{EventKind, FunctionResponse, Invocation};
 use switchboard_functions::Invoker;
 use tokio::time::Instant;
@@ -60,23 +60,27 @@ pub(crate) struct RequestAuthorizer {
 impl RequestAuthorizer {
     /// The identity sources, checked: what [`RequestAuthorizer::new`] refuses about the
     /// configuration itself (`switchboard check-config` runs it alone).
-    pub(crate) fn sources(cfg: &RequestAuthorizerConfig) -> Result<Vec<IdentitySource>, String> {
+    pub(crate) fn sources(
+        cfg: &RequestAuthorizerConfig,
+    ) -> Result<Vec<IdentitySource>, ConfigError> {
         let sources = cfg
             .identity_sources
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                IdentitySource::parse(spec)
-                    .map_err(|e| format!("authorizer.identity_sources[{i}]: {e}"))
+                IdentitySource::parse(spec).map_err(|e| ConfigError {
+                    key: format!("authorizer.identity_sources[{i}]"),
+                    problem: e.to_string(),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if sources.is_empty() && cfg.cache_ttl_secs > 0 && cfg.cache_max_entries > 0 {
             // Every connection would share one cache entry: the first answer would
             // decide for everyone.
-            return Err(
-                "authorizer.identity_sources: required while answers are cached (cache_ttl_secs > 0)"
-                    .into(),
-            );
+            return Err(ConfigError {
+                key: "authorizer.identity_sources".into(),
+                problem: "required while answers are cached (cache_ttl_secs > 0)".into(),
+            });
         }
         Ok(sources)
     }
@@ -84,12 +88,10 @@ impl RequestAuthorizer {
     pub(crate) fn new(
         cfg: &RequestAuthorizerConfig,
         invoker: Option<Arc<dyn Invoker>>,
-    ) -> Result<Self, String> {
-        let invoker = invoker.ok_or_else(|| {
-            format!(
-                "authorizer.function: no function {:?} to invoke",
-                cfg.function
-            )
+    ) -> Result<Self, ConfigError> {
+        let invoker = invoker.ok_or_else(|| ConfigError {
+            key: "authorizer.function".into(),
+            problem: format!("no function {:?} to invoke", cfg.function),
         })?;
         let sources = Self::sources(cfg)?;
         let caching = cfg.cache_ttl_secs > 0 && cfg.cache_max_entries > 0;

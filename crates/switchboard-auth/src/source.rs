@@ -57,6 +57,15 @@ fn bearer<'h>(hs: &Handshake<'h>) -> Option<&'h str> {
     })
 }
 
+/// Why an identity source is refused; names the spec as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SourceError {
+    #[error("{0:?}: expected \"header:<name>\" or \"query:<name>\"")]
+    Unknown(String),
+    #[error("{0:?}: not a valid header name")]
+    BadHeaderName(String),
+}
+
 /// One REQUEST authorizer identity source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum IdentitySource {
@@ -70,8 +79,7 @@ impl IdentitySource {
     /// `header:<name>` or `query:<name>`; AWS's own spelling
     /// (`route.request.header.<name>`, `route.request.querystring.<name>`) is accepted too,
     /// so a configuration can be copied from a SAM or serverless template.
-    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
-        const EXPECTED: &str = "expected \"header:<name>\" or \"query:<name>\"";
+    pub(crate) fn parse(spec: &str) -> Result<Self, SourceError> {
         let lower = spec.to_ascii_lowercase();
         let (kind_len, is_header) = [
             ("header:", true),
@@ -82,15 +90,15 @@ impl IdentitySource {
         .iter()
         .find(|(prefix, _)| lower.starts_with(prefix))
         .map(|(prefix, is_header)| (prefix.len(), *is_header))
-        .ok_or_else(|| format!("{spec:?}: {EXPECTED}"))?;
+        .ok_or_else(|| SourceError::Unknown(spec.to_owned()))?;
         let name = &spec[kind_len..];
         if name.is_empty() {
-            return Err(format!("{spec:?}: {EXPECTED}"));
+            return Err(SourceError::Unknown(spec.to_owned()));
         }
         if is_header {
             HeaderName::from_bytes(name.as_bytes())
                 .map(Self::Header)
-                .map_err(|_| format!("{spec:?}: not a valid header name"))
+                .map_err(|_| SourceError::BadHeaderName(spec.to_owned()))
         } else {
             Ok(Self::Query(name.to_owned()))
         }
@@ -199,8 +207,13 @@ mod tests {
             IdentitySource::parse("route.request.header.Auth").unwrap(),
             IdentitySource::Header(HeaderName::from_static("auth"))
         );
+        assert_eq!(
+            IdentitySource::parse("header:bad name"),
+            Err(SourceError::BadHeaderName("header:bad name".into()))
+        );
         for bad in ["header:", "cookie:a", "Authorization", "header:bad name"] {
-            assert!(IdentitySource::parse(bad).is_err(), "{bad}");
+            let e = IdentitySource::parse(bad).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{bad:?}: ")), "{e}");
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::*;
 use serde_json::{json, Value};
 use switchboard_auth::{reason, AuthError, Authorizer};
+use switchboard_core::config::ConfigError;
 
 const SECRET: &str = "a-test-secret-that-is-32-bytes-long!";
 
@@ -22,7 +23,7 @@ async fn hs_authorizer() -> Authorizer {
 }
 
 /// An authorizer over a JWKS file holding `keys`; the error names why it cannot start.
-async fn jwks_file_authorizer(keys: Vec<Value>) -> Result<Authorizer, String> {
+async fn jwks_file_authorizer(keys: Vec<Value>) -> Result<Authorizer, ConfigError> {
     let file = TempFile::new("jwks.json", &json!({ "keys": keys }).to_string());
     try_authorizer(json!({"kind": "jwt", "jwks_file": file.path})).await
 }
@@ -54,8 +55,8 @@ async fn rsa_jwk_with_an_empty_or_all_zero_modulus_is_refused_not_a_panic() {
             .await
             .err()
             .unwrap_or_else(|| panic!("n = {n:?} was accepted"));
-        assert!(e.contains("no usable signing key"), "{e}");
-        assert!(e.contains("RSA modulus"), "{e}");
+        assert!(e.problem.contains("no usable signing key"), "{e}");
+        assert!(e.problem.contains("RSA modulus"), "{e}");
     }
 }
 
@@ -195,7 +196,7 @@ async fn rsa_keys_ring_would_refuse_are_refused_when_loaded() {
             .await
             .err()
             .unwrap_or_else(|| panic!("{what}: accepted"));
-        assert!(e.contains(why), "{what}: {e}");
+        assert!(e.problem.contains(why), "{what}: {e}");
     }
     // Leading zero octets in `n` and `e` (some issuers write a sign byte) are harmless.
     let padded = rsa_jwk_with("n", &b64url(&[&[0, 0][..], &n].concat()));
@@ -242,7 +243,7 @@ async fn pem_rsa_key_with_a_negative_modulus_is_refused() {
     let e = try_authorizer(json!({"kind": "jwt", "public_keys": [file.path]}))
         .await
         .expect_err("a negative modulus was accepted");
-    assert!(e.contains("negative"), "{e}");
+    assert!(e.problem.contains("negative"), "{e}");
 }
 
 /// Base64url with a nonzero bit past the data is another spelling of the same bytes; a
@@ -280,12 +281,12 @@ async fn ec_jwk_off_the_curve_is_refused_when_loaded() {
     let e = jwks_file_authorizer(vec![jwk])
         .await
         .expect_err("a point off the curve was accepted");
-    assert!(e.contains("not on the curve"), "{e}");
+    assert!(e.problem.contains("not on the curve"), "{e}");
     // Coordinates of the wrong length, with or without leading zeros.
     for (x, y) in [(31, 32), (32, 33), (0, 32)] {
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64url(&vec![1; x]), "y": b64url(&vec![1; y])});
         let e = jwks_file_authorizer(vec![jwk]).await.err().unwrap();
-        assert!(e.contains("32 bytes"), "{x}/{y}: {e}");
+        assert!(e.problem.contains("32 bytes"), "{x}/{y}: {e}");
     }
 }
 
@@ -300,7 +301,7 @@ async fn pem_ec_key_off_the_curve_is_refused() {
     let e = try_authorizer(json!({"kind": "jwt", "public_keys": [file.path]}))
         .await
         .expect_err("a point off the curve was accepted");
-    assert!(e.contains("not on the curve"), "{e}");
+    assert!(e.problem.contains("not on the curve"), "{e}");
 }
 
 // --- JWK members of the wrong type, private keys, secrets over the network -------------
@@ -313,7 +314,7 @@ async fn jwk_with_a_non_string_kid_is_refused_not_made_kid_less() {
     let mut jwk = key.jwk("k");
     jwk["kid"] = json!(7);
     let e = jwks_file_authorizer(vec![jwk]).await.err().unwrap();
-    assert!(e.contains("kid"), "{e}");
+    assert!(e.problem.contains("kid"), "{e}");
     for (member, value) in [
         ("use", json!(1)),
         ("alg", json!(["ES256"])),
@@ -322,7 +323,7 @@ async fn jwk_with_a_non_string_kid_is_refused_not_made_kid_less() {
         let mut jwk = key.jwk("k");
         jwk[member] = value;
         let e = jwks_file_authorizer(vec![jwk]).await.err().unwrap();
-        assert!(e.contains(member), "{member}: {e}");
+        assert!(e.problem.contains(member), "{member}: {e}");
     }
 }
 
@@ -331,7 +332,7 @@ async fn jwk_whose_alg_does_not_fit_its_type_is_refused() {
     let mut jwk = ec().jwk("k");
     jwk["alg"] = json!("RS256");
     let e = jwks_file_authorizer(vec![jwk]).await.err().unwrap();
-    assert!(e.contains("does not fit"), "{e}");
+    assert!(e.problem.contains("does not fit"), "{e}");
 }
 
 /// A set that publishes a private key (`d`) lets anyone who reads it sign tokens.
@@ -340,7 +341,7 @@ async fn jwk_carrying_a_private_key_is_refused() {
     let mut jwk = ec().jwk("k");
     jwk["d"] = json!(b64url(&[7; 32]));
     let e = jwks_file_authorizer(vec![jwk]).await.err().unwrap();
-    assert!(e.contains("private"), "{e}");
+    assert!(e.problem.contains("private"), "{e}");
 }
 
 /// An HS256 secret served at a URL is readable by whoever can fetch the URL (or, over
@@ -363,7 +364,7 @@ async fn jwk_with_key_ops_excluding_verify_is_not_used() {
     let mut jwk = ec().jwk("k");
     jwk["key_ops"] = json!(["encrypt"]);
     let e = jwks_file_authorizer(vec![jwk]).await.err().unwrap();
-    assert!(e.contains("key_ops"), "{e}");
+    assert!(e.problem.contains("key_ops"), "{e}");
     let key = ec();
     let mut jwk = key.jwk("k");
     jwk["key_ops"] = json!(["verify"]);
@@ -384,7 +385,7 @@ async fn huge_kids_are_refused() {
         .await
         .err()
         .unwrap();
-    assert!(e.contains("kid"), "{e}");
+    assert!(e.problem.contains("kid"), "{e}");
     // In a token: malformed, before any key lookup.
     let t = key.token(Some(&huge), &json!({"sub": "u", "exp": now() + 60}));
     assert_eq!(denied(check(&a, &Hs::bearer(&t)).await), reason::MALFORMED);

@@ -268,7 +268,7 @@ async fn configuration_errors() {
         "function": "auth", "identity_sources": ["header:Authorization"]}))
     .unwrap();
     let e = Authorizer::new(&cfg, None).await.unwrap_err();
-    assert!(e.starts_with("authorizer.function"), "{e}");
+    assert_eq!(e.key, "authorizer.function", "{e}");
     let inv = invoker("http://127.0.0.1:9/", 100);
     let cfg: AuthorizerConfig = serde_json::from_value(json!({"kind": "request",
         "function": "auth", "identity_sources": ["cookie:session"]}))
@@ -276,14 +276,14 @@ async fn configuration_errors() {
     let e = Authorizer::new(&cfg, Some(Arc::clone(&inv)))
         .await
         .unwrap_err();
-    assert!(e.starts_with("authorizer.identity_sources[0]"), "{e}");
+    assert_eq!(e.key, "authorizer.identity_sources[0]", "{e}");
     let cfg: AuthorizerConfig = serde_json::from_value(json!({"kind": "request",
         "function": "auth", "identity_sources": []}))
     .unwrap();
     let e = Authorizer::new(&cfg, Some(Arc::clone(&inv)))
         .await
         .unwrap_err();
-    assert!(e.starts_with("authorizer.identity_sources"), "{e}");
+    assert_eq!(e.key, "authorizer.identity_sources", "{e}");
     // Unreachable function: 500, not 401/403.
     let cfg: AuthorizerConfig = serde_json::from_value(json!({"kind": "request",
         "function": "auth", "identity_sources": ["header:Authorization"]}))

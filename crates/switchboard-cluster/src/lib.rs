@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use switchboard_core::config::{BackplaneKind, ClusterConfig};
+use switchboard_core::config::{BackplaneKind, ClusterConfig, ConfigError};
 use switchboard_core::ops::{Op, OpError, Outcome};
 use switchboard_core::ConnectionId;
 use tokio::sync::mpsc;
@@ -47,6 +47,58 @@ pub enum BackplaneError {
     /// Too many requests are waiting for answers from other nodes.
     #[error("too many requests waiting for other nodes")]
     Busy,
+}
+
+/// Why [`connect`] (or [`memory::Hub::connect`]) could not join the cluster. The
+/// message starts with the backplane's kind and names the key or the URLs at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration cannot work (caught before anything is dialed; `check-config`
+    /// reports the same [`ConfigError`]).
+    #[error("{backplane} backplane: {source}")]
+    Config {
+        /// `redis`, `nats` or `memory`.
+        backplane: &'static str,
+        /// The key and what is wrong with it.
+        source: ConfigError,
+    },
+    /// The engine did not answer within the startup timeout (a few `op_timeout_ms`).
+    #[error("{backplane} backplane: no answer from {urls:?}")]
+    NoAnswer {
+        /// `redis`, `nats` or `memory`.
+        backplane: &'static str,
+        /// `cluster.urls`.
+        urls: Vec<String>,
+    },
+    /// The engine refused the connection or the setup (a bucket, a subscription).
+    #[error("{backplane} backplane: {urls:?}: {source}")]
+    Engine {
+        /// `redis`, `nats` or `memory`.
+        backplane: &'static str,
+        /// `cluster.urls`.
+        urls: Vec<String>,
+        /// The engine client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Connected, but registering this node failed.
+    #[error("{backplane}: registering node {node_id}: {source}")]
+    Register {
+        /// `redis`, `nats` or `memory`.
+        backplane: &'static str,
+        /// This node's id.
+        node_id: String,
+        /// What the engine answered.
+        source: BackplaneError,
+    },
+}
+
+impl ConnectError {
+    /// Whether the configuration alone decided this (retrying cannot help); otherwise the
+    /// engine was unreachable or failed, and a later start may succeed.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config { .. })
+    }
 }
 
 /// What an operation did on one node.
@@ -396,7 +448,7 @@ pub async fn connect(
     node_id: &str,
     inbox: mpsc::Sender<Command>,
     events: mpsc::Sender<ClusterEvent>,
-) -> Result<Arc<dyn Backplane>, String> {
+) -> Result<Arc<dyn Backplane>, ConnectError> {
     Ok(match cfg.backplane {
         BackplaneKind::Local => Arc::new(Local),
         BackplaneKind::Redis => redis::RedisBackplane::connect(cfg, node_id, inbox, events).await?,
@@ -446,6 +498,77 @@ pub use switchboard_core::b64 as bytes_b64;
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// The configuration's faults are told from the engine's, and each message names the
+    /// backplane and the key or URLs, as the start's error says them.
+    #[tokio::test]
+    async fn connect_errors_name_the_key_or_the_urls() {
+        let bad_urls = |kind, urls: &[&str]| {
+            let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+            match kind {
+                BackplaneKind::Redis => redis::check_urls(&urls),
+                _ => nats::check_urls(&urls),
+            }
+            .unwrap_err()
+        };
+        let e = bad_urls(BackplaneKind::Redis, &[]);
+        assert_eq!(
+            (e.key.as_str(), e.problem.as_str()),
+            ("cluster.urls", "is empty")
+        );
+        let e = bad_urls(BackplaneKind::Redis, &["redis://a:1", "http://b"]);
+        assert_eq!(e.key, "cluster.urls[1]");
+        assert!(e.problem.starts_with("\"http://b\": "), "{}", e.problem);
+        let e = bad_urls(BackplaneKind::Nats, &["nats://a:1", "nats://b:x"]);
+        assert_eq!(e.key, "cluster.urls[1]");
+
+        let (inbox, _) = mpsc::channel(1);
+        let (events, _) = mpsc::channel(1);
+        let cfg = ClusterConfig {
+            backplane: BackplaneKind::Redis,
+            ..ClusterConfig::default()
+        };
+        let Err(e) = connect(&cfg, "n", inbox.clone(), events.clone()).await else {
+            panic!("connected without URLs");
+        };
+        assert!(e.is_config());
+        assert_eq!(e.to_string(), "redis backplane: cluster.urls: is empty");
+        let cfg = ClusterConfig {
+            namespace: Some("Not Valid".into()),
+            ..ClusterConfig::default()
+        };
+        let e = memory::Hub::new(1)
+            .connect(&cfg, "n", inbox, events)
+            .await
+            .unwrap_err();
+        assert!(e.is_config());
+        assert!(
+            e.to_string()
+                .starts_with("memory backplane: cluster.namespace: \"Not Valid\": must be"),
+            "{e}"
+        );
+
+        let e = ConnectError::NoAnswer {
+            backplane: "nats",
+            urls: vec!["nats://a:1".into()],
+        };
+        assert!(!e.is_config());
+        assert_eq!(
+            e.to_string(),
+            "nats backplane: no answer from [\"nats://a:1\"]"
+        );
+        let e = ConnectError::Register {
+            backplane: "redis",
+            node_id: "n1".into(),
+            source: BackplaneError::Unavailable,
+        };
+        assert!(!e.is_config());
+        assert_eq!(
+            e.to_string(),
+            "redis: registering node n1: backplane unavailable"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
 
     /// A stored copy's stamp comes from the backplane, written by any node: arbitrary
     /// bytes, stamps with one byte changed and short values decode to a stamp only when

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use switchboard_core::config::ClusterConfig;
+use switchboard_core::config::{ClusterConfig, ConfigError};
 use switchboard_core::ConnectionId;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -56,8 +56,8 @@ use switchboard_core::ops::Op;
 use tokio::sync::oneshot;
 
 use crate::{
-    Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectionSnapshot, CopyGuard,
-    CopyStamp, Gathered, OpResult, RequestRef,
+    Backplane, BackplaneError, BoxFuture, ClusterEvent, Command, ConnectError, ConnectionSnapshot,
+    CopyGuard, CopyStamp, Gathered, OpResult, RequestRef,
 };
 
 /// Requests waiting for answers from other nodes, at most.
@@ -201,12 +201,19 @@ pub(crate) fn parse_tag(s: &str) -> Option<u32> {
 /// The namespace prefixing every name in the engine: `[cluster] namespace`, or (unset)
 /// the one derived from the default `[api]`. The gateway fills it from its own `[api]`
 /// (`ClusterConfig::namespace_for`) before connecting.
-pub(crate) fn namespace(cfg: &ClusterConfig) -> Result<String, String> {
+pub(crate) fn namespace(
+    cfg: &ClusterConfig,
+    backplane: &'static str,
+) -> Result<String, ConnectError> {
     let ns = cfg.namespace_for(&switchboard_core::config::ApiConfig::default());
     if !switchboard_core::config::is_valid_namespace(&ns) {
-        return Err(format!(
-            "cluster.namespace {ns:?}: must be 1-48 characters of a-z, 0-9, '_' or '-'"
-        ));
+        return Err(ConnectError::Config {
+            backplane,
+            source: ConfigError {
+                key: "cluster.namespace".into(),
+                problem: format!("{ns:?}: must be 1-48 characters of a-z, 0-9, '_' or '-'"),
+            },
+        });
     }
     Ok(ns)
 }
@@ -609,10 +616,19 @@ impl<E: Engine> Drop for Node<E> {
 impl<E: Engine> Node<E> {
     /// Registers the node (taking over a previous incarnation's leftovers), marks it up
     /// and starts its supervisor and reaper. `tasks` are the engine's own (readers).
-    pub async fn start(link: Arc<Link>, engine: Arc<E>, mut tasks: Tasks) -> Result<Self, String> {
-        let leftovers = adopt_leftovers(&link, &*engine)
-            .await
-            .map_err(|e| format!("{}: registering node {}: {e}", E::KIND, link.node_id))?;
+    pub async fn start(
+        link: Arc<Link>,
+        engine: Arc<E>,
+        mut tasks: Tasks,
+    ) -> Result<Self, ConnectError> {
+        let leftovers =
+            adopt_leftovers(&link, &*engine)
+                .await
+                .map_err(|source| ConnectError::Register {
+                    backplane: E::KIND,
+                    node_id: link.node_id.clone(),
+                    source,
+                })?;
         link.set_ready(true);
         if !leftovers.is_empty() {
             tracing::info!(

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::link::{self, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS};
-use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
+use crate::{BackplaneError, ClusterEvent, Command, ConnectError, CopyGuard, CopyStamp};
 
 /// Faults injected into a [`Hub`]. Change them with [`Hub::faults`]; they apply from the
 /// next engine call or publish on.
@@ -160,8 +160,8 @@ impl Hub {
         node_id: &str,
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
-    ) -> Result<Arc<MemoryBackplane>, String> {
-        let namespace = link::namespace(cfg)?;
+    ) -> Result<Arc<MemoryBackplane>, ConnectError> {
+        let namespace = link::namespace(cfg, MemoryEngine::KIND)?;
         let link = Arc::new(Link::new(MemoryEngine::KIND, cfg, node_id, inbox, events));
         let id = ENGINES.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();

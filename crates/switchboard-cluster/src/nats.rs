@@ -42,13 +42,13 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures::StreamExt;
-use switchboard_core::config::ClusterConfig;
+use switchboard_core::config::{ClusterConfig, ConfigError};
 use tokio::sync::mpsc;
 
 use crate::link::{
     self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
 };
-use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
+use crate::{BackplaneError, ClusterEvent, Command, ConnectError, CopyGuard, CopyStamp};
 
 /// Rounds of read, judge, compare-and-set on a kept session before giving up: each lost
 /// round means another node changed the copy in between.
@@ -121,15 +121,21 @@ pub struct NatsBackplane {
 
 /// Refuses an empty `cluster.urls`, or one that is not a NATS server address (`nats://host:port`), as
 /// `connect` does before it dials anything; the error names the key
-/// (`cluster.urls[1]: ...`). For `switchboard check-config`.
-pub fn check_urls(urls: &[String]) -> Result<(), String> {
+/// (`cluster.urls[1]`). For `switchboard check-config`.
+pub fn check_urls(urls: &[String]) -> Result<(), ConfigError> {
     if urls.is_empty() {
-        return Err("cluster.urls: is empty".into());
+        return Err(ConfigError {
+            key: "cluster.urls".into(),
+            problem: "is empty".into(),
+        });
     }
     for (i, url) in urls.iter().enumerate() {
         url.parse::<ServerAddr>()
             .map(drop)
-            .map_err(|e| format!("cluster.urls[{i}]: {url:?}: {e}"))?;
+            .map_err(|e| ConfigError {
+                key: format!("cluster.urls[{i}]"),
+                problem: format!("{url:?}: {e}"),
+            })?;
     }
     Ok(())
 }
@@ -152,15 +158,25 @@ impl NatsBackplane {
         node_id: &str,
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
-    ) -> Result<Arc<Self>, String> {
-        check_urls(&cfg.urls).map_err(|e| format!("nats backplane: {e}"))?;
-        let names = Names::new(&link::namespace(cfg)?);
+    ) -> Result<Arc<Self>, ConnectError> {
+        check_urls(&cfg.urls).map_err(|source| ConnectError::Config {
+            backplane: "nats",
+            source,
+        })?;
+        let names = Names::new(&link::namespace(cfg, "nats")?);
         let link = Arc::new(Link::new("nats", cfg, node_id, inbox, events));
         let startup = link.op_timeout * 5;
         let (engine, tasks) = tokio::time::timeout(startup, NatsEngine::open(cfg, names, &link))
             .await
-            .map_err(|_| format!("nats backplane: no answer from {:?}", cfg.urls))?
-            .map_err(|e| format!("nats backplane: {:?}: {e}", cfg.urls))?;
+            .map_err(|_| ConnectError::NoAnswer {
+                backplane: "nats",
+                urls: cfg.urls.clone(),
+            })?
+            .map_err(|e| ConnectError::Engine {
+                backplane: "nats",
+                urls: cfg.urls.clone(),
+                source: e,
+            })?;
         let node = Node::start(link, Arc::new(engine), tasks).await?;
         Ok(Arc::new(Self { node }))
     }
@@ -221,11 +237,12 @@ impl NatsEngine {
         cfg: &ClusterConfig,
         names: Names,
         link: &Arc<Link>,
-    ) -> Result<(Self, Tasks), String> {
+    ) -> Result<(Self, Tasks), BoxError> {
+        // `check_urls` accepted them all.
         let addrs = cfg
             .urls
             .iter()
-            .map(|u| u.parse::<ServerAddr>().map_err(|e| format!("{u}: {e}")))
+            .map(|u| u.parse::<ServerAddr>())
             .collect::<Result<Vec<_>, _>>()?;
         let events = link.clone();
         let client = ConnectOptions::new()
@@ -242,8 +259,7 @@ impl NatsEngine {
                 async move { on_event(&link, event) }
             })
             .connect(addrs)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(link.op_timeout)
             .build(client.clone());
@@ -394,7 +410,11 @@ impl NatsEngine {
 /// The bucket's stream is created here with the settings async-nats gives a KV bucket
 /// (`create_key_value` first reads the account info, which async-nats 0.46 cannot parse
 /// from nats-server before 2.10).
-async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Result<Store, String> {
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+) -> Result<Store, BucketError> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
@@ -415,10 +435,23 @@ async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Resul
         })
         .await;
     // On error another node may have created it meanwhile (with its own settings): use that.
-    js.get_key_value(name).await.map_err(|e| match created {
-        Err(c) => format!("bucket {name}: {c}"),
-        Ok(_) => format!("bucket {name}: {e}"),
+    js.get_key_value(name).await.map_err(|e| BucketError {
+        name: name.to_owned(),
+        source: match created {
+            Err(c) => c.into(),
+            Ok(_) => e.into(),
+        },
     })
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A bucket that could not be opened or created.
+#[derive(Debug, thiserror::Error)]
+#[error("bucket {name}: {source}")]
+struct BucketError {
+    name: String,
+    source: BoxError,
 }
 
 impl Engine for NatsEngine {

@@ -34,13 +34,13 @@ use redis::{
     Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError,
     RedisFuture, Value,
 };
-use switchboard_core::config::ClusterConfig;
+use switchboard_core::config::{ClusterConfig, ConfigError};
 use tokio::sync::mpsc;
 
 use crate::link::{
     self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
 };
-use crate::{BackplaneError, ClusterEvent, Command, CopyGuard, CopyStamp};
+use crate::{BackplaneError, ClusterEvent, Command, ConnectError, CopyGuard, CopyStamp};
 
 /// Deletes the reap claim only if we still hold it (it may have expired and been taken).
 const RELEASE_SCRIPT: &str =
@@ -132,16 +132,22 @@ pub struct RedisBackplane {
 
 /// Refuses an empty `cluster.urls`, or one that is not a Redis URL (`redis://host:port`, `rediss://`, `redis+unix://`), as
 /// `connect` does before it dials anything; the error names the key
-/// (`cluster.urls[1]: ...`). For `switchboard check-config`.
-pub fn check_urls(urls: &[String]) -> Result<(), String> {
+/// (`cluster.urls[1]`). For `switchboard check-config`.
+pub fn check_urls(urls: &[String]) -> Result<(), ConfigError> {
     if urls.is_empty() {
-        return Err("cluster.urls: is empty".into());
+        return Err(ConfigError {
+            key: "cluster.urls".into(),
+            problem: "is empty".into(),
+        });
     }
     for (i, url) in urls.iter().enumerate() {
         url.as_str()
             .into_connection_info()
             .map(drop)
-            .map_err(|e| format!("cluster.urls[{i}]: {url:?}: {e}"))?;
+            .map_err(|e| ConfigError {
+                key: format!("cluster.urls[{i}]"),
+                problem: format!("{url:?}: {e}"),
+            })?;
     }
     Ok(())
 }
@@ -164,9 +170,12 @@ impl RedisBackplane {
         node_id: &str,
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
-    ) -> Result<Arc<Self>, String> {
-        check_urls(&cfg.urls).map_err(|e| format!("redis backplane: {e}"))?;
-        let names = Names::new(&link::namespace(cfg)?);
+    ) -> Result<Arc<Self>, ConnectError> {
+        check_urls(&cfg.urls).map_err(|source| ConnectError::Config {
+            backplane: "redis",
+            source,
+        })?;
+        let names = Names::new(&link::namespace(cfg, "redis")?);
         let link = Arc::new(Link::new("redis", cfg, node_id, inbox, events));
         let push_link = link.clone();
         let all = names.all.clone().into_bytes();
@@ -178,8 +187,15 @@ impl RedisBackplane {
         let startup = link.op_timeout * 5;
         let engine = tokio::time::timeout(startup, RedisEngine::open(cfg, names, &link, on_push))
             .await
-            .map_err(|_| format!("redis backplane: no answer from {:?}", cfg.urls))?
-            .map_err(|e| format!("redis backplane: {:?}: {e}", cfg.urls))?;
+            .map_err(|_| ConnectError::NoAnswer {
+                backplane: "redis",
+                urls: cfg.urls.clone(),
+            })?
+            .map_err(|e| ConnectError::Engine {
+                backplane: "redis",
+                urls: cfg.urls.clone(),
+                source: e.into(),
+            })?;
         let node = Node::start(link, Arc::new(engine), Tasks::default()).await?;
         Ok(Arc::new(Self { node }))
     }

@@ -36,7 +36,7 @@ trait Server: support::Engine {
         id: &str,
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
-    ) -> Result<Arc<dyn Backplane>, String> {
+    ) -> Result<Arc<dyn Backplane>, switchboard_cluster::ConnectError> {
         switchboard_cluster::connect(cfg, id, inbox, events).await
     }
 }
@@ -77,7 +77,7 @@ impl Server for Memory {
         id: &str,
         inbox: mpsc::Sender<Command>,
         events: mpsc::Sender<ClusterEvent>,
-    ) -> Result<Arc<dyn Backplane>, String> {
+    ) -> Result<Arc<dyn Backplane>, switchboard_cluster::ConnectError> {
         let bp: Arc<dyn Backplane> = self.0.connect(cfg, id, inbox, events).await?;
         Ok(bp)
     }

@@ -95,12 +95,23 @@ pub(crate) enum CopyOp {
 
 /// One operation on a copy: the session's connection, the operation, and who waits for
 /// the outcome (`Ok(true)`: stored, or taken; `Ok(false)`: the guard refused, or there
-/// was nothing to take; `Err(())`: the backplane failed or the queue was full).
+/// was nothing to take; `Err`: it was not done).
 pub(crate) type CopyWrite = (
     ConnectionId,
     CopyOp,
-    Option<oneshot::Sender<Result<bool, ()>>>,
+    Option<oneshot::Sender<Result<bool, CopyWriteError>>>,
 );
+
+/// Why an operation on a kept copy was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CopyWriteError {
+    /// The backplane failed it.
+    #[error(transparent)]
+    Backplane(#[from] switchboard_cluster::BackplaneError),
+    /// The node's queue of copy writes was full: dropped without trying.
+    #[error("kept-session write queue full")]
+    QueueFull,
+}
 
 impl Parked {
     /// Numbers every message queued for a parked session into its replay buffer (the
@@ -211,7 +222,7 @@ impl EdgeInner {
                         warn!(conn = %id, error = %e, "a kept session's copy: backplane failed");
                     }
                     if let Some(done) = done {
-                        let _ = done.send(result.map_err(drop));
+                        let _ = done.send(result.map_err(CopyWriteError::from));
                     }
                 }
             });
@@ -220,7 +231,7 @@ impl EdgeInner {
         if let Err(e) = writer.try_send(write) {
             warn!("kept-session write queue full: an operation is dropped");
             if let mpsc::error::TrySendError::Full((_, _, Some(done))) = e {
-                let _ = done.send(Err(()));
+                let _ = done.send(Err(CopyWriteError::QueueFull));
             }
         }
     }

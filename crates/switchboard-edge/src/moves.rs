@@ -698,13 +698,12 @@ impl EdgeInner {
         handover: serde_json::Value,
         held: Vec<Command>,
         moves: &mut Moves,
-    ) -> Result<(), String> {
-        let h: Handover = serde_json::from_value(handover).map_err(|e| e.to_string())?;
+    ) -> Result<(), InstallError> {
+        let h: Handover = serde_json::from_value(handover)?;
         let Some(resume) = self.settings.resume.as_ref() else {
-            return Err("[resume] is off on this node".into());
+            return Err(InstallError::ResumeOff);
         };
-        let (info, extension) =
-            snapshot::from_json(&h.connection).ok_or("unreadable connection snapshot")?;
+        let (info, extension) = snapshot::from_json(&h.connection).ok_or(InstallError::Snapshot)?;
         let id = info.id;
         let s = &self.settings;
         let (handle, rx) = ConnHandle::new(
@@ -777,6 +776,20 @@ impl EdgeInner {
         }
         Ok(())
     }
+}
+
+/// Why a session handed over by another node could not become a parked session here.
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    /// The handover is not one this version reads.
+    #[error(transparent)]
+    Handover(#[from] serde_json::Error),
+    /// This node does not keep sessions.
+    #[error("[resume] is off on this node")]
+    ResumeOff,
+    /// The connection's snapshot inside the handover is unreadable.
+    #[error("unreadable connection snapshot")]
+    Snapshot,
 }
 
 #[cfg(test)]

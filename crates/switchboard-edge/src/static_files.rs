@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use switchboard_core::config::StaticConfig;
+use switchboard_core::config::{ConfigError, StaticConfig};
 
 /// Files larger than this are refused (this is for app pages, not a file server).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -41,14 +41,19 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Refuses a `[static] dir` that is not a readable directory: every page would be 404.
-pub fn check(cfg: &StaticConfig) -> Result<(), String> {
-    match std::fs::read_dir(&cfg.dir) {
-        Ok(_) => Ok(()),
+/// The error's key is `static.dir`.
+pub fn check(cfg: &StaticConfig) -> Result<(), ConfigError> {
+    let problem = match std::fs::read_dir(&cfg.dir) {
+        Ok(_) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            Err(format!("{} is not a directory", cfg.dir.display()))
+            format!("{} is not a directory", cfg.dir.display())
         }
-        Err(e) => Err(format!("{}: {e}", cfg.dir.display())),
-    }
+        Err(e) => format!("{}: {e}", cfg.dir.display()),
+    };
+    Err(ConfigError {
+        key: "static.dir".into(),
+        problem,
+    })
 }
 
 /// Serves one file.

@@ -108,7 +108,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::h1::Target;
 use crate::{h1, h2};
-use crate::{InvokeError, InvokeFuture, Invoker};
+use crate::{InvokeError, InvokeFuture, Invoker, SetupError};
 
 /// How long an idle keep-alive connection stays in the pool. Shorter than the 5 s
 /// keep-alive of Node.js and uvicorn, common function servers, so the gateway closes an
@@ -175,15 +175,15 @@ impl HttpInvoker {
     /// Builds the invoker. The error names the offending key (`url`, `headers.<name>`,
     /// ...) relative to the function's table. No connection is made until the first
     /// invocation.
-    pub fn new(name: &str, cfg: &HttpFunctionConfig, api: ApiIdentity) -> Result<Self, String> {
+    pub fn new(name: &str, cfg: &HttpFunctionConfig, api: ApiIdentity) -> Result<Self, SetupError> {
         let uri = parse_url(&cfg.url)?;
         if cfg.timeout_ms == 0 {
-            return Err("timeout_ms: must be greater than 0".into());
+            return Err(SetupError::invalid("timeout_ms", "must be greater than 0"));
         }
         if cfg.max_concurrency == 0 || cfg.max_concurrency > Semaphore::MAX_PERMITS {
-            return Err(format!(
-                "max_concurrency: must be between 1 and {}",
-                Semaphore::MAX_PERMITS
+            return Err(SetupError::invalid(
+                "max_concurrency",
+                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
             ));
         }
 
@@ -193,15 +193,20 @@ impl HttpInvoker {
             (USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE)),
         ];
         for (key, value) in &cfg.headers {
-            let header = HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| format!("headers.{key}: not a valid header name"))?;
+            let header = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                SetupError::invalid(format!("headers.{key}"), "not a valid header name")
+            })?;
             if RESERVED_HEADERS.contains(&header.as_str())
                 || header.as_str().starts_with("x-switchboard-")
             {
-                return Err(format!("headers.{key}: reserved, cannot be configured"));
+                return Err(SetupError::invalid(
+                    format!("headers.{key}"),
+                    "reserved, cannot be configured",
+                ));
             }
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{key}: not a valid header value"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                SetupError::invalid(format!("headers.{key}"), "not a valid header value")
+            })?;
             headers.retain(|(name, _)| *name != header);
             headers.push((header, value));
         }
@@ -230,10 +235,12 @@ impl HttpInvoker {
         };
 
         let signer = match &cfg.secret {
-            Some(secret) if secret.is_empty() => return Err("secret: must not be empty".into()),
+            Some(secret) if secret.is_empty() => {
+                return Err(SetupError::invalid("secret", "must not be empty"))
+            }
             Some(secret) => Some(
                 Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                    .map_err(|_| "secret: not usable as an HMAC key".to_owned())?,
+                    .map_err(|_| SetupError::invalid("secret", "not usable as an HMAC key"))?,
             ),
             None => None,
         };
@@ -443,35 +450,34 @@ fn push_trusted(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 /// The `host` header for a URL: its host, and its port unless that is 80.
-fn host_header(uri: &Uri) -> Result<HeaderValue, String> {
+fn host_header(uri: &Uri) -> Result<HeaderValue, SetupError> {
     let host = uri.host().unwrap_or_default();
     let value = match uri.port_u16() {
         Some(port) if port != 80 => format!("{host}:{port}"),
         _ => host.to_owned(),
     };
-    HeaderValue::from_str(&value).map_err(|_| "url: host is not a valid header value".to_owned())
+    HeaderValue::from_str(&value)
+        .map_err(|_| SetupError::invalid("url", "host is not a valid header value"))
 }
 
-fn parse_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|_| "url: not a valid URL".to_owned())?;
+fn parse_url(url: &str) -> Result<Uri, SetupError> {
+    let bad = |problem: &str| SetupError::invalid("url", problem);
+    let uri: Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") => {}
-        Some(s) if s.eq_ignore_ascii_case("https") => {
-            return Err(
-                "url: https is not supported; use http:// (put TLS termination in front of the function)"
-                    .into(),
-            )
-        }
-        _ => return Err("url: must be an http:// URL".into()),
+        Some(s) if s.eq_ignore_ascii_case("https") => return Err(bad(
+            "https is not supported; use http:// (put TLS termination in front of the function)",
+        )),
+        _ => return Err(bad("must be an http:// URL")),
     }
     let Some(authority) = uri.authority() else {
-        return Err("url: has no host".into());
+        return Err(bad("has no host"));
     };
     if authority.host().is_empty() {
-        return Err("url: has no host".into());
+        return Err(bad("has no host"));
     }
     if authority.as_str().contains('@') {
-        return Err("url: credentials in the URL are not supported; use headers".into());
+        return Err(bad("credentials in the URL are not supported; use headers"));
     }
     Ok(uri)
 }
@@ -887,14 +893,18 @@ mod tests {
             ("not a url", "url: not a valid URL"),
             ("http://u:p@example.com/", "url: credentials"),
         ] {
-            let err = HttpInvoker::new("f", &cfg(url), api()).unwrap_err();
+            let err = HttpInvoker::new("f", &cfg(url), api())
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(want), "{url}: {err}");
         }
         let mut c = cfg("http://h/");
         c.headers.insert("Content-Length".into(), "1".into());
         let err = HttpInvoker::new("f", &c, api()).unwrap_err();
+        assert_eq!(err.key(), Some("headers.Content-Length"));
+        assert_eq!(err.problem(), "reserved, cannot be configured");
         assert_eq!(
-            err,
+            err.to_string(),
             "headers.Content-Length: reserved, cannot be configured"
         );
         let mut c = cfg("http://h/");
@@ -904,7 +914,7 @@ mod tests {
         let mut c = cfg("http://h/");
         c.headers.insert("x-ok".into(), "a\nb".into());
         let err = HttpInvoker::new("f", &c, api()).unwrap_err();
-        assert_eq!(err, "headers.x-ok: not a valid header value");
+        assert_eq!(err.to_string(), "headers.x-ok: not a valid header value");
         let mut c = cfg("http://h/");
         c.max_concurrency = 0;
         assert!(HttpInvoker::new("f", &c, api()).is_err());

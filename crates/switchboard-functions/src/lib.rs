@@ -64,6 +64,77 @@ impl InvokeError {
     }
 }
 
+/// Why a function cannot be built from its table of the configuration. The message is
+/// `key: problem`, the key relative to the function's table (`url`, `headers.x-a`), or the
+/// problem alone when it is the function's as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A key holds a value that cannot work.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// Relative to the function's table.
+        key: String,
+        /// What is wrong with the value.
+        problem: String,
+    },
+    /// A file the key names could not be used (the function's directory, the bundled
+    /// bootstrap written for `runtime`).
+    #[error("{key}: {what}: {source}")]
+    Io {
+        /// Relative to the function's table.
+        key: &'static str,
+        /// The path, or what was being done.
+        what: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The function's name (or the region) cannot appear in the function-ARN header.
+    #[error("the function name or region cannot appear in a header")]
+    NameNotInHeader,
+    /// Lambda workers need a tokio runtime to run on.
+    #[error("lambda functions must be started inside a tokio runtime")]
+    NoRuntime,
+}
+
+impl SetupError {
+    pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The key at fault, relative to the function's table; `None` when the problem is the
+    /// function's as a whole.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { key, .. } => Some(key),
+            Self::Io { key, .. } => Some(key),
+            Self::NameNotInHeader | Self::NoRuntime => None,
+        }
+    }
+
+    /// The message without its key.
+    pub fn problem(&self) -> String {
+        match self {
+            Self::Invalid { problem, .. } => problem.clone(),
+            Self::Io { what, source, .. } => format!("{what}: {source}"),
+            Self::NameNotInHeader | Self::NoRuntime => self.to_string(),
+        }
+    }
+}
+
+/// Why [`build`] failed: which function, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("functions.{function}: {source}")]
+pub struct BuildError {
+    /// The function's name.
+    pub function: String,
+    /// What its table holds that cannot work.
+    pub source: SetupError,
+}
+
 /// Invokes one function. Implementations must bound their own waiting (timeouts) so the
 /// returned future always completes.
 pub trait Invoker: Send + Sync + 'static {
@@ -142,12 +213,11 @@ pub struct RuntimeContext {
 
 /// The checks [`build`] makes, without starting anything (no worker, no connection): for
 /// `switchboard check-config`, and for `serve` before it binds. `region` is the one
-/// managed workers will see. Each error is `(function name, "key: problem")`, the key
-/// relative to the function's table.
+/// managed workers will see. Each error comes with its function's name.
 pub fn check(
     configs: &std::collections::BTreeMap<String, FunctionConfig>,
     region: &str,
-) -> Vec<(String, String)> {
+) -> Vec<(String, SetupError)> {
     let api = ApiIdentity {
         stage: String::new(),
         domain_name: String::new(),
@@ -172,7 +242,7 @@ pub fn build(
     configs: &std::collections::BTreeMap<String, FunctionConfig>,
     api: &ApiIdentity,
     runtime: &RuntimeContext,
-) -> Result<HashMap<String, Function>, String> {
+) -> Result<HashMap<String, Function>, BuildError> {
     let mut out = HashMap::new();
     for (name, cfg) in configs {
         let f = match cfg {
@@ -180,15 +250,80 @@ pub fn build(
                 Function::Builtin(Builtin(*name, groups.clone().into()))
             }
             FunctionConfig::Http(h) => Function::Remote(Arc::new(
-                http::HttpInvoker::new(name, h, api.clone())
-                    .map_err(|e| format!("functions.{name}: {e}"))?,
+                http::HttpInvoker::new(name, h, api.clone()).map_err(|source| BuildError {
+                    function: name.clone(),
+                    source,
+                })?,
             )),
             FunctionConfig::Lambda(l) => Function::Remote(Arc::new(
-                lambda::LambdaInvoker::start(name, l, api.clone(), runtime)
-                    .map_err(|e| format!("functions.{name}: {e}"))?,
+                lambda::LambdaInvoker::start(name, l, api.clone(), runtime).map_err(|source| {
+                    BuildError {
+                        function: name.clone(),
+                        source,
+                    }
+                })?,
             )),
         };
         out.insert(name.clone(), f);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn http(url: &str) -> FunctionConfig {
+        serde_json::from_value(serde_json::json!({"kind": "http", "url": url})).unwrap()
+    }
+
+    /// `check` and `build` refuse the same table with the same message; the key is
+    /// relative to the function's table in `check`, under `functions.<name>` in `build`.
+    #[test]
+    fn setup_errors_name_the_key() {
+        let configs = BTreeMap::from([
+            ("good".to_owned(), http("http://127.0.0.1:9/")),
+            ("bad".to_owned(), http("https://example.com/")),
+        ]);
+        let found = check(&configs, "us-east-1");
+        assert_eq!(found.len(), 1);
+        let (name, e) = &found[0];
+        assert_eq!(name, "bad");
+        assert_eq!(e.key(), Some("url"));
+        assert!(e.problem().starts_with("https is not supported"), "{e}");
+        assert_eq!(e.to_string(), format!("url: {}", e.problem()));
+
+        let api = ApiIdentity {
+            stage: "dev".into(),
+            domain_name: "localhost".into(),
+            api_id: "api".into(),
+        };
+        let runtime = RuntimeContext {
+            management_url: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            bearer_token: String::new(),
+            region: "us-east-1".into(),
+        };
+        let e = build(&configs, &api, &runtime).unwrap_err();
+        assert_eq!(e.function, "bad");
+        assert_eq!(e.source.key(), Some("url"));
+        assert!(
+            e.to_string().starts_with("functions.bad: url: https"),
+            "{e}"
+        );
+
+        let e = SetupError::NameNotInHeader;
+        assert_eq!(e.key(), None);
+        assert_eq!(e.problem(), e.to_string());
+        let e = SetupError::Io {
+            key: "dir",
+            what: "/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(e.key(), Some("dir"));
+        assert_eq!(e.to_string(), format!("dir: {}", e.problem()));
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -17,7 +17,12 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     let mut errors = config.validate().err().unwrap_or_default();
     let mut found = Vec::new();
     for (name, e) in switchboard_functions::check(&config.functions, crate::WORKER_REGION) {
-        found.push(keyed(&format!("functions.{}", table_key(&name)), true, &e));
+        let base = format!("functions.{}", table_key(&name));
+        let key = match e.key() {
+            Some(key) => format!("{base}.{key}"),
+            None => base,
+        };
+        found.push(error(key, e.problem()));
     }
     if let Some(authorizer) = &config.authorizer {
         if let AuthorizerConfig::Request(r) = authorizer {
@@ -33,7 +38,7 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             }
         }
         if let Err(e) = switchboard_auth::Authorizer::check(authorizer) {
-            found.push(keyed("authorizer", false, &e));
+            found.push(e);
         }
     }
     if let Some(tls) = &config.tls {
@@ -51,7 +56,7 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     }
     if let Some(st) = &config.static_files {
         if let Err(e) = switchboard_edge::check_static(st) {
-            found.push(error("static.dir", e));
+            found.push(e);
         }
     }
     let urls = match config.cluster.backplane {
@@ -60,7 +65,7 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         BackplaneKind::Nats => switchboard_cluster::nats::check_urls(&config.cluster.urls),
     };
     if let Err(e) = urls {
-        found.push(keyed("cluster", false, &e));
+        found.push(e);
     }
     // A component repeats some of `validate`'s checks: one message per key.
     for e in found {
@@ -82,24 +87,6 @@ fn error(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// A component's `"key: problem"` message as an error of that key: relative to `base`
-/// (`functions.f` + `headers.x`) or, if not `relative`, as it is (`authorizer.secret`).
-/// A message that names no key is an error of `base` itself.
-fn keyed(base: &str, relative: bool, message: &str) -> ConfigError {
-    let Some((key, problem)) = message.split_once(": ") else {
-        return error(base, message);
-    };
-    let is_key = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.[]\"$".contains(&b));
-    match (is_key, relative) {
-        (false, _) => error(base, message),
-        (true, true) => error(format!("{base}.{key}"), problem),
-        (true, false) => error(key, problem),
-    }
-}
-
 /// Whether one key is the other or holds it.
 fn related(a: &str, b: &str) -> bool {
     let holds = |outer: &str, inner: &str| {
@@ -114,42 +101,50 @@ fn related(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Each component's typed error becomes the error of its own key: relative to the
+    /// function's table for functions, as it is for the authorizer and the cluster.
     #[test]
-    fn component_messages_become_keys() {
-        let e = keyed(
-            "functions.f",
-            true,
-            "headers.Content-Length: reserved, cannot be configured",
+    fn component_errors_keep_their_keys() {
+        let config: Config = toml::from_str(
+            r#"
+            [functions.f]
+            kind = "http"
+            url = "http://127.0.0.1:9/"
+            headers = { Content-Length = "1" }
+
+            [functions."a b"]
+            kind = "lambda"
+            dir = "."
+            handler = "h"
+
+            [authorizer]
+            kind = "jwt"
+            public_keys = ["/definitely/not/here.pem"]
+
+            [cluster]
+            backplane = "redis"
+            urls = ["redis://a:1", "http://b"]
+            "#,
+        )
+        .unwrap();
+        let errors = check(&config).unwrap_err();
+        let problem = |key: &str| {
+            errors
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.problem.as_str())
+                .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"))
+        };
+        assert_eq!(
+            problem("functions.f.headers.Content-Length"),
+            "reserved, cannot be configured"
         );
-        assert_eq!(e.key, "functions.f.headers.Content-Length");
-        assert_eq!(e.problem, "reserved, cannot be configured");
-        let e = keyed(
-            "functions.\"a b\"",
-            true,
-            "runtime: set \"python\" or \"node\", or set command",
+        assert_eq!(
+            problem("functions.\"a b\".runtime"),
+            "set \"python\" or \"node\", or set command"
         );
-        assert_eq!(e.key, "functions.\"a b\".runtime");
-        let e = keyed(
-            "authorizer",
-            false,
-            "authorizer.public_keys[0]: /k.pem: No such file",
-        );
-        assert_eq!(e.key, "authorizer.public_keys[0]");
-        assert_eq!(e.problem, "/k.pem: No such file");
-        let e = keyed(
-            "authorizer",
-            false,
-            "authorizer: no key for any allowed algorithm",
-        );
-        assert_eq!(e.key, "authorizer");
-        let e = keyed("cluster", false, "cluster.urls[1]: x: invalid");
-        assert_eq!(e.key, "cluster.urls[1]");
-        let e = keyed(
-            "functions.f",
-            true,
-            "the function name or region cannot appear in a header",
-        );
-        assert_eq!(e.key, "functions.f");
+        assert!(problem("authorizer.public_keys[0]").starts_with("/definitely/not/here.pem: "));
+        assert!(problem("cluster.urls[1]").starts_with("\"http://b\": "));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
 use switchboard_auth::{AuthError, Authorizer, Handshake, Identity};
-use switchboard_core::config::AuthorizerConfig;
+use switchboard_core::config::{AuthorizerConfig, ConfigError};
 use switchboard_core::event::ConnectionInfo;
 use switchboard_core::id::IdGenerator;
 
@@ -339,7 +339,7 @@ pub async fn authorizer(cfg: Value) -> Authorizer {
     try_authorizer(cfg).await.unwrap()
 }
 
-pub async fn try_authorizer(cfg: Value) -> Result<Authorizer, String> {
+pub async fn try_authorizer(cfg: Value) -> Result<Authorizer, ConfigError> {
     let cfg: AuthorizerConfig = serde_json::from_value(cfg).unwrap();
     Authorizer::new(&cfg, None).await
 }

@@ -9,7 +9,7 @@ use std::process::Stdio;
 
 use switchboard_core::config::LambdaFunctionConfig;
 
-use crate::RuntimeContext;
+use crate::{RuntimeContext, SetupError};
 
 /// `runtimes/python/bootstrap.py`, compiled in so an installed binary works anywhere.
 const PYTHON_BOOTSTRAP: &str = include_str!("../../../../runtimes/python/bootstrap.py");
@@ -43,26 +43,40 @@ pub(crate) struct Launch {
 impl Launch {
     /// The checks [`Launch::new`] makes, without writing or starting anything (for
     /// `switchboard check-config`). Errors name the key, relative to the function's table.
-    pub fn check(cfg: &LambdaFunctionConfig) -> Result<(), String> {
-        let dir = std::path::absolute(&cfg.dir)
-            .map_err(|e| format!("dir: {}: {e}", cfg.dir.display()))?;
+    pub fn check(cfg: &LambdaFunctionConfig) -> Result<(), SetupError> {
+        let dir = absolute_dir(cfg)?;
         if !dir.is_dir() {
-            return Err(format!("dir: {} is not a directory", dir.display()));
+            return Err(SetupError::invalid(
+                "dir",
+                format!("{} is not a directory", dir.display()),
+            ));
         }
         if cfg.command.is_empty() {
             if cfg.handler.is_empty() {
-                return Err("handler: must be set when command is empty".into());
+                return Err(SetupError::invalid(
+                    "handler",
+                    "must be set when command is empty",
+                ));
             }
             bundled_runtime(cfg.runtime.as_deref())?;
         } else if cfg.command[0].is_empty() {
-            return Err("command: the program must not be empty".into());
+            return Err(SetupError::invalid(
+                "command",
+                "the program must not be empty",
+            ));
         }
         for (k, v) in &cfg.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(format!("env.{k}: not a valid environment variable"));
+                return Err(SetupError::invalid(
+                    format!("env.{k}"),
+                    "not a valid environment variable",
+                ));
             }
             if k == "AWS_LAMBDA_RUNTIME_API" {
-                return Err(format!("env.{k}: set by switchboard, cannot be configured"));
+                return Err(SetupError::invalid(
+                    format!("env.{k}"),
+                    "set by switchboard, cannot be configured",
+                ));
             }
         }
         Ok(())
@@ -73,10 +87,9 @@ impl Launch {
         name: &str,
         cfg: &LambdaFunctionConfig,
         rt: &RuntimeContext,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         Self::check(cfg)?;
-        let dir = std::path::absolute(&cfg.dir)
-            .map_err(|e| format!("dir: {}: {e}", cfg.dir.display()))?;
+        let dir = absolute_dir(cfg)?;
 
         let mut argv: Vec<OsString> = if cfg.command.is_empty() {
             bundled_command(cfg.runtime.as_deref())?
@@ -175,6 +188,15 @@ impl Launch {
     }
 }
 
+/// `dir`, made absolute against the working directory.
+fn absolute_dir(cfg: &LambdaFunctionConfig) -> Result<PathBuf, SetupError> {
+    std::path::absolute(&cfg.dir).map_err(|source| SetupError::Io {
+        key: "dir",
+        what: cfg.dir.display().to_string(),
+        source,
+    })
+}
+
 /// `2024/11/11/[$LATEST]<32 hex>`, as AWS names a sandbox's log stream.
 fn log_stream_name(worker: u64) -> String {
     let now_ms = std::time::SystemTime::now()
@@ -190,7 +212,7 @@ fn log_stream_name(worker: u64) -> String {
 }
 
 /// `python3 <runtimes>/python/bootstrap.py` or `node <runtimes>/node/bootstrap.mjs`.
-fn bundled_command(runtime: Option<&str>) -> Result<Vec<OsString>, String> {
+fn bundled_command(runtime: Option<&str>) -> Result<Vec<OsString>, SetupError> {
     let (interpreter, sub, file, embedded) = bundled_runtime(runtime)?;
     let path = find_bootstrap(sub, file)
         .map(Ok)
@@ -217,20 +239,24 @@ fn find_bootstrap(sub: &str, file: &str) -> Option<PathBuf> {
 /// compiled-in text for `runtime`.
 fn bundled_runtime(
     runtime: Option<&str>,
-) -> Result<(&'static str, &'static str, &'static str, &'static str), String> {
+) -> Result<(&'static str, &'static str, &'static str, &'static str), SetupError> {
     match runtime {
         Some("python") => Ok(("python3", "python", "bootstrap.py", PYTHON_BOOTSTRAP)),
         Some("node") => Ok(("node", "node", "bootstrap.mjs", NODE_BOOTSTRAP)),
-        Some(other) => Err(format!(
-            "runtime: unknown runtime {other:?} (expected \"python\" or \"node\")"
+        Some(other) => Err(SetupError::invalid(
+            "runtime",
+            format!("unknown runtime {other:?} (expected \"python\" or \"node\")"),
         )),
-        None => Err("runtime: set \"python\" or \"node\", or set command".into()),
+        None => Err(SetupError::invalid(
+            "runtime",
+            "set \"python\" or \"node\", or set command",
+        )),
     }
 }
 
 /// Writes the compiled-in bootstrap to a temporary directory named after its content, so
 /// binaries of different versions never share a file, and returns its path.
-fn write_embedded(sub: &str, file: &str, content: &str) -> Result<PathBuf, String> {
+fn write_embedded(sub: &str, file: &str, content: &str) -> Result<PathBuf, SetupError> {
     // FNV-1a: only needs to tell versions apart.
     let hash = content.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -242,7 +268,11 @@ fn write_embedded(sub: &str, file: &str, content: &str) -> Result<PathBuf, Strin
     if std::fs::read_to_string(&path).is_ok_and(|existing| existing == content) {
         return Ok(path);
     }
-    let fail = |e: std::io::Error| format!("runtime: cannot write the bundled bootstrap: {e}");
+    let fail = |source| SetupError::Io {
+        key: "runtime",
+        what: "cannot write the bundled bootstrap".into(),
+        source,
+    };
     std::fs::create_dir_all(&dir).map_err(fail)?;
     // Write then rename: another switchboard starting at the same time never runs a
     // half-written file.
@@ -323,25 +353,26 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_key() {
+        let key = |c: &LambdaFunctionConfig| {
+            let e = Launch::new("f", c, &rt()).unwrap_err();
+            assert!(e
+                .to_string()
+                .starts_with(&format!("{}: ", e.key().unwrap())));
+            e.key().map(str::to_owned).unwrap()
+        };
         let mut c = cfg();
         c.runtime = Some("ruby".into());
-        assert!(Launch::new("f", &c, &rt())
-            .unwrap_err()
-            .starts_with("runtime:"));
+        assert_eq!(key(&c), "runtime");
         c.runtime = None;
-        assert!(Launch::new("f", &c, &rt())
-            .unwrap_err()
-            .starts_with("runtime:"));
+        assert_eq!(key(&c), "runtime");
         let mut c = cfg();
         c.dir = "/definitely/not/here".into();
-        assert!(Launch::new("f", &c, &rt()).unwrap_err().starts_with("dir:"));
+        assert_eq!(key(&c), "dir");
         let mut c = cfg();
         c.env.insert("AWS_LAMBDA_RUNTIME_API".into(), "x".into());
-        assert!(Launch::new("f", &c, &rt()).unwrap_err().starts_with("env."));
+        assert_eq!(key(&c), "env.AWS_LAMBDA_RUNTIME_API");
         let mut c = cfg();
         c.handler.clear();
-        assert!(Launch::new("f", &c, &rt())
-            .unwrap_err()
-            .starts_with("handler:"));
+        assert_eq!(key(&c), "handler");
     }
 }

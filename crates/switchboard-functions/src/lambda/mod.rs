@@ -84,7 +84,7 @@ use self::api::RequestIds;
 use self::command::Launch;
 use self::pool::{Admit, Job, Limits, Spawn, State};
 use crate::http::parse_proxy_response;
-use crate::{InvokeError, InvokeFuture, Invoker, RuntimeContext};
+use crate::{InvokeError, InvokeFuture, Invoker, RuntimeContext, SetupError};
 
 /// AWS's limit on a sandbox's init phase; the floor of ours.
 const MIN_INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,15 +138,18 @@ impl LambdaInvoker {
     /// The checks [`LambdaInvoker::start`] makes, without starting anything: for
     /// `switchboard check-config`. `region` is the one workers will see. The error names
     /// the offending key relative to the function's table.
-    pub fn check(name: &str, cfg: &LambdaFunctionConfig, region: &str) -> Result<(), String> {
+    pub fn check(name: &str, cfg: &LambdaFunctionConfig, region: &str) -> Result<(), SetupError> {
         if cfg.timeout_ms == 0 {
-            return Err("timeout_ms: must be greater than 0".into());
+            return Err(SetupError::invalid("timeout_ms", "must be greater than 0"));
         }
         if cfg.max_concurrency == 0 {
-            return Err("max_concurrency: must be at least 1".into());
+            return Err(SetupError::invalid("max_concurrency", "must be at least 1"));
         }
         if cfg.min_warm > cfg.max_concurrency {
-            return Err("min_warm: must not exceed max_concurrency".into());
+            return Err(SetupError::invalid(
+                "min_warm",
+                "must not exceed max_concurrency",
+            ));
         }
         function_arn(name, region)?;
         Launch::check(cfg)
@@ -160,10 +163,9 @@ impl LambdaInvoker {
         cfg: &LambdaFunctionConfig,
         api: ApiIdentity,
         rt: &RuntimeContext,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         Self::check(name, cfg, &rt.region)?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| "lambda functions must be started inside a tokio runtime".to_owned())?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SetupError::NoRuntime)?;
         let launch = Launch::new(name, cfg, rt)?;
         let function_arn = function_arn(name, &rt.region)?;
         let timeout = Duration::from_millis(cfg.timeout_ms);
@@ -211,11 +213,11 @@ impl LambdaInvoker {
 }
 
 /// The function's ARN, as the `Lambda-Runtime-Invoked-Function-Arn` header.
-fn function_arn(name: &str, region: &str) -> Result<HeaderValue, String> {
+fn function_arn(name: &str, region: &str) -> Result<HeaderValue, SetupError> {
     HeaderValue::from_str(&format!(
         "arn:aws:lambda:{region}:000000000000:function:{name}"
     ))
-    .map_err(|_| "the function name or region cannot appear in a header".to_owned())
+    .map_err(|_| SetupError::NameNotInHeader)
 }
 
 impl LambdaHandle {
