@@ -169,9 +169,10 @@ pub struct EdgeInner {
         HashMap<switchboard_core::ConnectionId, (crate::session::TokenProof, Arc<ConnHandle>)>,
     >,
     /// Sessions that moved to other nodes, and requests for other nodes' sessions.
-    pub(crate) moves: Mutex<crate::moves::Moves>,
+    pub(crate) moves: Mutex<crate::away::Moves>,
     /// The in-order writer of kept sessions' copies (started on first use).
-    pub(crate) copy_writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::kept::CopyWrite>>,
+    pub(crate) copy_writer:
+        std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::copies::CopyWrite>>,
     /// The ordered queue of commands forwarded to other nodes (started on first use).
     pub(crate) forwarder:
         std::sync::OnceLock<tokio::sync::mpsc::Sender<(u32, switchboard_cluster::Command)>>,

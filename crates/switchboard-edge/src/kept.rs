@@ -79,39 +79,7 @@ fn copy_ttl(kept_until: u64, now: u64) -> u64 {
     kept_until.saturating_sub(now) / 1000 + TTL_SLACK_SECS
 }
 
-/// What the copy writer does with a session's copy, if `guard` admits the copy stored
-/// at that moment.
-pub(crate) enum CopyOp {
-    /// Write it, stamped, to expire after `ttl` seconds.
-    Store {
-        copy: String,
-        stamp: CopyStamp,
-        ttl: u64,
-        guard: CopyGuard,
-    },
-    /// Read and delete it at once.
-    Take { guard: CopyGuard },
-}
-
-/// One operation on a copy: the session's connection, the operation, and who waits for
-/// the outcome (`Ok(true)`: stored, or taken; `Ok(false)`: the guard refused, or there
-/// was nothing to take; `Err`: it was not done).
-pub(crate) type CopyWrite = (
-    ConnectionId,
-    CopyOp,
-    Option<oneshot::Sender<Result<bool, CopyWriteError>>>,
-);
-
-/// Why an operation on a kept copy was not done.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum CopyWriteError {
-    /// The backplane failed it.
-    #[error(transparent)]
-    Backplane(#[from] switchboard_cluster::BackplaneError),
-    /// The node's queue of copy writes was full: dropped without trying.
-    #[error("kept-session write queue full")]
-    QueueFull,
-}
+pub(crate) use crate::copies::{CopyOp, CopyWrite, CopyWriteError};
 
 impl Parked {
     /// Numbers every message queued for a parked session into its replay buffer (the

@@ -12,7 +12,9 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+mod away;
 mod conn;
+mod copies;
 mod disconnect;
 mod drain;
 #[cfg(test)]

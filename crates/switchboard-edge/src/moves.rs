@@ -23,7 +23,6 @@
 //! session ([`TokenProof`]): the home keeps the proof of each session that left it. A
 //! request that does not prove it is answered as for an unknown session.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -50,58 +49,7 @@ const FORWARD_QUEUE: usize = 65_536;
 /// nodes; beyond it one is dropped and logged.
 const HELD_MAX: usize = 16_384;
 
-/// What became of a request for a session held by another node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TakeAnswer {
-    /// The session is parked on this node now: take it as a local one.
-    Here,
-    /// Attached to a live socket elsewhere (409).
-    InUse,
-    /// Gone, or no answer: start a fresh connection.
-    Unknown,
-}
-
-/// Where a connection opened on this node went, with the proof of its session's token.
-enum Away {
-    /// Held by the node with tag `holder`.
-    At { holder: u32, proof: TokenProof },
-    /// Being handed from `holder` to `to`, which asked with request number `request`;
-    /// this node relayed the request as `relay`. Sends wait in `held` for the answer.
-    Moving {
-        holder: u32,
-        to: u32,
-        request: u64,
-        held: Vec<Command>,
-        proof: TokenProof,
-    },
-}
-
-impl Away {
-    fn proof(&self) -> &TokenProof {
-        match self {
-            Away::At { proof, .. } | Away::Moving { proof, .. } => proof,
-        }
-    }
-}
-
-/// Where this node's connections went, and its requests for sessions.
-#[derive(Default)]
-pub(crate) struct Moves {
-    /// Connections opened here whose session is on another node.
-    away: HashMap<ConnectionId, Away>,
-    /// Requests this node relayed for others: which connection each is about.
-    relays: HashMap<u64, ConnectionId>,
-    /// This node's own requests (resume handshakes) waiting for their answer.
-    waiting: HashMap<u64, oneshot::Sender<TakeAnswer>>,
-    next_request: u64,
-}
-
-impl Moves {
-    fn request_number(&mut self) -> u64 {
-        self.next_request += 1;
-        self.next_request
-    }
-}
+pub(crate) use crate::away::{Away, Moves, TakeAnswer};
 
 /// The connection a command addresses by id, if it addresses one.
 fn addressed(command: &Command) -> Option<ConnectionId> {

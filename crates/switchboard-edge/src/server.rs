@@ -147,7 +147,7 @@ impl Edge {
                 authorizer,
                 backplane,
                 sessions: Mutex::new(HashMap::new()),
-                moves: Mutex::new(crate::moves::Moves::default()),
+                moves: Mutex::new(crate::away::Moves::default()),
                 forwarder: std::sync::OnceLock::new(),
                 copy_writer: std::sync::OnceLock::new(),
                 registry_writer: std::sync::OnceLock::new(),
