@@ -709,7 +709,7 @@ mod tests {
             t.join(h.info.id, "g").unwrap();
             conns.push((h, rx));
         }
-        let data = Bytes::from(vec![b'x'; 1024]);
+        let data = Bytes::from(vec![b'x'; 64]);
         let per_member = |ns: u128| ns as f64 / f64::from(ROUNDS) / N as f64;
         let by_lookup = |exclude: &[ConnectionId]| -> Vec<Arc<ConnHandle>> {
             t.group_page("g", None, usize::MAX)
