@@ -412,6 +412,7 @@ impl From<crate::groups::MembershipError> for OpError {
             M::InvalidGroup => OpError::InvalidGroup,
             M::InvalidUser => OpError::InvalidUser,
             M::TooManyGroups(n) => OpError::TooManyGroups { limit: n as u64 },
+            M::NotHeld => OpError::Gone,
         }
     }
 }

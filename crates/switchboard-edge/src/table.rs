@@ -5,6 +5,10 @@
 //! messages (bounded in count by the channel and in bytes by a counter), and a close
 //! request that wakes the task. Senders never wait: a full queue closes the connection
 //! with 1013 instead, so one slow reader cannot hold up a fan-out.
+//!
+//! The membership index holds the handles themselves, not just ids: a group send takes
+//! the group's shared snapshot of member handles under one read lock and queues to each,
+//! with no per-member lookup in the sharded table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -238,15 +242,20 @@ pub struct Fanout {
     pub dropped: usize,
 }
 
+/// The recipients of a fan-out. Shared: a group's or user's are the index's snapshot,
+/// one reference count away.
+pub type Handles = Arc<[Arc<ConnHandle>]>;
+
 const SHARDS: usize = 16;
 
 /// Every connection this node holds, sharded to keep lock hold times short.
 pub struct ConnectionTable {
     shards: Vec<RwLock<HashMap<ConnectionId, Arc<ConnHandle>>>>,
     len: AtomicUsize,
-    /// Groups and users. Held only for index updates and to collect recipients, never
-    /// across a send or an await.
-    membership: RwLock<Membership<ConnectionId>>,
+    /// Groups and users, with every connection's handle. Held only for index updates and
+    /// to collect recipients, never across a send or an await. Taken before a shard lock
+    /// (insert, remove), so a join sees a connection either in both or in neither.
+    membership: RwLock<Membership<ConnectionId, Arc<ConnHandle>>>,
     max_state_bytes: usize,
 }
 
@@ -275,16 +284,25 @@ impl ConnectionTable {
 
     pub(crate) fn insert(&self, handle: Arc<ConnHandle>) {
         let id = handle.info.id;
-        if self.shard(&id).write().insert(id, handle).is_none() {
+        let mut membership = self.membership.write();
+        membership.add_connection(id, handle.clone());
+        let replaced = self.shard(&id).write().insert(id, handle);
+        drop(membership);
+        if replaced.is_none() {
             self.len.fetch_add(1, Ordering::AcqRel);
         }
     }
 
+    /// Forgets a connection and its memberships: from here no fan-out gets its handle and
+    /// a join for it is refused.
     pub(crate) fn remove(&self, id: &ConnectionId) {
-        if self.shard(id).write().remove(id).is_some() {
+        let mut membership = self.membership.write();
+        membership.remove_connection(*id);
+        let removed = self.shard(id).write().remove(id);
+        drop(membership);
+        if removed.is_some() {
             self.len.fetch_sub(1, Ordering::AcqRel);
         }
-        self.membership.write().remove_connection(*id);
     }
 
     /// The handle of a connection held by this node.
@@ -311,7 +329,7 @@ impl ConnectionTable {
         }
     }
 
-    /// Adds a connection (held by this node) to a group.
+    /// Adds a connection held by this node to a group (`NotHeld` for any other).
     pub fn join(&self, id: ConnectionId, group: &str) -> Result<bool, MembershipError> {
         self.membership.write().join(id, group)
     }
@@ -356,34 +374,38 @@ impl ConnectionTable {
         self.max_state_bytes
     }
 
-    fn handles(&self, ids: Vec<ConnectionId>) -> Vec<Arc<ConnHandle>> {
-        ids.iter().filter_map(|id| self.get(id)).collect()
+    /// The members of a group (minus `exclude`), as handles in id order. Without an
+    /// excluded member this is the group's shared snapshot; with one, a filtered copy.
+    pub fn group_handles(&self, group: &str, exclude: &[ConnectionId]) -> Handles {
+        let (members, excluding) = {
+            let m = self.membership.read();
+            let Some(members) = m.group_values(group) else {
+                return Handles::default();
+            };
+            (members, exclude.iter().any(|id| m.is_member(group, id)))
+        };
+        if !excluding {
+            return members;
+        }
+        members
+            .iter()
+            .filter(|h| !exclude.contains(&h.info.id))
+            .cloned()
+            .collect()
     }
 
-    /// The members of a group (minus `exclude`), as handles.
-    pub fn group_handles(&self, group: &str, exclude: &[ConnectionId]) -> Vec<Arc<ConnHandle>> {
-        let ids: Vec<ConnectionId> = self
-            .membership
-            .read()
-            .members(group)
-            .filter(|id| !exclude.contains(id))
-            .collect();
-        self.handles(ids)
-    }
-
-    /// A user's connections, as handles.
-    pub fn user_handles(&self, user: &str) -> Vec<Arc<ConnHandle>> {
-        let ids: Vec<ConnectionId> = self.membership.read().user_connections(user).collect();
-        self.handles(ids)
+    /// A user's connections, as handles (the user's shared snapshot).
+    pub fn user_handles(&self, user: &str) -> Handles {
+        self.membership.read().user_values(user).unwrap_or_default()
     }
 
     /// Every connection, as handles.
-    pub fn all_handles(&self) -> Vec<Arc<ConnHandle>> {
+    pub fn all_handles(&self) -> Handles {
         let mut out = Vec::with_capacity(self.len());
         for shard in &self.shards {
             out.extend(shard.read().values().cloned());
         }
-        out
+        out.into()
     }
 
     /// Queues one shared payload for every handle. Never waits: a full queue drops that
@@ -440,9 +462,15 @@ mod tests {
     use super::*;
     use switchboard_core::id::IdGenerator;
 
-    fn handle(queue: usize, bytes: usize) -> (Arc<ConnHandle>, mpsc::Receiver<Outbound>) {
+    type Conn = (Arc<ConnHandle>, mpsc::Receiver<Outbound>);
+
+    fn handle(queue: usize, bytes: usize) -> Conn {
+        handle_from(&IdGenerator::new("t"), queue, bytes)
+    }
+
+    fn handle_from(ids: &IdGenerator, queue: usize, bytes: usize) -> Conn {
         let info = Arc::new(ConnectionInfo {
-            id: IdGenerator::new("t").connection_id(),
+            id: ids.connection_id(),
             connected_at_ms: 0,
             source_ip: [127, 0, 0, 1].into(),
             user_agent: None,
@@ -504,5 +532,223 @@ mod tests {
         assert_eq!(t.len(), 1);
         t.close_all(CloseRequest::Shutdown);
         assert_eq!(b.close_requested(), Some(CloseRequest::Shutdown));
+    }
+
+    /// `n` connections of one table, all in group `g`.
+    fn group_of(n: usize) -> (ConnectionTable, Vec<Conn>) {
+        let t = ConnectionTable::default();
+        let ids = IdGenerator::new("t");
+        let conns: Vec<_> = (0..n).map(|_| handle_from(&ids, 4, 1000)).collect();
+        for (h, _) in &conns {
+            t.insert(h.clone());
+            assert_eq!(t.join(h.info.id, "g"), Ok(true));
+        }
+        (t, conns)
+    }
+
+    fn ids_of(handles: &[Arc<ConnHandle>]) -> Vec<ConnectionId> {
+        handles.iter().map(|h| h.info.id).collect()
+    }
+
+    #[test]
+    fn a_member_removed_on_close_is_never_returned() {
+        let (t, conns) = group_of(3);
+        let [a, b, c] = [0, 1, 2].map(|i| conns[i].0.clone());
+        t.set_user(b.info.id, Some("ada")).unwrap();
+        t.set_user(c.info.id, Some("ada")).unwrap();
+        t.remove(&b.info.id);
+        assert_eq!(ids_of(&t.group_handles("g", &[])), [a.info.id, c.info.id]);
+        assert_eq!(ids_of(&t.user_handles("ada")), [c.info.id]);
+        assert!(!ids_of(&t.all_handles()).contains(&b.info.id));
+        assert_eq!(t.group_len("g"), 2);
+        // A join or user change that lost the race with the close is refused.
+        assert_eq!(t.join(b.info.id, "g"), Err(MembershipError::NotHeld));
+        assert_eq!(
+            t.set_user(b.info.id, Some("ada")),
+            Err(MembershipError::NotHeld)
+        );
+        assert_eq!(ids_of(&t.group_handles("g", &[])), [a.info.id, c.info.id]);
+        assert!(t.groups_of(b.info.id).is_empty());
+        // Closing everyone ends the group.
+        t.remove(&a.info.id);
+        t.remove(&c.info.id);
+        assert!(t.group_handles("g", &[]).is_empty());
+        assert!(t.user_handles("ada").is_empty());
+        assert_eq!(t.group_page("g", None, 10), []);
+    }
+
+    #[test]
+    fn group_sends_reach_the_current_handle() {
+        let (t, mut conns) = group_of(2);
+        let f =
+            ConnectionTable::fanout(&t.group_handles("g", &[]), &Bytes::from_static(b"1"), false);
+        assert_eq!((f.recipients, f.delivered), (2, 2));
+        assert_eq!(conns[1].1.try_recv().unwrap().data, "1");
+        // The same connection under a new handle (a session come back): sends go there.
+        let (h, mut rx) = ConnHandle::new(conns[1].0.info.clone(), 4, 1000, 100);
+        t.insert(h.clone());
+        assert_eq!(t.len(), 2);
+        let hs = t.group_handles("g", &[]);
+        assert!(Arc::ptr_eq(&hs[1], &h));
+        ConnectionTable::fanout(&hs, &Bytes::from_static(b"2"), false);
+        assert_eq!(rx.try_recv().unwrap().data, "2");
+        assert!(conns[1].1.try_recv().is_err());
+    }
+
+    #[test]
+    fn join_leave_and_close_interleaved() {
+        let (t, conns) = group_of(4);
+        let id = |i: usize| conns[i].0.info.id;
+        assert!(t.leave(id(1), "g"));
+        assert_eq!(ids_of(&t.group_handles("g", &[])), [id(0), id(2), id(3)]);
+        assert_eq!(t.join(id(1), "g"), Ok(true));
+        assert_eq!(t.join(id(1), "h"), Ok(true));
+        assert_eq!(
+            ids_of(&t.group_handles("g", &[])),
+            [id(0), id(1), id(2), id(3)]
+        );
+        t.remove(&id(1));
+        assert_eq!(ids_of(&t.group_handles("g", &[])), [id(0), id(2), id(3)]);
+        assert!(t.group_handles("h", &[]).is_empty());
+        assert!(!t.leave(id(1), "g"));
+        assert_eq!(t.join(id(1), "h"), Err(MembershipError::NotHeld));
+        // Paging stays in id order across the changes.
+        assert_eq!(t.group_page("g", Some(id(0)), 1), [id(2)]);
+        assert_eq!(t.group_page("g", Some(id(2)), 5), [id(3)]);
+    }
+
+    #[test]
+    fn the_exclude_list() {
+        let (t, conns) = group_of(3);
+        let id = |i: usize| conns[i].0.info.id;
+        let outsider = handle(1, 10).0.info.id;
+        assert_eq!(ids_of(&t.group_handles("g", &[id(1)])), [id(0), id(2)]);
+        assert_eq!(
+            ids_of(&t.group_handles("g", &[outsider])),
+            [id(0), id(1), id(2)]
+        );
+        assert_eq!(
+            ids_of(&t.group_handles("g", &[id(2), outsider, id(0)])),
+            [id(1)]
+        );
+        assert!(t.group_handles("g", &[id(0), id(1), id(2)]).is_empty());
+        assert!(t.group_handles("nobody", &[id(0)]).is_empty());
+        // Excluding does not change the group.
+        assert_eq!(ids_of(&t.group_handles("g", &[])), [id(0), id(1), id(2)]);
+    }
+
+    #[test]
+    fn a_fan_out_racing_closes_never_gets_a_closed_member() {
+        // Closes in order, joins and leaves beside them, and fan-outs: a fan-out that
+        // starts after close i finished never returns connection i or an earlier one.
+        let (t, conns) = group_of(200);
+        let handles: Vec<Arc<ConnHandle>> = conns.iter().map(|(h, _)| h.clone()).collect();
+        let position: HashMap<ConnectionId, usize> = handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.info.id, i))
+            .collect();
+        let closed = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (i, h) in handles.iter().enumerate() {
+                    t.remove(&h.info.id);
+                    closed.store(i + 1, Ordering::Release);
+                }
+            });
+            s.spawn(|| {
+                for round in 0.. {
+                    let done = closed.load(Ordering::Acquire);
+                    if done == handles.len() {
+                        break;
+                    }
+                    let h = &handles[(round * 7) % handles.len()];
+                    t.leave(h.info.id, "g");
+                    let joined = t.join(h.info.id, "g");
+                    if position[&h.info.id] < done {
+                        assert_eq!(joined, Err(MembershipError::NotHeld));
+                    }
+                }
+            });
+            loop {
+                let done = closed.load(Ordering::Acquire);
+                for h in t.group_handles("g", &[]).iter() {
+                    assert!(position[&h.info.id] >= done, "closed member returned");
+                }
+                if done == handles.len() {
+                    break;
+                }
+            }
+        });
+        assert!(t.group_handles("g", &[]).is_empty());
+        assert_eq!(t.group_len("g"), 0);
+    }
+
+    /// ns per member of a group send to 15,000: recipients collected through the index's
+    /// handles vs looked up one by one in the sharded table (the way it was done before
+    /// the index held handles), then queued. Run with
+    /// `cargo test --release -p switchboard-edge --lib fanout_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark: prints figures"]
+    fn fanout_cost() {
+        const N: usize = 15_000;
+        const ROUNDS: u32 = 200;
+        let t = ConnectionTable::default();
+        let ids = IdGenerator::new("bench");
+        let mut conns = Vec::with_capacity(N);
+        for _ in 0..N {
+            let (h, rx) = handle_from(&ids, 4, 1 << 20);
+            t.insert(h.clone());
+            t.join(h.info.id, "g").unwrap();
+            conns.push((h, rx));
+        }
+        let data = Bytes::from(vec![b'x'; 64]);
+        let per_member = |ns: u128| ns as f64 / f64::from(ROUNDS) / N as f64;
+        let by_lookup = |exclude: &[ConnectionId]| -> Vec<Arc<ConnHandle>> {
+            t.group_page("g", None, usize::MAX)
+                .iter()
+                .filter(|id| !exclude.contains(id))
+                .filter_map(|id| t.get(id))
+                .collect()
+        };
+        let first = conns[0].0.info.id;
+        for (name, exclude) in [("no exclude", vec![]), ("exclude 1", vec![first])] {
+            // [index, lookup per member]
+            let mut collect = [0u128; 2];
+            let mut send = [0u128; 2];
+            for _ in 0..ROUNDS {
+                for (k, total) in collect.iter_mut().enumerate() {
+                    let start = tokio::time::Instant::now();
+                    let n = match k {
+                        0 => t.group_handles("g", &exclude).len(),
+                        _ => by_lookup(&exclude).len(),
+                    };
+                    *total += start.elapsed().as_nanos();
+                    assert_eq!(n, N - exclude.len());
+                }
+                for (k, total) in send.iter_mut().enumerate() {
+                    let start = tokio::time::Instant::now();
+                    let f = match k {
+                        0 => ConnectionTable::fanout(&t.group_handles("g", &exclude), &data, false),
+                        _ => ConnectionTable::fanout(&by_lookup(&exclude), &data, false),
+                    };
+                    *total += start.elapsed().as_nanos();
+                    assert_eq!(f.dropped, 0);
+                    for (h, rx) in &mut conns {
+                        while let Ok(o) = rx.try_recv() {
+                            h.dequeued(o.data.len());
+                        }
+                    }
+                }
+            }
+            println!(
+                "fanout_cost {name}: {N} members, {ROUNDS} rounds: collect {:.1} ns/member \
+                 (group_handles) vs {:.1} (lookup per member); collect+queue {:.1} vs {:.1}",
+                per_member(collect[0]),
+                per_member(collect[1]),
+                per_member(send[0]),
+                per_member(send[1]),
+            );
+        }
     }
 }
