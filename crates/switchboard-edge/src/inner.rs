@@ -214,7 +214,7 @@ impl EdgeInner {
     /// The handles of the connections this node holds (for diagnostics and tests: a
     /// handle sends or closes, but memberships and state change only through `apply_op`).
     pub fn held_handles(&self) -> Vec<Arc<ConnHandle>> {
-        self.table.all_handles()
+        self.table.all_handles().to_vec()
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
