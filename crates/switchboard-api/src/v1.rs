@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use switchboard_core::event::iso8601;
 use switchboard_core::ops::{Coverage, Op, OpError, Outcome, Target};
 use switchboard_core::ConnectionId;
+use switchboard_edge::ops::Counted;
 
 use crate::connections::{admit, aws_error, read_body, ConnectionsApi};
 
@@ -212,7 +213,22 @@ fn state_json(state: Vec<(String, String)>) -> Value {
 }
 
 async fn run(api: &ConnectionsApi, op: Op) -> Result<Value, ApiError> {
-    Ok(outcome_json(api.edge.apply_op(op).await?))
+    run_counted(api, op, Counted::Here).await
+}
+
+/// `counted` says what a send or close to many connections waits for (`?wait=true`:
+/// every node's count).
+async fn run_counted(api: &ConnectionsApi, op: Op, counted: Counted) -> Result<Value, ApiError> {
+    Ok(outcome_json(api.edge.apply_op_with(op, counted).await?))
+}
+
+/// `?wait=true` (or `1`): count every node's part; `false`, `0` or absent: this node's.
+fn counted(pairs: &[(String, String)]) -> Result<Counted, ApiError> {
+    match param(pairs, "wait") {
+        None | Some("false") | Some("0") => Ok(Counted::Here),
+        Some("true") | Some("1") => Ok(Counted::Cluster),
+        Some(_) => Err(bad_request("`wait` must be true or false")),
+    }
 }
 
 /// The payload of a send: binary for `application/octet-stream`, else UTF-8 text.
@@ -267,12 +283,18 @@ fn parse_ids(list: Option<&str>) -> Result<Vec<ConnectionId>, ApiError> {
         .collect()
 }
 
-async fn send_to(api: &ConnectionsApi, to: Target, headers: &HeaderMap, body: Bytes) -> Response {
+async fn send_to(
+    api: &ConnectionsApi,
+    to: Target,
+    counted: Counted,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let (data, binary) = match payload(headers, body) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    respond(run(api, Op::Send { to, data, binary }).await)
+    respond(run_counted(api, Op::Send { to, data, binary }, counted).await)
 }
 
 async fn broadcast(
@@ -281,10 +303,11 @@ async fn broadcast(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = query(q, &[]) {
-        return e.into_response();
-    }
-    send_to(&api, Target::All, &headers, body).await
+    let counted = match query(q, &["wait"]).and_then(|p| counted(&p)) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    send_to(&api, Target::All, counted, &headers, body).await
 }
 
 async fn send_group(
@@ -294,20 +317,34 @@ async fn send_group(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let exclude = match query(q, &["exclude"]).and_then(|p| parse_ids(param(&p, "exclude"))) {
+    let parsed = query(q, &["exclude", "wait"])
+        .and_then(|p| Ok((parse_ids(param(&p, "exclude"))?, counted(&p)?)));
+    let (exclude, counted) = match parsed {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    send_to(&api, Target::Group { group, exclude }, &headers, body).await
+    send_to(
+        &api,
+        Target::Group { group, exclude },
+        counted,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn send_user(
     State(api): State<Api>,
     Path(user): Path<String>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    send_to(&api, Target::User { user }, &headers, body).await
+    let counted = match query(q, &["wait"]).and_then(|p| counted(&p)) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    send_to(&api, Target::User { user }, counted, &headers, body).await
 }
 
 async fn list_members(
@@ -389,22 +426,32 @@ async fn membership(
     run(api, op).await
 }
 
-async fn close_group(State(api): State<Api>, Path(group): Path<String>) -> Response {
+async fn close_group(
+    State(api): State<Api>,
+    Path(group): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let to = Target::Group {
         group,
         exclude: Vec::new(),
     };
-    respond(run(&api, Op::Close { to }).await)
+    close_many(&api, to, q).await
 }
 
-async fn close_user(State(api): State<Api>, Path(user): Path<String>) -> Response {
+async fn close_user(
+    State(api): State<Api>,
+    Path(user): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    close_many(&api, Target::User { user }, q).await
+}
+
+async fn close_many(api: &ConnectionsApi, to: Target, q: Option<String>) -> Response {
     respond(
-        run(
-            &api,
-            Op::Close {
-                to: Target::User { user },
-            },
-        )
+        async {
+            let counted = counted(&query(q, &["wait"])?)?;
+            run_counted(api, Op::Close { to }, counted).await
+        }
         .await,
     )
 }
@@ -510,11 +557,15 @@ enum BatchOp {
         data: Option<String>,
         #[serde(rename = "dataBase64")]
         data_base64: Option<String>,
+        #[serde(default)]
+        wait: bool,
     },
     Broadcast {
         data: Option<String>,
         #[serde(rename = "dataBase64")]
         data_base64: Option<String>,
+        #[serde(default)]
+        wait: bool,
     },
     Join {
         group: String,
@@ -531,6 +582,8 @@ enum BatchOp {
         connection_id: Option<String>,
         group: Option<String>,
         user: Option<String>,
+        #[serde(default)]
+        wait: bool,
     },
     SetState {
         #[serde(rename = "connectionId")]
@@ -564,7 +617,18 @@ fn op_payload(data: Option<String>, b64: Option<String>) -> Result<(Bytes, bool)
 }
 
 /// A batch item as the operation it names.
-fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<Op, ApiError> {
+fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<(Op, Counted), ApiError> {
+    let wait = match &item {
+        BatchOp::Send { wait, .. }
+        | BatchOp::Broadcast { wait, .. }
+        | BatchOp::Close { wait, .. } => *wait,
+        _ => false,
+    };
+    let counted = if wait {
+        Counted::Cluster
+    } else {
+        Counted::Here
+    };
     let too_big = |d: &Bytes| d.len() > max_message_bytes;
     let one_of =
         |c: Option<String>, g: Option<String>, u: Option<String>, ex: Vec<String>, what| {
@@ -580,7 +644,7 @@ fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<Op, ApiError> {
                 _ => return Err(bad_request(what)),
             })
         };
-    Ok(match item {
+    let op = match item {
         BatchOp::Send {
             connection_id,
             group,
@@ -588,6 +652,7 @@ fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<Op, ApiError> {
             exclude,
             data,
             data_base64,
+            ..
         } => {
             let (data, binary) = op_payload(data, data_base64)?;
             if too_big(&data) {
@@ -602,7 +667,9 @@ fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<Op, ApiError> {
             )?;
             Op::Send { to, data, binary }
         }
-        BatchOp::Broadcast { data, data_base64 } => {
+        BatchOp::Broadcast {
+            data, data_base64, ..
+        } => {
             let (data, binary) = op_payload(data, data_base64)?;
             if too_big(&data) {
                 return Err(OpError::PayloadTooLarge.into());
@@ -631,6 +698,7 @@ fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<Op, ApiError> {
             connection_id,
             group,
             user,
+            ..
         } => Op::Close {
             to: one_of(
                 connection_id,
@@ -654,7 +722,8 @@ fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<Op, ApiError> {
             id: connection_id(&id)?,
             user: user_id,
         },
-    })
+    };
+    Ok((op, counted))
 }
 
 async fn batch(State(api): State<Api>, body: Bytes) -> Response {
@@ -669,7 +738,7 @@ async fn batch(State(api): State<Api>, body: Bytes) -> Response {
     for raw in batch.operations {
         let result = match serde_json::from_value::<BatchOp>(raw) {
             Ok(item) => match to_op(api.max_message_bytes, item) {
-                Ok(op) => run(&api, op).await,
+                Ok((op, counted)) => run_counted(&api, op, counted).await,
                 Err(e) => Err(e),
             },
             Err(e) => Err(bad_request(&format!("invalid operation: {e}"))),

@@ -294,6 +294,10 @@ pub trait Backplane: Send + Sync + 'static {
     fn has_peers(&self) -> bool {
         false
     }
+    /// How many other nodes were live at the latest heartbeat (or heard from since).
+    fn peers(&self) -> u32 {
+        0
+    }
     /// Whether connection snapshots are kept for other nodes (worth writing).
     fn keeps_registry(&self) -> bool {
         false

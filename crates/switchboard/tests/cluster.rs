@@ -318,7 +318,7 @@ async fn ops_suite<E: Engine + 'static>() {
     let id_b = id_of(&fs.wait_for("CONNECT", 2).await[1]);
     // Both nodes see each other before fan-outs are counted.
     eventually(Duration::from_secs(10), "node A counts node B", || async {
-        let (s, _, v) = call(&a, "POST", "/v1/groups/nobody/messages", "x").await;
+        let (s, _, v) = call(&a, "POST", "/v1/groups/nobody/messages?wait=true", "x").await;
         s == 200 && v["nodes"] == 2
     })
     .await;
@@ -396,8 +396,8 @@ async fn ops_suite<E: Engine + 'static>() {
         "invalid group on send"
     );
 
-    // Fan-out answers count every node.
-    let (s, _, v) = call(&a, "POST", "/v1/groups/g/messages", "to g").await;
+    // Fan-out answers count every node when asked to wait for them...
+    let (s, _, v) = call(&a, "POST", "/v1/groups/g/messages?wait=true", "to g").await;
     assert_eq!(s, 200);
     assert_eq!(
         (
@@ -410,13 +410,28 @@ async fn ops_suite<E: Engine + 'static>() {
     );
     assert_eq!(text(&on_a.recv_within(5).await.unwrap()), "to g");
     assert_eq!(text(&on_b.recv_within(5).await.unwrap()), "to g");
-    let (_, _, v) = call(&a, "POST", "/v1/users/grace/messages", "to grace").await;
+    let (_, _, v) = call(&a, "POST", "/v1/users/grace/messages?wait=true", "to grace").await;
     assert_eq!(v["recipients"], 1, "{v}");
     assert_eq!(text(&on_b.recv_within(5).await.unwrap()), "to grace");
-    let (_, _, v) = call(&a, "POST", "/v1/broadcast", "all").await;
+    let (_, _, v) = call(&a, "POST", "/v1/broadcast?wait=true", "all").await;
     assert_eq!(v["delivered"], 2, "{v}");
     assert_eq!(text(&on_a.recv_within(5).await.unwrap()), "all");
     assert_eq!(text(&on_b.recv_within(5).await.unwrap()), "all");
+    // ...and by default count this node's part only, and say so, while every node
+    // still delivers.
+    let (s, _, v) = call(&a, "POST", "/v1/groups/g/messages", "quick").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (
+            v["recipients"].clone(),
+            v["nodes"].clone(),
+            v["complete"].clone()
+        ),
+        (json!(1), json!(1), json!(false)),
+        "{v}"
+    );
+    assert_eq!(text(&on_a.recv_within(5).await.unwrap()), "quick");
+    assert_eq!(text(&on_b.recv_within(5).await.unwrap()), "quick");
 
     // Listings through A show B's memberships at once (no registry lag).
     let (s, _, v) = call(&a, "GET", "/v1/groups/x1/members", "").await;
@@ -442,7 +457,7 @@ async fn ops_suite<E: Engine + 'static>() {
     );
 
     // Closing a user's connections through A closes B's and counts it.
-    let (s, _, v) = call(&a, "DELETE", "/v1/users/grace/connections", "").await;
+    let (s, _, v) = call(&a, "DELETE", "/v1/users/grace/connections?wait=true", "").await;
     assert_eq!(
         (s, v["closed"].clone(), v["complete"].clone()),
         (200, json!(1), json!(true)),
@@ -450,7 +465,7 @@ async fn ops_suite<E: Engine + 'static>() {
     );
     assert_eq!(on_b.expect_close(5).await, Some(1000));
     // A batch close by group through B reaches A's member.
-    let ops = json!({"operations": [{"op": "close", "group": "g"}]});
+    let ops = json!({"operations": [{"op": "close", "group": "g", "wait": true}]});
     let (_, _, v) = call(&b, "POST", "/v1/batch", &ops.to_string()).await;
     assert_eq!(v["results"][0]["closed"], 1, "{v}");
     assert_eq!(on_a.expect_close(5).await, Some(1000));

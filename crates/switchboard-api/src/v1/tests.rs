@@ -64,7 +64,7 @@ fn fuzz_api_batch_items_and_queries() {
             };
             if let Ok(parsed) = serde_json::from_value::<BatchOp>(item) {
                 match to_op(max, parsed) {
-                    Ok(op) => {
+                    Ok((op, _)) => {
                         if let Op::Send { data, .. } = &op {
                             prop_assert!(data.len() <= max);
                         }

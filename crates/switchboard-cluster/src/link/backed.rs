@@ -46,6 +46,9 @@ impl<T: NodeBacked> Backplane for T {
     fn has_peers(&self) -> bool {
         true
     }
+    fn peers(&self) -> u32 {
+        u32::try_from(self.node().link.peers().len()).unwrap_or(u32::MAX)
+    }
     fn keeps_registry(&self) -> bool {
         true
     }

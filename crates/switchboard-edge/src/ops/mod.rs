@@ -37,6 +37,16 @@ use plan::{At, Plan};
 pub(crate) use state::REMOTE_CACHE_MAX;
 pub use state::REMOTE_CACHE_TTL;
 
+/// What the answer to a send or close to many connections counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Every node's part: the other nodes are asked and their answers awaited (at most
+    /// `op_timeout_ms`).
+    Cluster,
+    /// This node's part; the others get the operation without being waited for.
+    Here,
+}
+
 fn from_backplane(e: BackplaneError) -> OpError {
     match e {
         BackplaneError::NotInCluster => OpError::Gone,
@@ -53,6 +63,18 @@ impl EdgeInner {
     /// Cancel safety: what was applied here stays applied; an operation already sent to
     /// another node may still be applied there, its answer then dropped.
     pub async fn apply_op(self: &Arc<Self>, op: Op) -> Result<Outcome, OpError> {
+        self.apply_op_with(op, Counted::Cluster).await
+    }
+
+    /// [`EdgeInner::apply_op`], choosing what a send or close to many connections waits
+    /// for: every node's count ([`Counted::Cluster`]) or only this node's, the operation
+    /// being handed to the others without waiting for them ([`Counted::Here`]: the answer
+    /// then covers this node, and says so). Listings always wait for every node.
+    pub async fn apply_op_with(
+        self: &Arc<Self>,
+        op: Op,
+        counted: Counted,
+    ) -> Result<Outcome, OpError> {
         op.validate()?;
         let (at, held) = self.locate(&op);
         let outcome = match plan::plan(&op, at, self.backplane.has_peers()) {
@@ -71,6 +93,9 @@ impl EdgeInner {
                 },
                 other => other,
             },
+            Plan::Gather if counted == Counted::Here && !matches!(op, Op::Members { .. }) => {
+                self.fan_out_here(op).await
+            }
             Plan::Gather => self.gather(op).await,
             Plan::Gone => Err(OpError::Gone),
         };
@@ -255,6 +280,27 @@ impl EdgeInner {
             .await
             .map_err(from_backplane)?;
         Ok(Outcome::Accepted)
+    }
+
+    /// Applies a fan-out here and hands it to every other node without waiting for them:
+    /// the answer counts this node, of all the nodes live at the latest heartbeat.
+    async fn fan_out_here(self: &Arc<Self>, op: Op) -> OpResult {
+        if !self.backplane.is_ready() {
+            return Err(OpError::Unavailable);
+        }
+        let here = self.apply_here(&op)?;
+        let others = self.backplane.peers();
+        self.backplane
+            .to_all(Command::Op { op, req: None })
+            .await
+            .map_err(from_backplane)?;
+        Ok(with_nodes(
+            here,
+            Coverage {
+                answered: 1,
+                expected: 1 + others,
+            },
+        ))
     }
 
     /// Applies a fan-out or listing here and on every other node, and sums the answers.
