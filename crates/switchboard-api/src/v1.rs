@@ -222,6 +222,11 @@ async fn run_counted(api: &ConnectionsApi, op: Op, counted: Counted) -> Result<V
     Ok(outcome_json(api.edge.apply_op_with(op, counted).await?))
 }
 
+/// What a query string that may only carry `wait` asks the answer to count.
+fn counted_query(q: Option<String>) -> Result<Counted, ApiError> {
+    counted(&query(q, &["wait"])?)
+}
+
 /// `?wait=true` (or `1`): count every node's part; `false`, `0` or absent: this node's.
 fn counted(pairs: &[(String, String)]) -> Result<Counted, ApiError> {
     match param(pairs, "wait") {
@@ -303,7 +308,7 @@ async fn broadcast(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let counted = match query(q, &["wait"]).and_then(|p| counted(&p)) {
+    let counted = match counted_query(q) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -340,7 +345,7 @@ async fn send_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let counted = match query(q, &["wait"]).and_then(|p| counted(&p)) {
+    let counted = match counted_query(q) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -449,7 +454,7 @@ async fn close_user(
 async fn close_many(api: &ConnectionsApi, to: Target, q: Option<String>) -> Response {
     respond(
         async {
-            let counted = counted(&query(q, &["wait"])?)?;
+            let counted = counted_query(q)?;
             run_counted(api, Op::Close { to }, counted).await
         }
         .await,

@@ -47,7 +47,7 @@ impl<T: NodeBacked> Backplane for T {
         true
     }
     fn peers(&self) -> u32 {
-        u32::try_from(self.node().link.peers().len()).unwrap_or(u32::MAX)
+        u32::try_from(self.node().link.peer_count()).unwrap_or(u32::MAX)
     }
     fn keeps_registry(&self) -> bool {
         true

@@ -192,7 +192,8 @@ pub(crate) fn tag_hex(tag: u32) -> String {
 
 /// Parses [`tag_hex`] back.
 pub(crate) fn parse_tag(s: &str) -> Option<u32> {
-    if s.len() != 8 {
+    // `from_str_radix` alone would also take a leading `+`.
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     u32::from_str_radix(s, 16).ok()
@@ -349,6 +350,11 @@ impl Link {
     /// The other nodes alive at the reaper's latest round, or heard from since.
     pub fn peers(&self) -> Vec<u32> {
         self.peers.lock().clone()
+    }
+
+    /// How many other nodes [`Link::peers`] names (without copying them).
+    pub fn peer_count(&self) -> usize {
+        self.peers.lock().len()
     }
 
     /// A node was heard from: it is alive.

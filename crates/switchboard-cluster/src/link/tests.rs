@@ -318,3 +318,43 @@ fn fuzz_cluster_command_envelopes() {
         },
     );
 }
+
+/// Node tags read back from key and subject names, and snapshots read from the engine,
+/// come from whatever is stored there: arbitrary text parses to a tag only when it is
+/// the canonical 8 hex digits (and every tag round-trips), and arbitrary snapshot text
+/// is kept only when it is JSON, never a panic.
+#[test]
+fn fuzz_cluster_tags_and_snapshots() {
+    use switchboard_fuzz::proptest::prelude::*;
+    let input = (
+        any::<u32>(),
+        prop_oneof![".{0,12}", "[+0-9a-fA-F]{8}"],
+        prop::collection::vec(
+            prop_oneof![
+                ".{0,40}",
+                Just(r#"{"id":"x"}"#.to_owned()),
+                Just("[1,".to_owned())
+            ],
+            0..6,
+        ),
+    );
+    switchboard_fuzz::run(
+        "fuzz_cluster_tags_and_snapshots",
+        40_000,
+        input,
+        |(tag, text, snapshots)| {
+            prop_assert_eq!(parse_tag(&tag_hex(tag)), Some(tag));
+            if let Some(t) = parse_tag(&text) {
+                prop_assert_eq!(text.len(), 8);
+                prop_assert!(text.bytes().all(|b| b.is_ascii_hexdigit()));
+                prop_assert_eq!(u32::from_str_radix(&text, 16).ok(), Some(t));
+            }
+            let valid = snapshots
+                .iter()
+                .filter(|s| serde_json::from_str::<serde_json::Value>(s).is_ok())
+                .count();
+            prop_assert_eq!(super::tasks::parse_snapshots(snapshots).len(), valid);
+            Ok(())
+        },
+    );
+}
