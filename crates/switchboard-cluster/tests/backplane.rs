@@ -540,8 +540,9 @@ async fn an_outage_fails_fast_and_heals<S: Server>() {
     let back = Instant::now();
     assert!(
         // Generous: a Redis Cluster restart (three shards re-forming) on a loaded 2-core
-        // machine has taken more than 10 s; healing by itself is what is tested.
-        eventually(Duration::from_secs(30), || a.bp.is_ready()
+        // machine has taken more than 30 s while the other engines' tests ran beside it;
+        // healing by itself is what is tested, not how fast.
+        eventually(Duration::from_secs(90), || a.bp.is_ready()
             && b.bp.is_ready())
         .await,
         "not ready again"
