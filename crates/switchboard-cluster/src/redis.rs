@@ -276,7 +276,10 @@ impl ConnectionLike for Conn {
 }
 
 pub(crate) struct RedisEngine {
-    conn: Conn,
+    /// Swapped only by [`RedisEngine::reopen`]; every call clones the handle out.
+    conn: parking_lot::RwLock<Conn>,
+    /// Cluster mode: the client, to open a fresh connection when the one in use is stuck.
+    client: Option<redis::cluster::ClusterClient>,
     names: Names,
     cluster: bool,
     tag: u32,
@@ -327,7 +330,7 @@ impl RedisEngine {
             manager
                 .subscribe(&[me.as_str(), names.all.as_str()])
                 .await?;
-            (Conn::Single(manager), false)
+            (Conn::Single(manager), None)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cfg.urls.clone())
                 .use_protocol(ProtocolVersion::RESP3)
@@ -340,12 +343,13 @@ impl RedisEngine {
             // Sharded channels live on the shard owning their slot: one call each.
             conn.ssubscribe(me.as_str()).await?;
             conn.ssubscribe(names.all.as_str()).await?;
-            (Conn::Cluster(conn), true)
+            (Conn::Cluster(conn), Some(client))
         };
         Ok(Self {
-            conn,
+            conn: parking_lot::RwLock::new(conn),
+            cluster: cluster.is_some(),
+            client: cluster,
             names,
-            cluster,
             tag: link.tag,
             node_id: link.node_id.clone(),
             ttl_secs: link.ttl_secs,
@@ -353,7 +357,28 @@ impl RedisEngine {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Fault> {
-        cmd.query_async(&mut self.conn.clone()).await.map_err(fault)
+        let mut conn = self.conn.read().clone();
+        cmd.query_async(&mut conn).await.map_err(fault)
+    }
+
+    /// Cluster mode: replaces a connection that holds no connection to any shard.
+    ///
+    /// redis-rs (1.8) is meant to reconnect to the seed nodes then, but after every shard
+    /// restarted at once we have seen it answer `ClusterConnectionNotFound` to every
+    /// request for minutes. A fresh connection starts from the seeds; the heartbeat that
+    /// follows subscribes again. Called by the supervisor's heartbeat only, so one at a
+    /// time; bounded by the link's `op_timeout` around the heartbeat.
+    async fn reopen(&self) -> Result<(), Fault> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let conn = client.get_async_connection().await.map_err(fault)?;
+        tracing::info!(
+            backplane = "redis",
+            "opened a new Redis Cluster connection from the seed nodes"
+        );
+        *self.conn.write() = Conn::Cluster(conn);
+        Ok(())
     }
 }
 
@@ -417,13 +442,25 @@ impl Engine for RedisEngine {
             .arg(tag_hex(self.tag))
             .arg(&self.node_id)
             .to_owned();
-        let ((), added): ((), i64) = tokio::try_join!(self.query(&beat), self.query(&register))?;
-        if let Conn::Cluster(conn) = &self.conn {
+        let beaten: Result<((), i64), RedisError> = {
+            let (mut c1, mut c2) = (self.conn.read().clone(), self.conn.read().clone());
+            tokio::try_join!(beat.query_async(&mut c1), register.query_async(&mut c2))
+        };
+        let ((), added) = match beaten {
+            Ok(v) => v,
+            Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound => {
+                // Stuck (see `reopen`): the next probe uses the new connection.
+                self.reopen().await?;
+                return Err(fault(e));
+            }
+            Err(e) => return Err(fault(e)),
+        };
+        let conn = self.conn.read().clone();
+        if let Conn::Cluster(mut conn) = conn {
             // The cluster client replays sharded subscriptions only on connections it
             // re-opens, and it re-opens a shard's connection only when a request goes
             // there: after the shard holding one of our channels restarts, nothing may.
             // Subscribing again is a no-op on a live subscription and heals a lost one.
-            let mut conn = conn.clone();
             conn.ssubscribe(self.names.node_channel(self.tag))
                 .await
                 .map_err(fault)?;
