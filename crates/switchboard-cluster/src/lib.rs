@@ -158,14 +158,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What one node asks of another (or of all).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum Command {
     /// Apply an operation here (docs/architecture.md, "Operations"): a send, close,
     /// membership or state change for a connection this node holds (or, as its home,
     /// forwards to where it moved), or this node's part of a fan-out or listing.
     Op {
         /// The operation.
-        #[serde(rename = "operation")]
         op: Op,
         /// Where to send the answer; `None`: nobody waits for it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,7 +225,7 @@ pub enum Command {
 
 /// What a node answers when asked to hand a session over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum SessionOutcome {
     /// The session is the asker's now: everything it needs to go on, as the gateway
     /// serializes it (the connection, its memberships, the session's sequence numbers

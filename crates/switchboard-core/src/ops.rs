@@ -15,7 +15,7 @@ use crate::ConnectionId;
 
 /// Whom a send or a close addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum Target {
     /// One connection.
     Connection {
@@ -60,7 +60,7 @@ impl Target {
 
 /// One operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum Op {
     /// Queue a message.
     Send {
@@ -248,7 +248,7 @@ pub struct ConnectionView {
 
 /// What an operation did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum Outcome {
     /// A send or close to one connection was queued on the node that holds it (or handed
     /// to that node: AWS's `PostToConnection` semantics).
@@ -314,7 +314,7 @@ pub enum ErrorSource {
 
 /// Why an operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "error", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum OpError {
     /// The connection is closed or closing, or was never known.
     #[error("connection is gone")]
