@@ -654,7 +654,7 @@ def sec_compression(doc):
                      sum(r.get("errors") or 0 for r in rr.values())])
     doc.table(["server", "deflate", "runs", "msgs/s", "p50 µs", "wire B/msg server → client", "wire B/msg client → server", "server CPU µs/msg", "compressed conns (min)", "errors"],
               rows, ["---", "---"] + ["---:"] * 8)
-    # The gateway's default level (crates/switchboard-core/src/config.rs) first.
+    # The gateway's default level (crates/switchboard-core/src/config/limits.rs) first.
     gws = sorted({r["system"] for r in recs if r["system"].startswith("switchboard-")},
                  key=lambda s: (s.split("-l")[-1] != DEFAULT_DEFLATE_LEVEL, int(s.split("-l")[-1])))
     if not gws:

@@ -1,5 +1,8 @@
-use super::*;
+use std::time::UNIX_EPOCH;
+
 use http::header::{HeaderName, HeaderValue};
+
+use super::*;
 
 fn headers(list: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();

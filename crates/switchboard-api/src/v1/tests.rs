@@ -1,4 +1,9 @@
-use super::*;
+use serde_json::Value;
+use switchboard_core::ops::Op;
+
+use super::answer::ApiError;
+use super::batch::{to_op, BatchOp};
+use super::parse::query;
 
 /// Batch items and query strings come from management callers: arbitrary JSON shaped
 /// like batch items (known and unknown ops, every field with values of every type) and
