@@ -11,8 +11,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::keys::{Alg, VerifyKey, BASE64URL, MAX_KID_BYTES};
-use crate::reason;
-use crate::Identity;
+use crate::{Identity, Refusal};
 
 /// Tokens longer than this are refused unread. Identity-provider tokens are rarely over
 /// 4 KiB; the bound keeps a hostile header from costing base64 and JSON work.
@@ -56,42 +55,44 @@ pub(crate) struct Unverified<'t> {
 }
 
 /// Splits a compact JWS and checks its header against the allowed algorithms.
-pub(crate) fn parse<'t>(token: &'t str, policy: &Policy) -> Result<Unverified<'t>, &'static str> {
+pub(crate) fn parse<'t>(token: &'t str, policy: &Policy) -> Result<Unverified<'t>, Refusal> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(reason::MALFORMED);
+        return Err(Refusal::Malformed);
     }
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(reason::MALFORMED);
+        return Err(Refusal::Malformed);
     };
-    let header_json = BASE64URL.decode(header).map_err(|_| reason::MALFORMED)?;
+    let header_json = BASE64URL.decode(header).map_err(|_| Refusal::Malformed)?;
     let header_json: Map<String, Value> =
-        serde_json::from_slice(&header_json).map_err(|_| reason::MALFORMED)?;
+        serde_json::from_slice(&header_json).map_err(|_| Refusal::Malformed)?;
     let Some(Value::String(alg)) = header_json.get("alg") else {
-        return Err(reason::MALFORMED);
+        return Err(Refusal::Malformed);
     };
     // `none` is refused whatever the configuration says, in any spelling.
     if alg.eq_ignore_ascii_case("none") {
-        return Err(reason::UNSUPPORTED_ALG);
+        return Err(Refusal::AlgNone);
     }
     let alg = Alg::from_jose(alg)
         .filter(|a| policy.algorithms.contains(a))
-        .ok_or(reason::UNSUPPORTED_ALG)?;
+        .ok_or(Refusal::UnsupportedAlg)?;
     // RFC 7515 §4.1.11: a critical extension the verifier does not understand must
     // fail the token, and switchboard understands none.
     if header_json.contains_key("crit") {
-        return Err(reason::MALFORMED);
+        return Err(Refusal::Malformed);
     }
     let kid = match header_json.get("kid") {
         None => None,
         // A longer `kid` matches no key anyway; refusing it here keeps it out of the key
         // lookup and the unknown-`kid` refresh.
         Some(Value::String(kid)) if kid.len() <= MAX_KID_BYTES => Some(kid.clone()),
-        Some(_) => return Err(reason::MALFORMED),
+        Some(_) => return Err(Refusal::Malformed),
     };
-    let signature = BASE64URL.decode(signature).map_err(|_| reason::MALFORMED)?;
+    let signature = BASE64URL
+        .decode(signature)
+        .map_err(|_| Refusal::Malformed)?;
     Ok(Unverified {
         header: Header { alg, kid },
         signing_input: &token[..header.len() + 1 + payload.len()],
@@ -131,7 +132,7 @@ impl Unverified<'_> {
     pub(crate) fn verify<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k VerifyKey>,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), Refusal> {
         let message = self.signing_input.as_bytes();
         if keys
             .into_iter()
@@ -139,16 +140,16 @@ impl Unverified<'_> {
         {
             Ok(())
         } else {
-            Err(reason::BAD_SIGNATURE)
+            Err(Refusal::BadSignature)
         }
     }
 
     /// The claims. Call only after [`Self::verify`] succeeded.
-    pub(crate) fn claims(&self) -> Result<Map<String, Value>, &'static str> {
+    pub(crate) fn claims(&self) -> Result<Map<String, Value>, Refusal> {
         let json = BASE64URL
             .decode(self.payload)
-            .map_err(|_| reason::MALFORMED)?;
-        serde_json::from_slice(&json).map_err(|_| reason::MALFORMED)
+            .map_err(|_| Refusal::Malformed)?;
+        serde_json::from_slice(&json).map_err(|_| Refusal::Malformed)
     }
 }
 
@@ -163,9 +164,9 @@ pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     policy: &Policy,
     now: SystemTime,
-) -> Result<SystemTime, &'static str> {
+) -> Result<SystemTime, Refusal> {
     let exp = match claims.get("exp") {
-        None => return Err(reason::MISSING_EXP),
+        None => return Err(Refusal::MissingExp),
         Some(v) => numeric_date(v)?,
     };
     let nbf = claims.get("nbf").map(numeric_date).transpose()?;
@@ -179,14 +180,14 @@ pub(crate) fn check_claims(
         .map_or(0.0, |d| d.as_secs_f64());
     let leeway = policy.leeway_secs as f64;
     if now >= exp + leeway {
-        return Err(reason::EXPIRED);
+        return Err(Refusal::Expired);
     }
     if nbf.is_some_and(|nbf| now + leeway < nbf) {
-        return Err(reason::NOT_YET_VALID);
+        return Err(Refusal::NotYetValid);
     }
     if let Some(issuer) = &policy.issuer {
         if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
-            return Err(reason::WRONG_ISSUER);
+            return Err(Refusal::WrongIssuer);
         }
     }
     if !policy.audience.is_empty() {
@@ -200,22 +201,22 @@ pub(crate) fn check_claims(
             None => false,
         };
         if !ok {
-            return Err(reason::WRONG_AUDIENCE);
+            return Err(Refusal::WrongAudience);
         }
     }
     // In range by `numeric_date`, so both steps succeed; checked all the same.
     Duration::try_from_secs_f64(exp)
         .ok()
         .and_then(|d| UNIX_EPOCH.checked_add(d))
-        .ok_or(reason::MALFORMED)
+        .ok_or(Refusal::Malformed)
 }
 
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds since the epoch, fractions
 /// allowed, from 0 to [`MAX_NUMERIC_DATE`].
-fn numeric_date(value: &Value) -> Result<f64, &'static str> {
+fn numeric_date(value: &Value) -> Result<f64, Refusal> {
     match value.as_f64() {
         Some(secs) if (0.0..=MAX_NUMERIC_DATE as f64).contains(&secs) => Ok(secs),
-        _ => Err(reason::MALFORMED),
+        _ => Err(Refusal::Malformed),
     }
 }
 
@@ -226,12 +227,12 @@ pub(crate) fn identity(
     policy: &Policy,
     expires_at: SystemTime,
     token_protocol: Option<&str>,
-) -> Result<Identity, &'static str> {
+) -> Result<Identity, Refusal> {
     let user_id = claim_text(&claims, &policy.user_id_claim);
     let principal_id = user_id
         .clone()
         .or_else(|| claim_text(&claims, "sub"))
-        .ok_or(reason::NO_SUBJECT)?;
+        .ok_or(Refusal::NoSubject)?;
     let groups = match policy.groups_claim.as_deref().and_then(|c| claims.get(c)) {
         Some(Value::Array(items)) => items
             .iter()
@@ -299,20 +300,20 @@ mod tests {
         let p = policy();
         let check = |c: Value| check_claims(&claims(c), &p, at(NOW));
         assert!(check(json!({"exp": NOW - 59})).is_ok());
-        assert_eq!(check(json!({"exp": NOW - 60})), Err(reason::EXPIRED));
+        assert_eq!(check(json!({"exp": NOW - 60})), Err(Refusal::Expired));
         assert!(check(json!({"exp": NOW + 10, "nbf": NOW + 60})).is_ok());
         assert_eq!(
             check(json!({"exp": NOW + 100, "nbf": NOW + 61})),
-            Err(reason::NOT_YET_VALID)
+            Err(Refusal::NotYetValid)
         );
         // Fractional NumericDates are allowed by RFC 7519.
         assert!(check(json!({"exp": (NOW - 59) as f64 + 0.5})).is_ok());
-        assert_eq!(check(json!({})), Err(reason::MISSING_EXP));
-        assert_eq!(check(json!({"exp": "soon"})), Err(reason::MALFORMED));
+        assert_eq!(check(json!({})), Err(Refusal::MissingExp));
+        assert_eq!(check(json!({"exp": "soon"})), Err(Refusal::Malformed));
         let mut strict = policy();
         strict.leeway_secs = 0;
         let c = claims(json!({"exp": NOW}));
-        assert_eq!(check_claims(&c, &strict, at(NOW)), Err(reason::EXPIRED));
+        assert_eq!(check_claims(&c, &strict, at(NOW)), Err(Refusal::Expired));
         assert_eq!(
             check_claims(&c, &strict, at(NOW - 1)),
             Ok(at(NOW)),
@@ -347,17 +348,17 @@ mod tests {
             json!([NOW + 10]),
             json!({"t": NOW + 10}),
         ] {
-            assert_eq!(check(json!({"exp": exp})), Err(reason::MALFORMED), "{exp}");
+            assert_eq!(check(json!({"exp": exp})), Err(Refusal::Malformed), "{exp}");
             // The same values as nbf or iat, beside a good exp.
             for name in ["nbf", "iat"] {
                 let mut c = json!({"exp": NOW + 100});
                 c[name] = exp.clone();
-                assert_eq!(check(c), Err(reason::MALFORMED), "{name} = {exp}");
+                assert_eq!(check(c), Err(Refusal::Malformed), "{name} = {exp}");
             }
         }
         // Zero (and negative zero) are times: long past.
-        assert_eq!(check(json!({"exp": 0})), Err(reason::EXPIRED));
-        assert_eq!(check(json!({"exp": -0.0})), Err(reason::EXPIRED));
+        assert_eq!(check(json!({"exp": 0})), Err(Refusal::Expired));
+        assert_eq!(check(json!({"exp": -0.0})), Err(Refusal::Expired));
         let early = check_claims(&claims(json!({"exp": -0.0})), &p, at(1));
         assert_eq!(early, Ok(UNIX_EPOCH));
         // Serde reads a number too large for f64 as an error, not as infinity.
@@ -382,7 +383,7 @@ mod tests {
                 &p,
                 SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into())
             ),
-            Err(reason::EXPIRED)
+            Err(Refusal::Expired)
         );
     }
 
@@ -399,7 +400,7 @@ mod tests {
         let fits = "k".repeat(MAX_KID_BYTES);
         assert_eq!(parse(&tok(&fits), &p).unwrap().header.kid, Some(fits));
         let long = "k".repeat(MAX_KID_BYTES + 1);
-        assert_eq!(parse(&tok(&long), &p).unwrap_err(), reason::MALFORMED);
+        assert_eq!(parse(&tok(&long), &p).unwrap_err(), Refusal::Malformed);
     }
 
     #[test]
@@ -413,19 +414,19 @@ mod tests {
         assert!(check(json!({"exp": exp, "iss": "https://issuer", "aud": ["x", "a"]})).is_ok());
         assert_eq!(
             check(json!({"exp": exp, "iss": "https://issuer", "aud": ["x"]})),
-            Err(reason::WRONG_AUDIENCE)
+            Err(Refusal::WrongAudience)
         );
         assert_eq!(
             check(json!({"exp": exp, "iss": "https://issuer"})),
-            Err(reason::WRONG_AUDIENCE)
+            Err(Refusal::WrongAudience)
         );
         assert_eq!(
             check(json!({"exp": exp, "iss": "https://other", "aud": "a"})),
-            Err(reason::WRONG_ISSUER)
+            Err(Refusal::WrongIssuer)
         );
         assert_eq!(
             check(json!({"exp": exp, "aud": "a"})),
-            Err(reason::WRONG_ISSUER)
+            Err(Refusal::WrongIssuer)
         );
     }
 
@@ -435,12 +436,12 @@ mod tests {
         let tok = |h: Value| format!("{}.{}.c2ln", b64(&h), b64(&json!({})));
         for alg in ["none", "None", "NONE", "nOnE"] {
             let t = tok(json!({"alg": alg}));
-            assert_eq!(parse(&t, &p).unwrap_err(), reason::UNSUPPORTED_ALG, "{alg}");
+            assert_eq!(parse(&t, &p).unwrap_err(), Refusal::AlgNone, "{alg}");
         }
         // Known but not allowed, unknown, lowercase.
         for alg in ["RS256", "HS512", "hs256"] {
             let t = tok(json!({"alg": alg}));
-            assert_eq!(parse(&t, &p).unwrap_err(), reason::UNSUPPORTED_ALG, "{alg}");
+            assert_eq!(parse(&t, &p).unwrap_err(), Refusal::UnsupportedAlg, "{alg}");
         }
         for bad in [
             tok(json!({"typ": "JWT"})),
@@ -453,7 +454,11 @@ mod tests {
             format!("{}.e30.!!", b64(&json!({"alg": "HS256"}))),
             "x".repeat(MAX_TOKEN_BYTES + 1),
         ] {
-            assert_eq!(parse(&bad, &p).unwrap_err(), reason::MALFORMED, "{bad:.40}");
+            assert_eq!(
+                parse(&bad, &p).unwrap_err(),
+                Refusal::Malformed,
+                "{bad:.40}"
+            );
         }
         let t = tok(json!({"alg": "HS256", "kid": "k1"}));
         let u = parse(&t, &p).unwrap();
@@ -529,7 +534,7 @@ mod tests {
         assert_eq!((id.principal_id.as_str(), id.user_id), ("user-1", None));
         assert_eq!(
             identity(claims(json!({"exp": NOW})), &p, at(NOW), None).unwrap_err(),
-            reason::NO_SUBJECT
+            Refusal::NoSubject
         );
 
         // At most MAX_GROUPS groups.

@@ -11,7 +11,7 @@ use crate::jwks::{AbortOnDrop, RemoteJwks};
 use crate::jwt::{self, Policy};
 use crate::keys::{self, Alg, VerifyKey};
 use crate::source::find_token;
-use crate::{reason, AuthError, Handshake, Identity};
+use crate::{AuthError, Failure, Handshake, Identity, Missing, Refusal};
 
 /// HS256 secrets shorter than the hash output are weak (RFC 7518 §3.2); they are allowed
 /// for local development, with a warning.
@@ -173,7 +173,7 @@ impl JwtAuthorizer {
 
     pub(crate) async fn authorize(&self, hs: &Handshake<'_>) -> Result<Identity, AuthError> {
         let found = find_token(hs, &self.sources, &self.query_param, &self.protocol_prefix)
-            .ok_or(AuthError::MissingIdentity(reason::NO_TOKEN))?;
+            .ok_or(AuthError::MissingIdentity(Missing::NoToken))?;
         let token = jwt::parse(found.token, &self.policy).map_err(AuthError::Denied)?;
 
         let mut snapshot = self.remote.as_ref().map(|r| r.snapshot());
@@ -189,9 +189,9 @@ impl JwtAuthorizer {
         let (candidates, _) = jwt::select(&token.header, &self.sets(remote_keys));
         if candidates.is_empty() {
             if self.remote.is_some() && remote_keys.is_none() {
-                return Err(AuthError::Failed(reason::KEYS_NOT_LOADED.into()));
+                return Err(AuthError::Failed(Failure::KeysNotLoaded));
             }
-            return Err(AuthError::Denied(reason::UNKNOWN_KEY));
+            return Err(AuthError::Denied(Refusal::UnknownKey));
         }
         token.verify(candidates).map_err(AuthError::Denied)?;
         let claims = token.claims().map_err(AuthError::Denied)?;

@@ -25,7 +25,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -35,6 +34,7 @@ use switchboard_core::event::ConnectionInfo;
 use switchboard_functions::Invoker;
 
 mod cache;
+mod error;
 mod fetch;
 mod jwks;
 mod jwt;
@@ -43,43 +43,12 @@ mod keys;
 mod request;
 mod source;
 
+pub use error::{AuthError, Failure, Missing, Refusal};
 pub use fetch::{JWKS_FETCH_TIMEOUT, JWKS_MAX_BYTES};
 pub use jwks::UNKNOWN_KID_REFRESH_INTERVAL;
 pub use jwt::{MAX_GROUPS, MAX_NUMERIC_DATE, MAX_TOKEN_BYTES};
 pub use keys::{MAX_JWKS_KEYS, MAX_KID_BYTES};
-
-/// The reasons an [`AuthError`] carries: short, fixed, and safe to log (they never
-/// quote a token).
-pub mod reason {
-    /// No token in any configured source.
-    pub const NO_TOKEN: &str = "no token";
-    /// A REQUEST identity source is absent or empty.
-    pub const MISSING_IDENTITY_SOURCE: &str = "identity source missing";
-    /// Not a well-formed JWS, a claim of the wrong type, or a time claim out of range.
-    pub const MALFORMED: &str = "malformed";
-    /// `alg` is `none`, unknown, or not among the allowed algorithms.
-    pub const UNSUPPORTED_ALG: &str = "unsupported alg";
-    /// No key for the token's `alg` and `kid`.
-    pub const UNKNOWN_KEY: &str = "unknown key";
-    /// No key verified the signature.
-    pub const BAD_SIGNATURE: &str = "bad signature";
-    /// Past `exp` (plus leeway).
-    pub const EXPIRED: &str = "expired";
-    /// Before `nbf` (minus leeway).
-    pub const NOT_YET_VALID: &str = "not yet valid";
-    /// The token has no `exp`; tokens that never expire are refused.
-    pub const MISSING_EXP: &str = "missing exp";
-    /// `iss` differs from the configured issuer.
-    pub const WRONG_ISSUER: &str = "wrong issuer";
-    /// `aud` holds none of the configured audiences.
-    pub const WRONG_AUDIENCE: &str = "wrong audience";
-    /// Neither the user id claim nor `sub` gives a principal.
-    pub const NO_SUBJECT: &str = "no subject";
-    /// The REQUEST authorizer function denied.
-    pub const DENIED_BY_FUNCTION: &str = "denied by the authorizer function";
-    /// The JWKS URL has not loaded yet.
-    pub const KEYS_NOT_LOADED: &str = "signing keys not loaded yet";
-}
+pub use request::AnswerError;
 
 /// What an authorizer sees of a handshake.
 #[derive(Debug, Clone, Copy)]
@@ -118,49 +87,6 @@ pub struct Identity {
     /// echoes it when it selects no other protocol, since browsers fail a handshake whose
     /// offered protocols get no answer.
     pub token_protocol: Option<String>,
-}
-
-/// Why a handshake was not authorized. Each variant carries a short reason, safe to log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// No credential was presented (401).
-    #[error("missing identity: {0}")]
-    MissingIdentity(&'static str),
-    /// The credential was refused (403); the reason is one of [`reason`].
-    #[error("denied: {0}")]
-    Denied(&'static str),
-    /// The authorizer could not decide (500): its function failed or timed out, or the
-    /// JWKS has not loaded.
-    #[error("authorizer failed: {0}")]
-    Failed(Cow<'static, str>),
-}
-
-impl AuthError {
-    /// The HTTP status the handshake answers with.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::MissingIdentity(_) => 401,
-            Self::Denied(_) => 403,
-            Self::Failed(_) => 500,
-        }
-    }
-
-    /// The reason alone.
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::MissingIdentity(r) | Self::Denied(r) => r,
-            Self::Failed(r) => r,
-        }
-    }
-
-    /// A short label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::MissingIdentity(_) => "missing_identity",
-            Self::Denied(_) => "denied",
-            Self::Failed(_) => "failed",
-        }
-    }
 }
 
 /// A configured authorizer. Cheap to share behind an `Arc`; dropping it stops its

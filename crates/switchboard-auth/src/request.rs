@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::cache::TtlCache;
 use crate::source::IdentitySource;
-use crate::{reason, AuthError, Handshake, Identity};
+use crate::{AuthError, Failure, Handshake, Identity, Missing, Refusal};
 
 /// Groups taken from `context.groups`, at most.
 const MAX_GROUPS: usize = crate::jwt::MAX_GROUPS;
@@ -113,7 +113,7 @@ impl RequestAuthorizer {
         for source in &self.sources {
             let value = source
                 .value(hs)
-                .ok_or(AuthError::MissingIdentity(reason::MISSING_IDENTITY_SOURCE))?;
+                .ok_or(AuthError::MissingIdentity(Missing::IdentitySource))?;
             // Length-prefixed, so no choice of values can collide with another.
             for part in [source.key_name().as_bytes(), value.as_bytes()] {
                 key.update(&(part.len() as u64).to_be_bytes());
@@ -145,11 +145,9 @@ impl RequestAuthorizer {
             .invoker
             .invoke(invocation)
             .await
-            .map_err(|e| AuthError::Failed(format!("authorizer function: {e}").into()))?;
-        let answer = Arc::new(
-            parse_answer(&response)
-                .map_err(|why| AuthError::Failed(format!("authorizer function: {why}").into()))?,
-        );
+            .map_err(|e| AuthError::Failed(Failure::Function(e)))?;
+        let answer =
+            Arc::new(parse_answer(&response).map_err(|e| AuthError::Failed(Failure::Answer(e)))?);
         if let Some(cache) = &self.cache {
             cache
                 .lock()
@@ -161,7 +159,7 @@ impl RequestAuthorizer {
 
 fn identity(answer: &Answer) -> Result<Identity, AuthError> {
     match answer {
-        Answer::Deny => Err(AuthError::Denied(reason::DENIED_BY_FUNCTION)),
+        Answer::Deny => Err(AuthError::Denied(Refusal::DeniedByFunction)),
         Answer::Allow {
             principal_id,
             user_id,
@@ -178,38 +176,68 @@ fn identity(answer: &Answer) -> Result<Identity, AuthError> {
     }
 }
 
-/// Reads the function's answer (see the module docs). The error is a short reason.
-pub(crate) fn parse_answer(response: &FunctionResponse) -> Result<Answer, &'static str> {
+/// Why the function's answer is unusable (the handshake gets 500: the function's fault,
+/// not the client's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The function answered outside 2xx.
+    #[error("answered a non-2xx status")]
+    NotSuccess,
+    /// The answer has no body.
+    #[error("empty answer")]
+    EmptyAnswer,
+    /// The body is not a JSON object.
+    #[error("answer is not a JSON object")]
+    NotJsonObject,
+    /// `isAuthorized` is there but not a boolean.
+    #[error("isAuthorized is not a boolean")]
+    IsAuthorizedNotBoolean,
+    /// `policyDocument` holds no `Statement` object or array.
+    #[error("policyDocument has no Statement")]
+    NoStatement,
+    /// The policy allows but names no principal; AWS fails such an answer as a
+    /// configuration error, not a denial.
+    #[error("an allowing policy without principalId")]
+    AllowWithoutPrincipal,
+    /// Neither answer form.
+    #[error("answer has neither policyDocument nor isAuthorized")]
+    NeitherForm,
+}
+
+/// Reads the function's answer (see the module docs).
+pub(crate) fn parse_answer(response: &FunctionResponse) -> Result<Answer, AnswerError> {
     if !(200..300).contains(&response.status) {
-        return Err("answered a non-2xx status");
+        return Err(AnswerError::NotSuccess);
     }
-    let body = response.body.as_ref().ok_or("empty answer")?;
+    let body = response.body.as_ref().ok_or(AnswerError::EmptyAnswer)?;
     let answer: Map<String, Value> =
-        serde_json::from_slice(&body.data).map_err(|_| "answer is not a JSON object")?;
+        serde_json::from_slice(&body.data).map_err(|_| AnswerError::NotJsonObject)?;
     let principal = answer
         .get("principalId")
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty());
     let allowed = if let Some(simple) = answer.get("isAuthorized") {
-        simple.as_bool().ok_or("isAuthorized is not a boolean")?
+        simple
+            .as_bool()
+            .ok_or(AnswerError::IsAuthorizedNotBoolean)?
     } else if let Some(policy) = answer.get("policyDocument") {
         let statements = match policy.get("Statement") {
             Some(Value::Array(list)) => list.iter().collect(),
             // IAM accepts a single statement object too.
             Some(one @ Value::Object(_)) => vec![one],
-            _ => return Err("policyDocument has no Statement"),
+            _ => return Err(AnswerError::NoStatement),
         };
         let effect = |s: &Value| s.get("Effect").and_then(Value::as_str).map(str::to_owned);
         let effects: Vec<_> = statements.iter().filter_map(|s| effect(s)).collect();
         let denied = effects.iter().any(|e| e.eq_ignore_ascii_case("deny"));
         let allowed = effects.iter().any(|e| e.eq_ignore_ascii_case("allow"));
         if allowed && !denied && principal.is_none() {
-            // AWS fails such an answer as a configuration error, not a denial.
-            return Err("an allowing policy without principalId");
+            return Err(AnswerError::AllowWithoutPrincipal);
         }
         allowed && !denied
     } else {
-        return Err("answer has neither policyDocument nor isAuthorized");
+        return Err(AnswerError::NeitherForm);
     };
     if !allowed {
         return Ok(Answer::Deny);
@@ -250,7 +278,7 @@ mod tests {
     use serde_json::json;
     use switchboard_core::event::Payload;
 
-    fn answer(raw: &str) -> Result<Answer, &'static str> {
+    fn answer(raw: &str) -> Result<Answer, AnswerError> {
         parse_answer(&FunctionResponse {
             body: Some(Payload {
                 data: Bytes::copy_from_slice(raw.as_bytes()),
@@ -292,7 +320,10 @@ mod tests {
             answer(r#"{"policyDocument":{"Statement":[{"Effect":"Deny"}]}}"#),
             Ok(Answer::Deny)
         ));
-        assert!(answer(r#"{"policyDocument":{"Statement":[{"Effect":"Allow"}]}}"#).is_err());
+        assert_eq!(
+            answer(r#"{"policyDocument":{"Statement":[{"Effect":"Allow"}]}}"#),
+            Err(AnswerError::AllowWithoutPrincipal)
+        );
     }
 
     #[test]
@@ -331,22 +362,28 @@ mod tests {
 
     #[test]
     fn unusable_answers() {
-        for bad in [
-            "",
-            "not json",
-            "[]",
-            r#"{"principalId":"p"}"#,
-            r#"{"isAuthorized":"yes"}"#,
-            r#"{"principalId":"p","policyDocument":{}}"#,
+        for (bad, why) in [
+            ("", AnswerError::NotJsonObject),
+            ("not json", AnswerError::NotJsonObject),
+            ("[]", AnswerError::NotJsonObject),
+            (r#"{"principalId":"p"}"#, AnswerError::NeitherForm),
+            (
+                r#"{"isAuthorized":"yes"}"#,
+                AnswerError::IsAuthorizedNotBoolean,
+            ),
+            (
+                r#"{"principalId":"p","policyDocument":{}}"#,
+                AnswerError::NoStatement,
+            ),
         ] {
-            assert!(answer(bad).is_err(), "{bad}");
+            assert_eq!(answer(bad), Err(why), "{bad}");
         }
         let no_body = parse_answer(&FunctionResponse::ok());
-        assert_eq!(no_body, Err("empty answer"));
+        assert_eq!(no_body, Err(AnswerError::EmptyAnswer));
         let proxy = parse_answer(&FunctionResponse {
             status: 401,
             ..FunctionResponse::ok()
         });
-        assert!(proxy.is_err());
+        assert_eq!(proxy, Err(AnswerError::NotSuccess));
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
-use switchboard_auth::{reason, AuthError, Authorizer};
+use switchboard_auth::{AuthError, Authorizer, Failure, Refusal};
 use switchboard_core::config::ConfigError;
 
 const SECRET: &str = "a-test-secret-that-is-32-bytes-long!";
@@ -28,7 +28,7 @@ async fn jwks_file_authorizer(keys: Vec<Value>) -> Result<Authorizer, ConfigErro
     try_authorizer(json!({"kind": "jwt", "jwks_file": file.path})).await
 }
 
-fn denied(r: Result<switchboard_auth::Identity, AuthError>) -> &'static str {
+fn denied(r: Result<switchboard_auth::Identity, AuthError>) -> Refusal {
     match r {
         Err(AuthError::Denied(why)) => why,
         other => panic!("expected a denial, got {other:?}"),
@@ -89,7 +89,7 @@ async fn exp_beyond_the_time_range_is_malformed_not_the_epoch_or_a_panic() {
     ] {
         let t = hs().token(None, &json!({"sub": "u", "exp": exp}));
         let r = check(&a, &Hs::bearer(&t)).await;
-        assert_eq!(denied(r), reason::MALFORMED, "exp = {exp}");
+        assert_eq!(denied(r), Refusal::Malformed, "exp = {exp}");
     }
     // The last second of year 9999 is the latest `exp` taken, and it is kept exactly.
     let t = hs().token(None, &json!({"sub": "u", "exp": 253_402_300_799u64}));
@@ -110,7 +110,7 @@ async fn negative_exp_is_malformed_even_with_a_large_leeway() {
         let t = hs().token(None, &json!({"sub": "u", "exp": exp}));
         assert_eq!(
             denied(check(&a, &Hs::bearer(&t)).await),
-            reason::MALFORMED,
+            Refusal::Malformed,
             "exp = {exp}"
         );
     }
@@ -139,7 +139,7 @@ async fn nbf_and_iat_out_of_range_are_malformed() {
         let t = hs().token(None, &claims);
         assert_eq!(
             denied(check(&a, &Hs::bearer(&t)).await),
-            reason::MALFORMED,
+            Refusal::Malformed,
             "{name} = {value}"
         );
     }
@@ -263,7 +263,7 @@ async fn non_canonical_base64url_in_a_token_is_refused() {
         let bad = format!("{}{}", &t[..t.len() - 1], ALPHABET[value | bit] as char);
         assert_eq!(
             denied(check(&a, &Hs::bearer(&bad)).await),
-            reason::MALFORMED
+            Refusal::Malformed
         );
     }
     assert!(check(&a, &Hs::bearer(&format!("{t}="))).await.is_ok());
@@ -353,7 +353,7 @@ async fn symmetric_key_from_a_jwks_url_is_refused() {
     let a = authorizer(json!({"kind": "jwt", "jwks_url": server.url})).await;
     let t = hs().token(Some("h"), &json!({"sub": "u", "exp": now() + 60}));
     let err = check(&a, &Hs::bearer(&t)).await.unwrap_err();
-    assert_eq!(err, AuthError::Failed(reason::KEYS_NOT_LOADED.into()));
+    assert_eq!(err, AuthError::Failed(Failure::KeysNotLoaded));
     // From a file, which the operator placed, it is still a key.
     let a = jwks_file_authorizer(vec![hs().jwk("h")]).await.unwrap();
     assert!(check(&a, &Hs::bearer(&t)).await.is_ok());
@@ -388,7 +388,7 @@ async fn huge_kids_are_refused() {
     assert!(e.problem.contains("kid"), "{e}");
     // In a token: malformed, before any key lookup.
     let t = key.token(Some(&huge), &json!({"sub": "u", "exp": now() + 60}));
-    assert_eq!(denied(check(&a, &Hs::bearer(&t)).await), reason::MALFORMED);
+    assert_eq!(denied(check(&a, &Hs::bearer(&t)).await), Refusal::Malformed);
     let fits = "k".repeat(switchboard_auth::MAX_KID_BYTES);
     let a = jwks_file_authorizer(vec![key.jwk(&fits)]).await.unwrap();
     let t = key.token(Some(&fits), &json!({"sub": "u", "exp": now() + 60}));
@@ -411,7 +411,7 @@ async fn keys_named_in_the_token_header_are_never_used() {
     let t = sign_with_header(&attacker, &header, &json!({"sub": "u", "exp": now() + 60}));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&t)).await),
-        reason::BAD_SIGNATURE
+        Refusal::BadSignature
     );
 }
 
@@ -432,7 +432,7 @@ async fn hs256_keyed_with_a_public_key_is_refused() {
                 .token(Some(kid), &json!({"sub": "u", "exp": now() + 60}));
             assert_eq!(
                 denied(check(&a, &Hs::bearer(&t)).await),
-                reason::UNKNOWN_KEY
+                Refusal::UnknownKey
             );
         }
     }

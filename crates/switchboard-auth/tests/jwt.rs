@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
-use switchboard_auth::{reason, AuthError};
+use switchboard_auth::{AuthError, Failure, Missing, Refusal};
 
 const SECRET: &str = "a-test-secret-that-is-32-bytes-long!";
 
@@ -31,7 +31,7 @@ async fn hs_authorizer(extra: Value) -> switchboard_auth::Authorizer {
     authorizer(cfg).await
 }
 
-fn denied(r: Result<switchboard_auth::Identity, AuthError>) -> &'static str {
+fn denied(r: Result<switchboard_auth::Identity, AuthError>) -> Refusal {
     match r {
         Err(AuthError::Denied(why)) => why,
         other => panic!("expected a denial, got {other:?}"),
@@ -89,7 +89,7 @@ async fn token_in_each_position() {
     .await;
     assert_eq!(
         check(&a, &Hs::bearer(&token)).await.unwrap_err(),
-        AuthError::MissingIdentity(reason::NO_TOKEN)
+        AuthError::MissingIdentity(Missing::NoToken)
     );
     assert!(check(&a, &Hs::new().query("token", &token)).await.is_err());
     assert!(check(&a, &Hs::new().query("access_token", &token))
@@ -111,7 +111,7 @@ async fn missing_token_is_401() {
         Hs::new().protocol("chat").protocol("bearer."),
     ] {
         let err = check(&a, &hs).await.unwrap_err();
-        assert_eq!(err, AuthError::MissingIdentity(reason::NO_TOKEN));
+        assert_eq!(err, AuthError::MissingIdentity(Missing::NoToken));
         assert_eq!(err.status(), 401);
     }
 }
@@ -124,7 +124,7 @@ async fn time_claims_and_leeway() {
     let err = check(&a, &t(json!({"sub": "u", "exp": n - 120})))
         .await
         .unwrap_err();
-    assert_eq!(err, AuthError::Denied(reason::EXPIRED));
+    assert_eq!(err, AuthError::Denied(Refusal::Expired));
     assert_eq!(err.status(), 403);
     // Expired 30 s ago, within the 60 s leeway.
     assert!(check(&a, &t(json!({"sub": "u", "exp": n - 30})))
@@ -138,17 +138,17 @@ async fn time_claims_and_leeway() {
     );
     assert_eq!(
         denied(check(&a, &t(json!({"sub": "u", "exp": n + 600, "nbf": n + 300}))).await),
-        reason::NOT_YET_VALID
+        Refusal::NotYetValid
     );
     assert_eq!(
         denied(check(&a, &t(json!({"sub": "u"}))).await),
-        reason::MISSING_EXP
+        Refusal::MissingExp
     );
     // No leeway: 30 s past exp is expired.
     let strict = hs_authorizer(json!({"leeway_secs": 0})).await;
     assert_eq!(
         denied(check(&strict, &t(json!({"sub": "u", "exp": n - 30}))).await),
-        reason::EXPIRED
+        Refusal::Expired
     );
 }
 
@@ -159,7 +159,7 @@ async fn bad_signatures() {
     let token = other.token(None, &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&token)).await),
-        reason::BAD_SIGNATURE
+        Refusal::BadSignature
     );
 
     // A genuine token with its payload swapped.
@@ -169,14 +169,14 @@ async fn bad_signatures() {
     let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     assert_eq!(
         denied(check(&a, &Hs::bearer(&forged)).await),
-        reason::BAD_SIGNATURE
+        Refusal::BadSignature
     );
 
     // Not a JWS at all.
     for junk in ["abc", "a.b.c", "x.y.z.w", "e30.e30.c2ln"] {
         assert_eq!(
             denied(check(&a, &Hs::bearer(junk)).await),
-            reason::MALFORMED,
+            Refusal::Malformed,
             "{junk}"
         );
     }
@@ -199,15 +199,15 @@ async fn issuer_and_audience() {
     .is_ok());
     assert_eq!(
         denied(check(&a, &t(json!({"iss": "https://idp.test/", "aud": "other"}))).await),
-        reason::WRONG_AUDIENCE
+        Refusal::WrongAudience
     );
     assert_eq!(
         denied(check(&a, &t(json!({"iss": "https://idp.test/"}))).await),
-        reason::WRONG_AUDIENCE
+        Refusal::WrongAudience
     );
     assert_eq!(
         denied(check(&a, &t(json!({"iss": "https://evil.test/", "aud": "ws"}))).await),
-        reason::WRONG_ISSUER
+        Refusal::WrongIssuer
     );
 }
 
@@ -223,7 +223,7 @@ async fn alg_none_and_disallowed_algs_are_refused() {
         ] {
             assert_eq!(
                 denied(check(&a, &Hs::bearer(&token)).await),
-                reason::UNSUPPORTED_ALG,
+                Refusal::AlgNone,
                 "{alg}"
             );
         }
@@ -236,7 +236,7 @@ async fn alg_none_and_disallowed_algs_are_refused() {
     let token = hs().token(None, &claims(json!({})));
     assert_eq!(
         denied(check(&rs_only, &Hs::bearer(&token)).await),
-        reason::UNSUPPORTED_ALG
+        Refusal::UnsupportedAlg
     );
     // The key-confusion attack: HS256 keyed with the RSA public key's PEM text.
     let pem = std::fs::read(keys_dir().join("rsa2048.pub.pem")).unwrap();
@@ -246,14 +246,14 @@ async fn alg_none_and_disallowed_algs_are_refused() {
     .await;
     assert_eq!(
         denied(check(&rs, &Hs::bearer(&confused)).await),
-        reason::UNKNOWN_KEY
+        Refusal::UnknownKey
     );
     // An algorithm switchboard does not implement.
     let header = b64url(json!({"alg": "HS512"}).to_string().as_bytes());
     let token = format!("{header}.{payload}.c2ln");
     assert_eq!(
         denied(check(&a, &Hs::bearer(&token)).await),
-        reason::UNSUPPORTED_ALG
+        Refusal::UnsupportedAlg
     );
 }
 
@@ -272,18 +272,18 @@ async fn rs256_and_es256_from_pem_files() {
     let other_rs = rsa("rsa2048-b").token(None, &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&other_rs)).await),
-        reason::BAD_SIGNATURE
+        Refusal::BadSignature
     );
     let other_es = ec().token(None, &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&other_es)).await),
-        reason::BAD_SIGNATURE
+        Refusal::BadSignature
     );
     // An HS256 token where no secret is configured.
     let token = hs().token(None, &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&token)).await),
-        reason::UNKNOWN_KEY
+        Refusal::UnknownKey
     );
 }
 
@@ -313,18 +313,18 @@ async fn jwks_file_selects_by_kid() {
     let t = rs.token(Some("rsa-2"), &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&t)).await),
-        reason::UNKNOWN_KEY
+        Refusal::UnknownKey
     );
     let t = rs.token(Some("ec-1"), &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&t)).await),
-        reason::UNKNOWN_KEY
+        Refusal::UnknownKey
     );
     // The right kid, signed by someone else.
     let t = rsa("rsa2048-b").token(Some("rsa-1"), &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&t)).await),
-        reason::BAD_SIGNATURE
+        Refusal::BadSignature
     );
 }
 
@@ -359,7 +359,7 @@ async fn jwks_url_rotation_refreshes_once() {
     let t = k3.token(Some("k3"), &claims(json!({})));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&t)).await),
-        reason::UNKNOWN_KEY
+        Refusal::UnknownKey
     );
     assert_eq!(server.hits(), 2, "rate-limited");
     // Known kids still work without fetching.
@@ -466,7 +466,7 @@ async fn jwks_url_down_at_start_answers_500_then_recovers() {
     let a = authorizer(json!({"kind": "jwt", "jwks_url": server.url})).await;
     let hs = Hs::bearer(&key.token(Some("k"), &claims(json!({}))));
     let err = check(&a, &hs).await.unwrap_err();
-    assert_eq!(err, AuthError::Failed(reason::KEYS_NOT_LOADED.into()));
+    assert_eq!(err, AuthError::Failed(Failure::KeysNotLoaded));
     assert_eq!(err.status(), 500);
 
     up.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -545,7 +545,7 @@ async fn groups_and_user_claims() {
     let token = hs().token(None, &json!({"exp": now() + 60}));
     assert_eq!(
         denied(check(&a, &Hs::bearer(&token)).await),
-        reason::NO_SUBJECT
+        Refusal::NoSubject
     );
 }
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use switchboard_auth::{reason, AuthError, Authorizer};
+use switchboard_auth::{AnswerError, AuthError, Authorizer, Failure, Missing, Refusal};
 use switchboard_core::config::{AuthorizerConfig, HttpFunctionConfig};
 use switchboard_core::event::ApiIdentity;
 use switchboard_functions::http::HttpInvoker;
-use switchboard_functions::Invoker;
+use switchboard_functions::{InvokeError, Invoker};
 
 fn invoker(url: &str, timeout_ms: u64) -> Arc<dyn Invoker> {
     let cfg: HttpFunctionConfig =
@@ -134,7 +134,7 @@ async fn deny_is_403_and_cached() {
     let a = request_authorizer(&server, json!({})).await;
     let hs = Hs::bearer("bad");
     let err = check(&a, &hs).await.unwrap_err();
-    assert_eq!(err, AuthError::Denied(reason::DENIED_BY_FUNCTION));
+    assert_eq!(err, AuthError::Denied(Refusal::DeniedByFunction));
     assert_eq!(err.status(), 403);
     assert_eq!(check(&a, &hs).await.unwrap_err().status(), 403);
     assert_eq!(server.hits(), 1, "the denial was cached");
@@ -154,7 +154,7 @@ async fn simple_answers() {
         check(&a, &Hs::new().query("token", "no"))
             .await
             .unwrap_err(),
-        AuthError::Denied(reason::DENIED_BY_FUNCTION)
+        AuthError::Denied(Refusal::DeniedByFunction)
     );
 }
 
@@ -172,14 +172,24 @@ async fn function_errors_are_500_and_not_cached() {
         let err = check(&a, &hs).await.unwrap_err();
         assert!(matches!(err, AuthError::Failed(_)), "{err:?}");
         assert_eq!(err.status(), 500);
-        assert!(err.reason().contains("HTTP 500"), "{}", err.reason());
+        assert!(
+            matches!(err, AuthError::Failed(Failure::Function(_))),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "function_error");
+        assert!(err.to_string().contains("HTTP 500"), "{err}");
         assert_eq!(server.hits(), expected_hits);
     }
 
     // An answer that is not an authorizer answer.
     let server = Server::start(|_| Reply::ok("{\"hello\": \"world\"}")).await;
     let a = request_authorizer(&server, json!({})).await;
-    assert_eq!(check(&a, &hs).await.unwrap_err().status(), 500);
+    let err = check(&a, &hs).await.unwrap_err();
+    assert_eq!(err.status(), 500);
+    assert_eq!(
+        err,
+        AuthError::Failed(Failure::Answer(AnswerError::NeitherForm))
+    );
 }
 
 #[tokio::test]
@@ -194,7 +204,10 @@ async fn function_timeout_is_500() {
     let started = tokio::time::Instant::now();
     let err = check(&a, &Hs::bearer("good")).await.unwrap_err();
     assert_eq!(err.status(), 500);
-    assert!(err.reason().contains("timed out"), "{}", err.reason());
+    assert_eq!(
+        err,
+        AuthError::Failed(Failure::Function(InvokeError::Timeout))
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -239,10 +252,7 @@ async fn every_identity_source_is_required_and_part_of_the_key() {
     .await;
     for hs in [Hs::new(), Hs::bearer("good"), Hs::new().query("room", "a")] {
         let err = check(&a, &hs).await.unwrap_err();
-        assert_eq!(
-            err,
-            AuthError::MissingIdentity(reason::MISSING_IDENTITY_SOURCE)
-        );
+        assert_eq!(err, AuthError::MissingIdentity(Missing::IdentitySource));
         assert_eq!(err.status(), 401);
     }
     assert_eq!(

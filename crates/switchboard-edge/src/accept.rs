@@ -115,8 +115,10 @@ pub(crate) async fn authorize(
             Ok(Some(id))
         }
         Err(e) => {
+            // `e.reason()` names the refusal (`expired`, `bad_signature`, `no_token`, ...);
+            // the metric counts the kind of refusal, which bounds its label values.
             edge.metrics.reject(e.label());
-            debug!(conn = %info.id, reason = e.reason(), status = e.status(), "handshake refused by the authorizer");
+            debug!(conn = %info.id, reason = e.reason(), status = e.status(), error = %e, "handshake refused by the authorizer");
             Err(status_only(e.status(), StatusCode::FORBIDDEN))
         }
     }

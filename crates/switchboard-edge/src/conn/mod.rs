@@ -31,13 +31,15 @@ use crate::slot::Slot;
 use crate::table::{CloseRequest, ConnHandle, Outbound};
 use crate::target::RouteTarget;
 
-/// Stop reading from the socket while this much is waiting to be written: the client
-/// then feels TCP backpressure instead of the gateway buffering without bound.
+mod end;
 mod invoke;
 mod timers;
 
+use end::End;
 use invoke::finish_in_flight;
 
+/// Stop reading from the socket while this much is waiting to be written: the client
+/// then feels TCP backpressure instead of the gateway buffering without bound.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Messages read but not yet handed to a function; beyond it reading pauses.
 const INBOUND_MAX: usize = 16;
@@ -309,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             match self.poll_write(cx) {
                 Ok(p) => progress |= p,
-                Err(()) => return Poll::Ready(()),
+                Err(end) => return self.end(end),
             }
             if let Some(c) = &self.closing {
                 if self.write_buf.is_empty() && c.close_received {
@@ -318,13 +320,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             match self.poll_read(cx) {
                 Ok(p) => progress |= p,
-                Err(()) => return Poll::Ready(()),
+                Err(end) => return self.end(end),
             }
             progress |= self.poll_invocations(cx);
             progress |= self.poll_outbound(cx);
             match self.poll_timers(cx) {
                 Ok(p) => progress |= p,
-                Err(()) => return Poll::Ready(()),
+                Err(end) => return self.end(end),
             }
             if !progress {
                 return Poll::Pending;
@@ -336,15 +338,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Writes what is buffered. `Err`: the socket failed.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
         let mut progress = false;
         while !self.write_buf.is_empty() {
             match Pin::new(&mut self.io).poll_write(cx, &self.write_buf) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    self.resumable_end = self.closing.is_none();
-                    self.set_outcome(close_code::ABNORMAL, "connection lost");
-                    return Err(());
-                }
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(End::WriteFailed),
                 Poll::Ready(Ok(n)) => {
                     self.write_buf.advance(n);
                     self.write_stalled_since = None;
@@ -359,8 +357,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if progress {
             // TLS buffers internally; a plain socket's flush is a no-op.
             if let Poll::Ready(Err(_)) = Pin::new(&mut self.io).poll_flush(cx) {
-                self.set_outcome(close_code::ABNORMAL, "connection lost");
-                return Err(());
+                return Err(End::FlushFailed);
             }
             // Keep a small buffer for the next message; give a large one back (the idle
             // housekeeping in `poll_timers` frees the small one too).
@@ -378,11 +375,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads and decodes what the socket has. `Err`: the connection is over.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
         let mut progress = false;
         // Bytes may already be buffered (handshake leftovers, or a pause for backpressure).
         if !self.read_buf.is_empty() && self.can_read() {
-            progress |= self.decode_buffered()?;
+            progress |= self.decode_buffered();
         }
         while self.can_read() {
             let spare = self.read_buf.capacity() - self.read_buf.len();
@@ -408,17 +405,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             };
             if n == 0 {
-                if self.closing.is_none() {
-                    self.set_outcome(close_code::ABNORMAL, "connection lost");
-                    self.resumable_end = true;
-                }
-                return Err(());
+                return Err(End::ReadClosed);
             }
             progress = true;
             self.last_rx = Instant::now();
             self.handle
                 .set_last_active_ms(self.edge.epoch_ms_at(self.last_rx));
-            self.decode_buffered()?;
+            self.decode_buffered();
         }
         if self.read_buf.is_empty() && self.read_buf.capacity() > KEEP_BUFFER {
             self.read_buf = BytesMut::new();
@@ -426,7 +419,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(progress)
     }
 
-    fn decode_buffered(&mut self) -> Result<bool, ()> {
+    /// Decodes and acts on the complete frames buffered; whether any was. A protocol
+    /// error starts the close rather than ending the task, so the peer gets our code.
+    fn decode_buffered(&mut self) -> bool {
         let mut progress = false;
         while self.can_read() {
             let msg = match self.decoder.decode(&mut self.read_buf) {
@@ -440,7 +435,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     if let Some(c) = &mut self.closing {
                         c.close_received = true;
                     }
-                    return Ok(true);
+                    return true;
                 }
             };
             progress = true;
@@ -476,7 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             });
                         }
                     }
-                    return Ok(true);
+                    return true;
                 }
                 Message::Text(data) | Message::Binary(data) if self.closing.is_some() => {
                     let _ = data;
@@ -488,7 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Message::Binary(data) => self.on_message(Payload { data, binary: true }),
             }
         }
-        Ok(progress)
+        progress
     }
 
     fn send_message(&mut self, data: &[u8], binary: bool) {

@@ -13,8 +13,9 @@ use tokio::time::Instant;
 use super::*;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// Arms the one timer for the earliest deadline and acts on any that passed.
-    pub(super) fn poll_timers(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+    /// Arms the one timer for the earliest deadline and acts on any that passed. `Err`:
+    /// a deadline ends the connection now.
+    pub(super) fn poll_timers(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
         // An ack written here must count as progress, or nothing would flush it.
         let acked = self.ack_due.is_some_and(|d| Instant::now() >= d) && self.closing.is_none();
         if acked {
@@ -25,14 +26,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut progress = acked;
         if let Some(c) = &self.closing {
             if now >= c.deadline {
-                return Err(());
+                return Err(End::CloseTimedOut);
             }
         }
         if let Some(since) = self.write_stalled_since {
             if now >= since + s.write_timeout {
-                self.edge.metrics.outbound_queue_drops.inc();
-                self.set_outcome(close_code::TRY_AGAIN_LATER, "slow consumer: write stalled");
-                return Err(());
+                return Err(End::WriteStalled);
             }
         }
         if self.closing.is_none() {
