@@ -14,12 +14,9 @@ use super::Conn;
 /// and the metrics it counts, so those decisions are made in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
-    /// Writing to the socket failed: the peer is gone. A session may resume unless we
-    /// were already closing.
+    /// Writing to (or flushing, with TLS) the socket failed: the peer is gone. A session
+    /// may resume unless we were already closing.
     WriteFailed,
-    /// Flushing the stream (TLS) failed. Unlike a failed write, this leaves whether a
-    /// session may resume as it was.
-    FlushFailed,
     /// The peer closed or reset its side while we read. A session may resume unless we
     /// were already closing.
     ReadClosed,
@@ -37,7 +34,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.resumable_end = self.closing.is_none();
                 self.set_outcome(close_code::ABNORMAL, "connection lost");
             }
-            End::FlushFailed => self.set_outcome(close_code::ABNORMAL, "connection lost"),
             End::ReadClosed => {
                 if self.closing.is_none() {
                     self.set_outcome(close_code::ABNORMAL, "connection lost");

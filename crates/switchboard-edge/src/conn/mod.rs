@@ -357,7 +357,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if progress {
             // TLS buffers internally; a plain socket's flush is a no-op.
             if let Poll::Ready(Err(_)) = Pin::new(&mut self.io).poll_flush(cx) {
-                return Err(End::FlushFailed);
+                // The peer is gone just as when a write fails: a session may resume.
+                return Err(End::WriteFailed);
             }
             // Keep a small buffer for the next message; give a large one back (the idle
             // housekeeping in `poll_timers` frees the small one too).
