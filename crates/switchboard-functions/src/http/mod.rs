@@ -57,6 +57,8 @@
 //! - **Response head** (HTTP/1.1): 64 KiB and 64 header fields, interim `1xx` heads
 //!   counted in; the trailer section likewise; a chunk-size line 1 KiB, and chunk
 //!   extensions 16 KiB over a whole body (see `h1/`). Never buffered past the bound.
+//! - **Response head** (HTTP/2): a 64 KiB header list, CONTINUATION frames counted, one
+//!   pending PING and SETTINGS acknowledgement (the `h2` crate, see `http2.rs`).
 //! - **Idle connections**: at most `max_concurrency` per function, closed after
 //!   [`POOL_IDLE_TIMEOUT`], each keeping at most 64 KiB of read buffer.
 //!
