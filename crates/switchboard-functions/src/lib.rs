@@ -17,9 +17,8 @@ use switchboard_core::config::{BuiltinName, FunctionConfig};
 use switchboard_core::event::{ApiIdentity, EventKind, FunctionResponse, Invocation};
 
 mod h1;
-mod h2;
-mod hpack;
 pub mod http;
+mod http2;
 pub mod lambda;
 
 /// The future an invoker returns.

@@ -1,5 +1,5 @@
 //! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to a
-//! plain `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `h2.rs`) and reads a
+//! plain `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `http2.rs`) and reads a
 //! Lambda-proxy-shaped answer back.
 //!
 //! # Request
@@ -57,6 +57,8 @@
 //! - **Response head** (HTTP/1.1): 64 KiB and 64 header fields, interim `1xx` heads
 //!   counted in; the trailer section likewise; a chunk-size line 1 KiB, and chunk
 //!   extensions 16 KiB over a whole body (see `h1/`). Never buffered past the bound.
+//! - **Response head** (HTTP/2): a 64 KiB header list, CONTINUATION frames counted, one
+//!   pending PING and SETTINGS acknowledgement (the `h2` crate, see `http2.rs`).
 //! - **Idle connections**: at most `max_concurrency` per function, closed after
 //!   [`POOL_IDLE_TIMEOUT`], each keeping at most 64 KiB of read buffer.
 //!
@@ -96,7 +98,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
-use hyper::Uri;
+use hyper::{HeaderMap, Uri};
 use sha2::Sha256;
 use switchboard_core::config::{HttpFunctionConfig, HttpVersion};
 use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation};
@@ -104,7 +106,7 @@ use switchboard_core::text::decimal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::h1::Target;
-use crate::{h1, h2};
+use crate::{h1, http2};
 use crate::{InvokeError, InvokeFuture, Invoker, SetupError};
 
 mod proxy;
@@ -147,9 +149,6 @@ struct Inner {
     uri: Uri,
     transport: Transport,
     api: ApiIdentity,
-    /// What every request starts with, rendered once: for HTTP/1.1 the request line and
-    /// headers, for HTTP/2 the HPACK block of the pseudo-headers and headers.
-    head: Vec<u8>,
     /// Keyed once; cloned per request so the key is not rehashed each time.
     signer: Option<Hmac<Sha256>>,
     timeout: Duration,
@@ -210,28 +209,6 @@ impl HttpInvoker {
             headers.push((header, value));
         }
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let head = match cfg.http_version {
-            HttpVersion::Http1 => {
-                let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
-                for (name, value) in &headers {
-                    push_header(&mut head, name.as_str(), value.as_bytes());
-                }
-                head
-            }
-            HttpVersion::Http2 => {
-                // `:authority` replaces `host`.
-                let authority = headers
-                    .iter()
-                    .find(|(name, _)| *name == HOST)
-                    .map(|(_, value)| value.as_bytes())
-                    .unwrap_or_default();
-                let mut head = h2::request_block(path, authority);
-                for (name, value) in headers.iter().filter(|(name, _)| *name != HOST) {
-                    h2::push_field(&mut head, name.as_str(), value.as_bytes());
-                }
-                head
-            }
-        };
 
         let signer = match &cfg.secret {
             Some(secret) if secret.is_empty() => {
@@ -253,13 +230,27 @@ impl HttpInvoker {
                 .to_owned(),
             port: uri.port_u16().unwrap_or(80),
         };
+        // What every request starts with, rendered once.
         let transport = match cfg.http_version {
-            HttpVersion::Http1 => Transport::H1(h1::Pool::new(
+            HttpVersion::Http1 => {
+                let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
+                for (name, value) in &headers {
+                    push_header(&mut head, name.as_str(), value.as_bytes());
+                }
+                Transport::H1 {
+                    pool: h1::Pool::new(target, cfg.max_concurrency, POOL_IDLE_TIMEOUT),
+                    head,
+                }
+            }
+            HttpVersion::Http2 => Transport::H2c {
+                pool: http2::Pool::new(POOL_IDLE_TIMEOUT),
                 target,
-                cfg.max_concurrency,
-                POOL_IDLE_TIMEOUT,
-            )),
-            HttpVersion::Http2 => Transport::H2(h2::Pool::new(target, POOL_IDLE_TIMEOUT)),
+                // `:authority`, taken from the URI, replaces `host`.
+                headers: headers
+                    .into_iter()
+                    .filter(|(name, _)| *name != HOST)
+                    .collect(),
+            },
         };
 
         Ok(Self {
@@ -268,7 +259,6 @@ impl HttpInvoker {
                 uri,
                 transport,
                 api,
-                head,
                 signer,
                 timeout: Duration::from_millis(cfg.timeout_ms),
                 max_response_bytes: cfg.max_response_bytes,
@@ -362,9 +352,9 @@ impl Inner {
         // and its signature timestamp is the time it is sent.
         let event = invocation.to_aws_event(&self.api);
         let body = match &self.transport {
-            Transport::H1(pool) => {
-                let mut request = Vec::with_capacity(self.head.len() + 320 + event.len());
-                request.extend_from_slice(&self.head);
+            Transport::H1 { pool, head } => {
+                let mut request = Vec::with_capacity(head.len() + 320 + event.len());
+                request.extend_from_slice(head);
                 self.fields(&invocation, &event, |name, value| {
                     push_trusted(&mut request, name, value)
                 });
@@ -372,14 +362,26 @@ impl Inner {
                 request.extend_from_slice(&event);
                 pool.send(&request, self.max_response_bytes).await?
             }
-            Transport::H2(pool) => {
-                let mut block = Vec::with_capacity(self.head.len() + 320);
-                block.extend_from_slice(&self.head);
+            Transport::H2c {
+                pool,
+                target,
+                headers,
+            } => {
+                let mut headers = headers.clone();
                 self.fields(&invocation, &event, |name, value| {
-                    h2::push_field(&mut block, name, value)
+                    // The values are valid (checked or written here), so none is dropped.
+                    if let Ok(value) = HeaderValue::from_bytes(value) {
+                        headers.append(HeaderName::from_static(name), value);
+                    }
                 });
-                pool.send(&block, Bytes::from(event), self.max_response_bytes)
-                    .await?
+                pool.send(
+                    &self.uri,
+                    headers,
+                    Bytes::from(event),
+                    self.max_response_bytes,
+                    || h1::connect_tcp(target),
+                )
+                .await?
             }
         };
         parse_proxy_response(body)
@@ -388,7 +390,12 @@ impl Inner {
     /// The per-invocation headers, in order, each as a valid header value: the ids, the
     /// route key (left out if it is not a valid header value), the event type, the
     /// signature when a secret is set, and the body's length.
-    fn fields(&self, invocation: &Invocation, body: &[u8], mut field: impl FnMut(&str, &[u8])) {
+    fn fields(
+        &self,
+        invocation: &Invocation,
+        body: &[u8],
+        mut field: impl FnMut(&'static str, &[u8]),
+    ) {
         if is_header_value(invocation.request_id.as_bytes()) {
             field("x-switchboard-request-id", invocation.request_id.as_bytes());
         }
@@ -419,8 +426,18 @@ impl Inner {
 
 /// How requests reach the function.
 enum Transport {
-    H1(h1::Pool),
-    H2(h2::Pool),
+    H1 {
+        pool: h1::Pool,
+        /// The request line and headers.
+        head: Vec<u8>,
+    },
+    /// HTTP/2 with prior knowledge.
+    H2c {
+        pool: http2::Pool,
+        target: Target,
+        /// The configured and default headers, without `host`.
+        headers: HeaderMap,
+    },
 }
 
 #[cfg(test)]
