@@ -21,6 +21,7 @@ mod h2;
 mod hpack;
 pub mod http;
 pub mod lambda;
+pub mod tls;
 
 /// The future an invoker returns.
 pub type InvokeFuture =
