@@ -16,6 +16,7 @@ use std::sync::Arc;
 use switchboard_core::config::{BuiltinName, FunctionConfig};
 use switchboard_core::event::{ApiIdentity, EventKind, FunctionResponse, Invocation};
 
+mod dial;
 mod h1;
 mod h2;
 mod hpack;

@@ -103,7 +103,9 @@ use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation};
 use switchboard_core::text::decimal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::h1::Target;
+use tokio::net::TcpStream;
+
+use crate::dial::{connect_tcp, Target};
 use crate::{h1, h2};
 use crate::{InvokeError, InvokeFuture, Invoker, SetupError};
 
@@ -254,11 +256,10 @@ impl HttpInvoker {
             port: uri.port_u16().unwrap_or(80),
         };
         let transport = match cfg.http_version {
-            HttpVersion::Http1 => Transport::H1(h1::Pool::new(
+            HttpVersion::Http1 => Transport::H1 {
+                pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
                 target,
-                cfg.max_concurrency,
-                POOL_IDLE_TIMEOUT,
-            )),
+            },
             HttpVersion::Http2 => Transport::H2(h2::Pool::new(target, POOL_IDLE_TIMEOUT)),
         };
 
@@ -362,7 +363,7 @@ impl Inner {
         // and its signature timestamp is the time it is sent.
         let event = invocation.to_aws_event(&self.api);
         let body = match &self.transport {
-            Transport::H1(pool) => {
+            Transport::H1 { pool, target } => {
                 let mut request = Vec::with_capacity(self.head.len() + 320 + event.len());
                 request.extend_from_slice(&self.head);
                 self.fields(&invocation, &event, |name, value| {
@@ -370,7 +371,8 @@ impl Inner {
                 });
                 request.extend_from_slice(b"\r\n");
                 request.extend_from_slice(&event);
-                pool.send(&request, self.max_response_bytes).await?
+                pool.send(&request, self.max_response_bytes, || connect_tcp(target))
+                    .await?
             }
             Transport::H2(pool) => {
                 let mut block = Vec::with_capacity(self.head.len() + 320);
@@ -419,7 +421,10 @@ impl Inner {
 
 /// How requests reach the function.
 enum Transport {
-    H1(h1::Pool),
+    H1 {
+        pool: h1::Pool<TcpStream>,
+        target: Target,
+    },
     H2(h2::Pool),
 }
 
