@@ -155,6 +155,28 @@ fn cases() -> Vec<Case> {
             want: "{dir}/switchboard.toml:3:1: tls.key: certificate and key: ",
         },
         case(
+            "https-missing-ca-file",
+            "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_ca_file = \"ca.pem\"\n",
+            "{dir}/switchboard.toml:4:1: functions.f.tls_ca_file: {dir}/ca.pem: No such file",
+        ),
+        Case {
+            name: "https-ca-file-without-certificates",
+            config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_ca_file = \"ca.pem\"\n".into(),
+            files: vec![("ca.pem", key_pem.clone())],
+            want: "{dir}/switchboard.toml:4:1: functions.f.tls_ca_file: {dir}/ca.pem: no certificate found",
+        },
+        Case {
+            name: "https-client-cert-without-key",
+            config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_client_cert = \"cert.pem\"\n".into(),
+            files: vec![("cert.pem", cert_pem.clone())],
+            want: "{dir}/switchboard.toml:4:1: functions.f.tls_client_cert: needs tls_client_key",
+        },
+        case(
+            "http-with-tls-ca-file",
+            "[functions.f]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntls_ca_file = \"ca.pem\"\n",
+            "{dir}/switchboard.toml:4:1: functions.f.tls_ca_file: only for https:// URLs",
+        ),
+        case(
             "static-missing-dir",
             "[static]\n\ndir = \"www\"\n",
             "{dir}/switchboard.toml:3:1: static.dir: {dir}/www: No such file or directory",

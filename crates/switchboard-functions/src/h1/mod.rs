@@ -53,6 +53,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
+use crate::tls::TlsFailure;
 use crate::InvokeError;
 
 mod chunked;
@@ -100,6 +101,12 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Whether nothing arrived while the connection was idle: no close, no stray bytes.
     /// Never waits.
     fn is_quiet(&mut self) -> bool;
+
+    /// The TLS cause of an I/O error, if the stream is TLS and the error is one (a
+    /// TLS 1.3 server refuses a client certificate after our side of the handshake).
+    fn tls_failure(_error: &std::io::Error) -> Option<TlsFailure> {
+        None
+    }
 }
 
 impl Stream for TcpStream {
@@ -130,6 +137,13 @@ impl Stream for TlsStream<TcpStream> {
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
         Pin::new(self).poll_read(&mut cx, &mut buf).is_pending()
+    }
+
+    fn tls_failure(error: &std::io::Error) -> Option<TlsFailure> {
+        error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(TlsFailure::from_rustls)
     }
 }
 
@@ -196,7 +210,7 @@ impl<S: Stream> Pool<S> {
             Ok(()) => conn.stream.flush().await,
             Err(e) => Err(e),
         };
-        written.map_err(|e| InvokeError::Failed(send_reason(&e).into()))?;
+        written.map_err(|e| io_failed::<S>(&e, || InvokeError::Failed(send_reason(&e).into())))?;
         let (answer, reusable) = conn.read_answer(max_body).await?;
         if reusable {
             // The buffer a large answer grew is not kept while the connection idles.
@@ -291,13 +305,21 @@ impl<S: Stream> Conn<S> {
             match self.fill(decoder.room(self.buf.len())).await {
                 Ok(true) => {}
                 Ok(false) => break decoder.finish(&mut self.buf)?,
-                Err(e) => return Err(decoder.io_failed(&e)),
+                Err(e) => return Err(io_failed::<S>(&e, || decoder.io_failed(&e))),
             }
         };
         // Bytes after the answer were never asked for: do not reuse such a connection.
         let reusable = answer.keep_alive && self.buf.is_empty();
         Ok((answer.into_result(), reusable))
     }
+}
+
+/// An I/O error: its TLS cause if it has one, else `otherwise`.
+fn io_failed<S: Stream>(
+    e: &std::io::Error,
+    otherwise: impl FnOnce() -> InvokeError,
+) -> InvokeError {
+    S::tls_failure(e).map_or_else(otherwise, InvokeError::Tls)
 }
 
 fn failed(reason: &'static str) -> InvokeError {

@@ -1,5 +1,6 @@
-//! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to a
-//! plain `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `h2.rs`) and reads a
+//! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to an
+//! `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `h2.rs`) or an
+//! `https://` URL (HTTP/1.1 over TLS, see `crate::tls` and `crate::dial`) and reads a
 //! Lambda-proxy-shaped answer back.
 //!
 //! # Request
@@ -105,7 +106,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use tokio::net::TcpStream;
 
-use crate::dial::{connect_tcp, Target};
+use tokio_rustls::client::TlsStream;
+
+use crate::dial::{connect_tcp, Target, TlsDial};
+use crate::tls::ClientTls;
 use crate::{h1, h2};
 use crate::{InvokeError, InvokeFuture, Invoker, SetupError};
 
@@ -114,7 +118,8 @@ mod request;
 
 pub use self::proxy::parse_proxy_response;
 use self::request::{
-    host_header, is_header_value, parse_url, push_header, push_trusted, signature, unix_seconds,
+    default_port, host_header, is_header_value, is_https, parse_url, push_header, push_trusted,
+    signature, unix_seconds,
 };
 
 /// How long an idle keep-alive connection stays in the pool. Shorter than the 5 s
@@ -253,14 +258,36 @@ impl HttpInvoker {
                 .and_then(|h| h.strip_suffix(']'))
                 .unwrap_or(host)
                 .to_owned(),
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(default_port(&uri)),
         };
-        let transport = match cfg.http_version {
-            HttpVersion::Http1 => Transport::H1 {
+        let transport = match (is_https(&uri), cfg.http_version) {
+            (false, HttpVersion::Http1) => Transport::H1 {
                 pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
                 target,
             },
-            HttpVersion::Http2 => Transport::H2(h2::Pool::new(target, POOL_IDLE_TIMEOUT)),
+            (false, HttpVersion::Http2) => Transport::H2(h2::Pool::new(target, POOL_IDLE_TIMEOUT)),
+            (true, HttpVersion::Http1) => {
+                let mut tls = ClientTls::public_roots();
+                if let Some(path) = &cfg.tls_ca_file {
+                    tls = tls.extra_roots_pem(path)?;
+                }
+                if let (Some(cert), Some(key)) = (&cfg.tls_client_cert, &cfg.tls_client_key) {
+                    tls = tls.client_identity_pem(cert, key)?;
+                }
+                // Only http/1.1 is offered until HTTP/2 over TLS (ALPN h2) has its pool.
+                let config = tls.alpn(&[b"http/1.1"]).build()?;
+                Transport::Tls {
+                    dial: TlsDial::new(name, config, &target.host)?,
+                    pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
+                    target,
+                }
+            }
+            (true, HttpVersion::Http2) => {
+                return Err(SetupError::invalid(
+                    "http_version",
+                    "\"2\" is for http:// (h2c) only; https:// functions speak HTTP/1.1",
+                ))
+            }
         };
 
         Ok(Self {
@@ -289,8 +316,12 @@ impl Invoker for HttpInvoker {
         };
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let timeout = inner.timeout;
-            match tokio::time::timeout(timeout, inner.run(admission, invocation)).await {
+            // A deadline rather than a duration: a TLS handshake is bounded by it too,
+            // and reports its own timeout when both expire together.
+            let deadline = tokio::time::Instant::now() + inner.timeout;
+            match tokio::time::timeout_at(deadline, inner.run(admission, invocation, deadline))
+                .await
+            {
                 Ok(result) => result,
                 Err(_elapsed) => Err(InvokeError::Timeout),
             }
@@ -347,6 +378,7 @@ impl Inner {
         &self,
         admission: Admission,
         invocation: Invocation,
+        deadline: tokio::time::Instant,
     ) -> Result<FunctionResponse, InvokeError> {
         let _permit = match admission {
             Admission::Now(permit) => permit,
@@ -364,15 +396,23 @@ impl Inner {
         let event = invocation.to_aws_event(&self.api);
         let body = match &self.transport {
             Transport::H1 { pool, target } => {
-                let mut request = Vec::with_capacity(self.head.len() + 320 + event.len());
-                request.extend_from_slice(&self.head);
-                self.fields(&invocation, &event, |name, value| {
-                    push_trusted(&mut request, name, value)
-                });
-                request.extend_from_slice(b"\r\n");
-                request.extend_from_slice(&event);
+                let request = self.h1_request(&invocation, &event);
                 pool.send(&request, self.max_response_bytes, || connect_tcp(target))
                     .await?
+            }
+            Transport::Tls { pool, target, dial } => {
+                let request = self.h1_request(&invocation, &event);
+                let sent = pool
+                    .send(&request, self.max_response_bytes, || {
+                        dial.connect(target, deadline)
+                    })
+                    .await;
+                match &sent {
+                    Ok(_) => dial.note_success(),
+                    Err(InvokeError::Tls(failure)) => dial.note_failure(failure),
+                    Err(_) => {}
+                }
+                sent?
             }
             Transport::H2(pool) => {
                 let mut block = Vec::with_capacity(self.head.len() + 320);
@@ -385,6 +425,18 @@ impl Inner {
             }
         };
         parse_proxy_response(body)
+    }
+
+    /// An HTTP/1.1 request: the rendered head, the per-invocation headers and the event.
+    fn h1_request(&self, invocation: &Invocation, event: &[u8]) -> Vec<u8> {
+        let mut request = Vec::with_capacity(self.head.len() + 320 + event.len());
+        request.extend_from_slice(&self.head);
+        self.fields(invocation, event, |name, value| {
+            push_trusted(&mut request, name, value)
+        });
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(event);
+        request
     }
 
     /// The per-invocation headers, in order, each as a valid header value: the ids, the
@@ -426,6 +478,13 @@ enum Transport {
         target: Target,
     },
     H2(h2::Pool),
+    /// `https://`: HTTP/1.1 over TLS. HTTP/2 over TLS (ALPN `h2`) becomes a sibling
+    /// branch once the HTTP/2 pool can adopt a TLS stream.
+    Tls {
+        pool: h1::Pool<TlsStream<TcpStream>>,
+        target: Target,
+        dial: TlsDial,
+    },
 }
 
 #[cfg(test)]
