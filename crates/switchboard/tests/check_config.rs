@@ -151,7 +151,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "tls-key-of-another-cert",
             config: tls("cert.pem", "key.pem"),
-            files: vec![("cert.pem", cert_pem.clone()), ("key.pem", other_key)],
+            files: vec![("cert.pem", cert_pem.clone()), ("key.pem", other_key.clone())],
             want: "{dir}/switchboard.toml:3:1: tls.key: certificate and key: ",
         },
         case(
@@ -170,6 +170,12 @@ fn cases() -> Vec<Case> {
             config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_client_cert = \"cert.pem\"\n".into(),
             files: vec![("cert.pem", cert_pem.clone())],
             want: "{dir}/switchboard.toml:4:1: functions.f.tls_client_cert: needs tls_client_key",
+        },
+        Case {
+            name: "https-client-key-of-another-cert",
+            config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n".into(),
+            files: vec![("cert.pem", cert_pem.clone()), ("key.pem", other_key.clone())],
+            want: "{dir}/switchboard.toml:5:1: functions.f.tls_client_key: unusable with tls_client_cert: ",
         },
         case(
             "http-with-tls-ca-file",
@@ -264,7 +270,9 @@ fn a_config_with_its_files_in_place_passes() {
             (
                 "switchboard.toml",
                 "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[static]\ndir = \".\"\n\
-                 [functions.f]\nkind = \"lambda\"\ndir = \".\"\nhandler = \"app.handler\"\nruntime = \"python\"\n",
+                 [functions.f]\nkind = \"lambda\"\ndir = \".\"\nhandler = \"app.handler\"\nruntime = \"python\"\n\
+                 [functions.h]\nkind = \"http\"\nurl = \"https://localhost/\"\ntls_ca_file = \"cert.pem\"\n\
+                 tls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n",
             ),
             ("cert.pem", &cert.cert.pem()),
             ("key.pem", &cert.signing_key.serialize_pem()),
