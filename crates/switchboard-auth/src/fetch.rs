@@ -2,7 +2,6 @@
 //! ring, trusting the Mozilla roots of `webpki-roots` (no system store, so the same
 //! binary behaves the same in any container).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +11,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use switchboard_functions::tls::{ClientTls, TlsSetupError};
 
 /// A whole JWKS fetch (connect, TLS, request, body) must finish within this.
 pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,21 +29,18 @@ pub(crate) struct Fetcher {
 impl Fetcher {
     /// Trusting the public web PKI.
     pub(crate) fn with_public_roots() -> Result<Self, FetchError> {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Self::new(roots)
+        Self::from_tls(ClientTls::public_roots())
     }
 
     /// Trusting `roots` only.
+    #[cfg(test)]
     pub(crate) fn new(roots: rustls::RootCertStore) -> Result<Self, FetchError> {
-        // The provider is named, not taken from the process default, so no other crate's
-        // choice can swap it.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(FetchError::Tls)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        Self::from_tls(ClientTls::with_roots(roots))
+    }
+
+    fn from_tls(tls: ClientTls) -> Result<Self, FetchError> {
+        // No ALPN list: hyper-rustls's `enable_http1` owns it (and asserts it is empty).
+        let tls = tls.build().map_err(FetchError::Tls)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -100,7 +97,7 @@ impl Fetcher {
 pub(crate) enum FetchError {
     /// The TLS client could not be set up.
     #[error("TLS setup: {0}")]
-    Tls(#[source] rustls::Error),
+    Tls(#[source] TlsSetupError),
     /// The request could not be built from the URL.
     #[error("bad request: {0}")]
     Request(#[source] http::Error),
@@ -168,6 +165,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, UrlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn urls() {

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use switchboard_core::config::{BuiltinName, FunctionConfig};
 use switchboard_core::event::{ApiIdentity, EventKind, FunctionResponse, Invocation};
 
+mod dial;
 mod h1;
 pub mod http;
 mod http2;
 pub mod lambda;
+pub mod tls;
 
 /// The future an invoker returns.
 pub type InvokeFuture =
@@ -40,13 +42,17 @@ pub enum InvokeError {
     /// The function answered with an error or an unusable response (handshake: 502).
     #[error("function failed: {0}")]
     Failed(String),
+    /// No TLS connection to an `https://` function (handshake: 502); the function never
+    /// got the event. Its label is the cause's (`tls_untrusted_certificate`, ...).
+    #[error("function unreachable: {0}")]
+    Tls(tls::TlsFailure),
 }
 
 impl InvokeError {
     /// The HTTP status a failed `$connect` answers with.
     pub fn handshake_status(&self) -> u16 {
         match self {
-            Self::Unreachable(_) | Self::Failed(_) => 502,
+            Self::Unreachable(_) | Self::Failed(_) | Self::Tls(_) => 502,
             Self::Timeout => 504,
             Self::Throttled => 429,
         }
@@ -59,6 +65,7 @@ impl InvokeError {
             Self::Timeout => "timeout",
             Self::Throttled => "throttled",
             Self::Failed(_) => "failed",
+            Self::Tls(failure) => failure.label(),
         }
     }
 }
@@ -91,6 +98,9 @@ pub enum SetupError {
     /// The function's name (or the region) cannot appear in the function-ARN header.
     #[error("the function name or region cannot appear in a header")]
     NameNotInHeader,
+    /// A TLS file (`tls_ca_file`, `tls_client_cert`, `tls_client_key`) cannot be used.
+    #[error("{key}: {0}", key = .0.key())]
+    Tls(#[from] tls::TlsSetupError),
     /// Lambda workers need a tokio runtime to run on.
     #[error("lambda functions must be started inside a tokio runtime")]
     NoRuntime,
@@ -110,6 +120,7 @@ impl SetupError {
         match self {
             Self::Invalid { key, .. } => Some(key),
             Self::Io { key, .. } => Some(key),
+            Self::Tls(e) => Some(e.key()),
             Self::NameNotInHeader | Self::NoRuntime => None,
         }
     }
@@ -119,6 +130,7 @@ impl SetupError {
         match self {
             Self::Invalid { problem, .. } => problem.clone(),
             Self::Io { what, source, .. } => format!("{what}: {source}"),
+            Self::Tls(e) => e.to_string(),
             Self::NameNotInHeader | Self::NoRuntime => self.to_string(),
         }
     }
@@ -227,7 +239,8 @@ pub fn check(
         .filter_map(|(name, cfg)| {
             let checked = match cfg {
                 FunctionConfig::Builtin { .. } => Ok(()),
-                // Building an HTTP invoker opens nothing: connections are made on demand.
+                // Building an HTTP invoker reads its TLS files but opens no connection:
+                // connections are made on demand.
                 FunctionConfig::Http(h) => http::HttpInvoker::new(name, h, api.clone()).map(|_| ()),
                 FunctionConfig::Lambda(l) => lambda::LambdaInvoker::check(name, l, region),
             };
@@ -283,15 +296,23 @@ mod tests {
     fn setup_errors_name_the_key() {
         let configs = BTreeMap::from([
             ("good".to_owned(), http("http://127.0.0.1:9/")),
-            ("bad".to_owned(), http("https://example.com/")),
+            (
+                "bad".to_owned(),
+                serde_json::from_value(serde_json::json!({
+                    "kind": "http",
+                    "url": "https://example.com/",
+                    "tls_ca_file": "/nonexistent/ca.pem",
+                }))
+                .unwrap(),
+            ),
         ]);
         let found = check(&configs, "us-east-1");
         assert_eq!(found.len(), 1);
         let (name, e) = &found[0];
         assert_eq!(name, "bad");
-        assert_eq!(e.key(), Some("url"));
-        assert!(e.problem().starts_with("https is not supported"), "{e}");
-        assert_eq!(e.to_string(), format!("url: {}", e.problem()));
+        assert_eq!(e.key(), Some("tls_ca_file"));
+        assert!(e.problem().starts_with("/nonexistent/ca.pem: "), "{e}");
+        assert_eq!(e.to_string(), format!("tls_ca_file: {}", e.problem()));
 
         let api = ApiIdentity {
             stage: "dev".into(),
@@ -307,9 +328,10 @@ mod tests {
         };
         let e = build(&configs, &api, &runtime).unwrap_err();
         assert_eq!(e.function, "bad");
-        assert_eq!(e.source.key(), Some("url"));
+        assert_eq!(e.source.key(), Some("tls_ca_file"));
         assert!(
-            e.to_string().starts_with("functions.bad: url: https"),
+            e.to_string()
+                .starts_with("functions.bad: tls_ca_file: /nonexistent/ca.pem: "),
             "{e}"
         );
 

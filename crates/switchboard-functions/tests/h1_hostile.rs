@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_core::config::HttpFunctionConfig;
 use switchboard_core::event::{ApiIdentity, EventKind, FunctionResponse, Payload};
 use switchboard_functions::http::HttpInvoker;
 use switchboard_functions::{InvokeError, Invoker};
@@ -55,18 +53,12 @@ impl Function {
     }
 
     fn invoker(&self) -> HttpInvoker {
-        let cfg = HttpFunctionConfig {
-            url: format!("http://{}/fn", self.addr),
-            // Long enough never to be what ends a refused answer: a refusal must come
-            // from the parser, not from the clock.
-            timeout_ms: 10_000,
-            max_concurrency: 4,
-            max_queue: 4,
-            secret: None,
-            headers: BTreeMap::new(),
-            max_response_bytes: 64 * 1024,
-            http_version: Default::default(),
-        };
+        let mut cfg = common::http_config(format!("http://{}/fn", self.addr));
+        // Long enough never to be what ends a refused answer: a refusal must come
+        // from the parser, not from the clock.
+        cfg.timeout_ms = 10_000;
+        cfg.max_concurrency = 4;
+        cfg.max_queue = 4;
         let api = ApiIdentity {
             stage: "prod".into(),
             domain_name: "gw.example".into(),

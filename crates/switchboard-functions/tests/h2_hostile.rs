@@ -185,6 +185,9 @@ fn invoker(addr: SocketAddr, timeout_ms: u64) -> HttpInvoker {
         headers: BTreeMap::new(),
         max_response_bytes: 64 * 1024,
         http_version: HttpVersion::Http2,
+        tls_ca_file: None,
+        tls_client_cert: None,
+        tls_client_key: None,
     };
     let api = ApiIdentity {
         stage: "prod".into(),

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -244,16 +243,7 @@ fn ok(body: &str) -> Vec<u8> {
 }
 
 fn config(url: String) -> HttpFunctionConfig {
-    HttpFunctionConfig {
-        url,
-        timeout_ms: 5_000,
-        max_concurrency: 8,
-        max_queue: 8,
-        secret: None,
-        headers: BTreeMap::new(),
-        max_response_bytes: 64 * 1024,
-        http_version: Default::default(),
-    }
+    common::http_config(url)
 }
 
 fn api() -> ApiIdentity {

@@ -174,6 +174,9 @@ fn invoker(addr: SocketAddr, tweak: impl FnOnce(&mut HttpFunctionConfig)) -> Htt
         headers: BTreeMap::new(),
         max_response_bytes: 64 * 1024,
         http_version: HttpVersion::Http2,
+        tls_ca_file: None,
+        tls_client_cert: None,
+        tls_client_key: None,
     };
     tweak(&mut cfg);
     HttpInvoker::new("fn", &cfg, api()).unwrap()

@@ -237,8 +237,21 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         fix(&mut t.key);
     }
     for f in config.functions.values_mut() {
-        if let switchboard_core::config::FunctionConfig::Lambda(l) = f {
-            fix(&mut l.dir);
+        match f {
+            switchboard_core::config::FunctionConfig::Lambda(l) => fix(&mut l.dir),
+            switchboard_core::config::FunctionConfig::Http(h) => {
+                for path in [
+                    &mut h.tls_ca_file,
+                    &mut h.tls_client_cert,
+                    &mut h.tls_client_key,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    fix(path);
+                }
+            }
+            _ => {}
         }
     }
     if let Some(switchboard_core::config::AuthorizerConfig::Jwt(j)) = &mut config.authorizer {

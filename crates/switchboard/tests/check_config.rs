@@ -151,9 +151,37 @@ fn cases() -> Vec<Case> {
         Case {
             name: "tls-key-of-another-cert",
             config: tls("cert.pem", "key.pem"),
-            files: vec![("cert.pem", cert_pem.clone()), ("key.pem", other_key)],
+            files: vec![("cert.pem", cert_pem.clone()), ("key.pem", other_key.clone())],
             want: "{dir}/switchboard.toml:3:1: tls.key: certificate and key: ",
         },
+        case(
+            "https-missing-ca-file",
+            "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_ca_file = \"ca.pem\"\n",
+            "{dir}/switchboard.toml:4:1: functions.f.tls_ca_file: {dir}/ca.pem: No such file",
+        ),
+        Case {
+            name: "https-ca-file-without-certificates",
+            config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_ca_file = \"ca.pem\"\n".into(),
+            files: vec![("ca.pem", key_pem.clone())],
+            want: "{dir}/switchboard.toml:4:1: functions.f.tls_ca_file: {dir}/ca.pem: no certificate found",
+        },
+        Case {
+            name: "https-client-cert-without-key",
+            config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_client_cert = \"cert.pem\"\n".into(),
+            files: vec![("cert.pem", cert_pem.clone())],
+            want: "{dir}/switchboard.toml:4:1: functions.f.tls_client_cert: needs tls_client_key",
+        },
+        Case {
+            name: "https-client-key-of-another-cert",
+            config: "[functions.f]\nkind = \"http\"\nurl = \"https://127.0.0.1:9/\"\ntls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n".into(),
+            files: vec![("cert.pem", cert_pem.clone()), ("key.pem", other_key.clone())],
+            want: "{dir}/switchboard.toml:5:1: functions.f.tls_client_key: unusable with tls_client_cert: ",
+        },
+        case(
+            "http-with-tls-ca-file",
+            "[functions.f]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntls_ca_file = \"ca.pem\"\n",
+            "{dir}/switchboard.toml:4:1: functions.f.tls_ca_file: only for https:// URLs",
+        ),
         case(
             "static-missing-dir",
             "[static]\n\ndir = \"www\"\n",
@@ -242,7 +270,9 @@ fn a_config_with_its_files_in_place_passes() {
             (
                 "switchboard.toml",
                 "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[static]\ndir = \".\"\n\
-                 [functions.f]\nkind = \"lambda\"\ndir = \".\"\nhandler = \"app.handler\"\nruntime = \"python\"\n",
+                 [functions.f]\nkind = \"lambda\"\ndir = \".\"\nhandler = \"app.handler\"\nruntime = \"python\"\n\
+                 [functions.h]\nkind = \"http\"\nurl = \"https://localhost/\"\ntls_ca_file = \"cert.pem\"\n\
+                 tls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n",
             ),
             ("cert.pem", &cert.cert.pem()),
             ("key.pem", &cert.signing_key.serialize_pem()),

@@ -82,7 +82,8 @@ fn default_lambda_queue() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpFunctionConfig {
-    /// `http://` URL the event is POSTed to.
+    /// `http://` or `https://` URL the event is POSTed to. An `https://` server's
+    /// certificate is verified against the Mozilla roots (webpki-roots) and `tls_ca_file`.
     pub url: String,
     /// Per-invocation timeout, milliseconds. Default 29000 (AWS's integration timeout).
     #[serde(default = "default_timeout_ms")]
@@ -106,6 +107,18 @@ pub struct HttpFunctionConfig {
     /// HTTP/2 with prior knowledge (h2c), invocations multiplexed over one connection.
     #[serde(default)]
     pub http_version: HttpVersion,
+    /// PEM file of extra root certificates trusted for an `https://` url (a private CA),
+    /// besides the Mozilla roots. Relative to the config file. Default: none.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented when an `https://` server asks for a client
+    /// certificate (mutual TLS); needs `tls_client_key`. Relative to the config file.
+    /// Default: none.
+    #[serde(default)]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of `tls_client_cert`. Relative to the config file. Default: none.
+    #[serde(default)]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 /// The HTTP version an `http` function is spoken to with.

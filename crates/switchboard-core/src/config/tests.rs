@@ -282,6 +282,33 @@ fn static_index_must_be_a_file_name() {
     assert!(refused("[static]\ndir = \"www\"\nindex = \"home.html\"\n").is_empty());
 }
 
+/// `https://` is accepted; the TLS files make sense only with it, and a client
+/// certificate only with its key.
+#[test]
+fn tls_keys_need_https_and_each_other() {
+    let f = |url: &str, extra: &str| {
+        refused(&format!(
+            "[functions.h]\nkind = \"http\"\nurl = \"{url}\"\n{extra}"
+        ))
+    };
+    assert!(f("https://fn.example/x", "tls_ca_file = \"ca.pem\"\n").is_empty());
+    assert_eq!(f("ftp://fn.example/", ""), ["functions.h.url"]);
+    assert_eq!(
+        f("http://fn.example/", "tls_ca_file = \"ca.pem\"\n"),
+        ["functions.h.tls_ca_file"]
+    );
+    assert_eq!(
+        f("https://fn.example/", "tls_client_cert = \"c.pem\"\n"),
+        ["functions.h.tls_client_cert"]
+    );
+    assert_eq!(
+        f("https://fn.example/", "tls_client_key = \"k.pem\"\n"),
+        ["functions.h.tls_client_key"]
+    );
+    let both = "tls_client_cert = \"c.pem\"\ntls_client_key = \"k.pem\"\n";
+    assert!(f("https://fn.example/", both).is_empty());
+}
+
 /// What the HTTP and Lambda invokers refused (or crashed on) at start is refused by
 /// `check-config` too: a Lambda pool of 2^62 workers reserved its slots up front
 /// (capacity overflow at start); 0 workers or a 0 ms timeout could run nothing.

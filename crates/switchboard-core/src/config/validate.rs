@@ -169,11 +169,35 @@ impl Config {
         for (name, f) in &self.functions {
             if let FunctionConfig::Http(h) = f {
                 let key = format!("functions.{}", table_key(name));
-                if !h.url.starts_with("http://") {
+                let https = h.url.starts_with("https://");
+                if !https && !h.url.starts_with("http://") {
                     errors.push(err(
                         format!("{key}.url"),
-                        "must be an http:// URL (put TLS termination in front of the function)",
+                        "must be an http:// or https:// URL",
                     ));
+                }
+                let tls = [
+                    ("tls_ca_file", h.tls_ca_file.is_some()),
+                    ("tls_client_cert", h.tls_client_cert.is_some()),
+                    ("tls_client_key", h.tls_client_key.is_some()),
+                ];
+                if !https {
+                    // A mistyped scheme must not silently go cleartext.
+                    for (tls_key, _) in tls.iter().filter(|(_, set)| *set) {
+                        errors.push(err(format!("{key}.{tls_key}"), "only for https:// URLs"));
+                    }
+                }
+                // Named at the key that is there, so the message points at its line.
+                match (h.tls_client_cert.is_some(), h.tls_client_key.is_some()) {
+                    (true, false) => errors.push(err(
+                        format!("{key}.tls_client_cert"),
+                        "needs tls_client_key",
+                    )),
+                    (false, true) => errors.push(err(
+                        format!("{key}.tls_client_key"),
+                        "needs tls_client_cert",
+                    )),
+                    _ => {}
                 }
                 if h.timeout_ms == 0 {
                     errors.push(err(format!("{key}.timeout_ms"), "must be greater than 0"));

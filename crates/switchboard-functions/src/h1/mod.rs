@@ -34,19 +34,26 @@
 //! idle, and at checkout), and dropped at checkout if the server closed them or sent
 //! something meanwhile (the runtime's readiness says so without a system call).
 //!
+//! The client is generic over the [`Stream`] it speaks over (plain TCP, or TLS over TCP
+//! for `https://`), and monomorphic in it, so the plain path pays nothing for TLS.
+//!
 //! The parts: this file holds the pool and the connection I/O; `decode.rs` the answer's
 //! head and framing ([`AnswerDecoder`]); `chunked.rs` the chunked body ([`Chunked`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 
+use crate::tls::TlsFailure;
 use crate::InvokeError;
 
 mod chunked;
@@ -86,41 +93,84 @@ const MAX_IDLE_BUFFER: usize = MAX_HEAD;
 /// How often the reaper looks for expired idle connections.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
-/// Where requests go: resolved at each new connection, so a DNS change is followed.
-pub(crate) struct Target {
-    /// Host as written in the URL (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
+/// What the client speaks over: a plain TCP stream or a TLS stream over one. The pool
+/// is monomorphic in it, so the plain path pays nothing for TLS.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether nothing arrived while the connection was idle: no close, no stray bytes.
+    /// Never waits.
+    fn is_quiet(&mut self) -> bool;
+
+    /// The TLS cause of an I/O error, if the stream is TLS and the error is one (a
+    /// TLS 1.3 server refuses a client certificate after our side of the handshake).
+    fn tls_failure(_error: &std::io::Error) -> Option<TlsFailure> {
+        None
+    }
+}
+
+impl Stream for TcpStream {
+    /// Uses the readiness the runtime already has; a read that drained the socket
+    /// cleared it.
+    fn is_quiet(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(_) => {
+                // Possibly stale readiness: look once.
+                let mut byte = [0u8; 1];
+                matches!(self.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+impl Stream for TlsStream<TcpStream> {
+    /// A quiet socket is quiet. Otherwise the records that arrived are read through
+    /// TLS once: a TLS 1.3 session ticket or key update yields no application byte
+    /// (`Pending`) and keeps the connection; close_notify, EOF, a byte or an error drop it.
+    fn is_quiet(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if self.get_ref().0.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        Pin::new(self).poll_read(&mut cx, &mut buf).is_pending()
+    }
+
+    fn tls_failure(error: &std::io::Error) -> Option<TlsFailure> {
+        error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(TlsFailure::from_rustls)
+    }
 }
 
 /// A pool of keep-alive connections to one function.
-pub(crate) struct Pool {
-    inner: Arc<PoolInner>,
+pub(crate) struct Pool<S> {
+    inner: Arc<PoolInner<S>>,
 }
 
-struct PoolInner {
-    target: Target,
-    idle: Mutex<Idle>,
+struct PoolInner<S> {
+    idle: Mutex<Idle<S>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
 
-struct Idle {
+struct Idle<S> {
     /// Oldest first; checkout takes the newest.
-    conns: Vec<(Conn, Instant)>,
+    conns: Vec<(Conn<S>, Instant)>,
     reaper: bool,
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     buf: BytesMut,
 }
 
-impl Pool {
-    pub fn new(target: Target, max_idle: usize, idle_timeout: Duration) -> Self {
+impl<S: Stream> Pool<S> {
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(PoolInner {
-                target,
                 idle: Mutex::new(Idle {
                     conns: Vec::new(),
                     reaper: false,
@@ -134,16 +184,31 @@ impl Pool {
     /// Sends `request` (a complete HTTP/1.1 request: head and body) and reads the
     /// answer's body, keeping at most `max_body` bytes of it. A status other than 2xx
     /// fails with `function answered HTTP <status>`; its body is read and dropped, so
-    /// the connection is reused as after a success.
-    pub async fn send(&self, request: &[u8], max_body: usize) -> Result<Bytes, InvokeError> {
+    /// the connection is reused as after a success. Without an idle connection,
+    /// `connect` makes a new one.
+    pub async fn send<F>(
+        &self,
+        request: &[u8],
+        max_body: usize,
+        connect: impl FnOnce() -> F,
+    ) -> Result<Bytes, InvokeError>
+    where
+        F: Future<Output = Result<S, InvokeError>>,
+    {
         let mut conn = match self.checkout() {
             Some(conn) => conn,
-            None => self.connect().await?,
+            None => Conn {
+                stream: connect().await?,
+                buf: BytesMut::new(),
+            },
         };
-        conn.stream
-            .write_all(request)
-            .await
-            .map_err(|e| InvokeError::Failed(send_reason(&e).into()))?;
+        // The flush matters for TLS, which may hold records back when the socket would
+        // block; on a TcpStream it returns at once.
+        let written = match conn.stream.write_all(request).await {
+            Ok(()) => conn.stream.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| io_failed::<S>(&e, || InvokeError::Failed(send_reason(&e).into())))?;
         let (answer, reusable) = conn.read_answer(max_body).await?;
         if reusable {
             // The buffer a large answer grew is not kept while the connection idles.
@@ -155,7 +220,7 @@ impl Pool {
         answer
     }
 
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self) -> Option<Conn<S>> {
         let mut idle = self.inner.idle.lock();
         let now = Instant::now();
         while let Some((mut conn, since)) = idle.conns.pop() {
@@ -164,14 +229,14 @@ impl Pool {
                 idle.conns.clear();
                 return None;
             }
-            if conn.is_quiet() {
+            if conn.stream.is_quiet() {
                 return Some(conn);
             }
         }
         None
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, conn: Conn<S>) {
         let mut idle = self.inner.idle.lock();
         if idle.conns.len() >= self.inner.max_idle {
             return;
@@ -184,41 +249,10 @@ impl Pool {
             }
         }
     }
-
-    async fn connect(&self) -> Result<Conn, InvokeError> {
-        Ok(Conn {
-            stream: connect_tcp(&self.inner.target).await?,
-            buf: BytesMut::new(),
-        })
-    }
-}
-
-/// A new TCP connection to the target (each address it resolves to in turn), with
-/// Nagle off: requests are whole writes, Nagle would only add latency. Failures are
-/// [`InvokeError::Unreachable`].
-pub(crate) async fn connect_tcp(target: &Target) -> Result<TcpStream, InvokeError> {
-    let Target { host, port } = target;
-    let addrs = tokio::net::lookup_host((host.as_str(), *port))
-        .await
-        .map_err(|e| InvokeError::Unreachable(capped(format!("dns error: {e}"))))?;
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(InvokeError::Unreachable(capped(match last {
-        Some(e) => format!("tcp connect error: {e}"),
-        None => format!("dns error: no addresses for {host}"),
-    })))
 }
 
 /// Closes connections idle for longer than the timeout; ends when none are idle.
-async fn reap(pool: Weak<PoolInner>) {
+async fn reap<S>(pool: Weak<PoolInner<S>>) {
     loop {
         tokio::time::sleep(REAP_EVERY).await;
         let Some(pool) = pool.upgrade() else { return };
@@ -234,22 +268,7 @@ async fn reap(pool: Weak<PoolInner>) {
     }
 }
 
-impl Conn {
-    /// Whether nothing arrived while the connection was idle: no close, no stray bytes.
-    /// Uses the readiness the runtime already has; a read that drained the socket
-    /// cleared it.
-    fn is_quiet(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(_) => {
-                // Possibly stale readiness: look once.
-                let mut byte = [0u8; 1];
-                matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            }
-        }
-    }
-
+impl<S: Stream> Conn<S> {
     /// Reads more bytes into the buffer, at most `room` of them (never 0). `Ok(false)`:
     /// end of stream.
     async fn fill(&mut self, room: usize) -> std::io::Result<bool> {
@@ -284,13 +303,21 @@ impl Conn {
             match self.fill(decoder.room(self.buf.len())).await {
                 Ok(true) => {}
                 Ok(false) => break decoder.finish(&mut self.buf)?,
-                Err(e) => return Err(decoder.io_failed(&e)),
+                Err(e) => return Err(io_failed::<S>(&e, || decoder.io_failed(&e))),
             }
         };
         // Bytes after the answer were never asked for: do not reuse such a connection.
         let reusable = answer.keep_alive && self.buf.is_empty();
         Ok((answer.into_result(), reusable))
     }
+}
+
+/// An I/O error: its TLS cause if it has one, else `otherwise`.
+fn io_failed<S: Stream>(
+    e: &std::io::Error,
+    otherwise: impl FnOnce() -> InvokeError,
+) -> InvokeError {
+    S::tls_failure(e).map_or_else(otherwise, InvokeError::Tls)
 }
 
 fn failed(reason: &'static str) -> InvokeError {
@@ -321,12 +348,6 @@ fn body_error(e: &std::io::Error) -> InvokeError {
         std::io::ErrorKind::UnexpectedEof => failed("response body truncated"),
         _ => failed("error reading the response body"),
     }
-}
-
-/// Connect errors name the cause; at most 160 bytes of it.
-fn capped(mut reason: String) -> String {
-    switchboard_core::text::truncate_on_char(&mut reason, 160);
-    reason
 }
 
 #[cfg(test)]

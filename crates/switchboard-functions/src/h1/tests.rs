@@ -1,4 +1,5 @@
 use super::*;
+use crate::dial::{connect_tcp, Target};
 
 /// Reads `bytes` delivered in `pieces` cut points, as `Conn::read_answer` does.
 fn read(bytes: &[u8], cuts: &[usize], limits: Limits) -> Result<Answer, InvokeError> {
@@ -32,9 +33,12 @@ async fn a_large_answer_leaves_no_large_buffer_in_the_pool() {
         host: "127.0.0.1".into(),
         port,
     };
-    let pool = Pool::new(target, 4, Duration::from_secs(4));
+    let pool = Pool::<TcpStream>::new(4, Duration::from_secs(4));
     let request = b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n";
-    let body = pool.send(request, 2 << 20).await.unwrap();
+    let body = pool
+        .send(request, 2 << 20, || connect_tcp(&target))
+        .await
+        .unwrap();
     assert_eq!(body.len(), 1 << 20);
     let idle = pool.inner.idle.lock();
     assert_eq!(idle.conns.len(), 1, "the connection went back to the pool");
@@ -107,4 +111,71 @@ fn an_error_status_hides_its_body_errors() {
             "response has both content-length and transfer-encoding"
         ))
     );
+}
+
+/// A TLS pair over loopback: the client end, and the server end once its handshake is
+/// done. TLS 1.3, so the server sends session tickets after the handshake.
+async fn tls_pair() -> (
+    TlsStream<TcpStream>,
+    tokio_rustls::server::TlsStream<TcpStream>,
+) {
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
+    let provider = || Arc::new(rustls::crypto::ring::default_provider());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = crate::tls::ClientTls::with_roots(roots).build().unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let accept = async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.unwrap()
+    };
+    let connect = async move {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    };
+    let (server, client) = tokio::join!(accept, connect);
+    (client, server)
+}
+
+/// Waits until the client's socket has something to read (a record, or the close).
+async fn readable(client: &TlsStream<TcpStream>) {
+    client.get_ref().0.readable().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_tls_connection_stays_quiet_through_session_tickets_and_not_after_a_close() {
+    let (mut client, mut server) = tls_pair().await;
+    // The server's TLS 1.3 session tickets follow its handshake; they are no answer.
+    readable(&client).await;
+    assert!(client.is_quiet(), "session tickets are not stray bytes");
+
+    server.write_all(b"x").await.unwrap();
+    readable(&client).await;
+    assert!(!client.is_quiet(), "a stray byte ends the connection");
+
+    let (mut client, mut server) = tls_pair().await;
+    server.shutdown().await.unwrap();
+    readable(&client).await;
+    assert!(!client.is_quiet(), "close_notify ends the connection");
 }

@@ -1,5 +1,6 @@
-//! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to a
-//! plain `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `http2.rs`) and reads a
+//! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to an
+//! `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `http2.rs`) or an
+//! `https://` URL (HTTP/1.1 over TLS, see `crate::tls` and `crate::dial`) and reads a
 //! Lambda-proxy-shaped answer back.
 //!
 //! # Request
@@ -105,7 +106,12 @@ use switchboard_core::event::{ApiIdentity, FunctionResponse, Invocation};
 use switchboard_core::text::decimal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::h1::Target;
+use tokio::net::TcpStream;
+
+use tokio_rustls::client::TlsStream;
+
+use crate::dial::{connect_tcp, Target, TlsDial};
+use crate::tls::ClientTls;
 use crate::{h1, http2};
 use crate::{InvokeError, InvokeFuture, Invoker, SetupError};
 
@@ -114,7 +120,8 @@ mod request;
 
 pub use self::proxy::parse_proxy_response;
 use self::request::{
-    host_header, is_header_value, parse_url, push_header, push_trusted, signature, unix_seconds,
+    default_port, host_header, is_header_value, is_https, parse_url, push_header, push_trusted,
+    signature, unix_seconds,
 };
 
 /// How long an idle keep-alive connection stays in the pool. Shorter than the 5 s
@@ -149,6 +156,9 @@ struct Inner {
     uri: Uri,
     transport: Transport,
     api: ApiIdentity,
+    /// What every HTTP/1.1 request starts with, rendered once: the request line and
+    /// headers (empty for h2c, whose headers are in its transport).
+    head: Vec<u8>,
     /// Keyed once; cloned per request so the key is not rehashed each time.
     signer: Option<Hmac<Sha256>>,
     timeout: Duration,
@@ -209,6 +219,16 @@ impl HttpInvoker {
             headers.push((header, value));
         }
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let head = match cfg.http_version {
+            HttpVersion::Http1 => {
+                let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
+                for (name, value) in &headers {
+                    push_header(&mut head, name.as_str(), value.as_bytes());
+                }
+                head
+            }
+            HttpVersion::Http2 => Vec::new(),
+        };
 
         let signer = match &cfg.secret {
             Some(secret) if secret.is_empty() => {
@@ -228,21 +248,14 @@ impl HttpInvoker {
                 .and_then(|h| h.strip_suffix(']'))
                 .unwrap_or(host)
                 .to_owned(),
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(default_port(&uri)),
         };
-        // What every request starts with, rendered once.
-        let transport = match cfg.http_version {
-            HttpVersion::Http1 => {
-                let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
-                for (name, value) in &headers {
-                    push_header(&mut head, name.as_str(), value.as_bytes());
-                }
-                Transport::H1 {
-                    pool: h1::Pool::new(target, cfg.max_concurrency, POOL_IDLE_TIMEOUT),
-                    head,
-                }
-            }
-            HttpVersion::Http2 => Transport::H2c {
+        let transport = match (is_https(&uri), cfg.http_version) {
+            (false, HttpVersion::Http1) => Transport::H1 {
+                pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
+                target,
+            },
+            (false, HttpVersion::Http2) => Transport::H2c {
                 pool: http2::Pool::new(POOL_IDLE_TIMEOUT),
                 target,
                 // `:authority`, taken from the URI, replaces `host`.
@@ -251,6 +264,28 @@ impl HttpInvoker {
                     .filter(|(name, _)| *name != HOST)
                     .collect(),
             },
+            (true, HttpVersion::Http1) => {
+                let mut tls = ClientTls::public_roots();
+                if let Some(path) = &cfg.tls_ca_file {
+                    tls = tls.extra_roots_pem(path)?;
+                }
+                if let (Some(cert), Some(key)) = (&cfg.tls_client_cert, &cfg.tls_client_key) {
+                    tls = tls.client_identity_pem(cert, key)?;
+                }
+                // Only http/1.1 is offered until HTTP/2 over TLS (ALPN h2) has its pool.
+                let config = tls.alpn(&[b"http/1.1"]).build()?;
+                Transport::Tls {
+                    dial: TlsDial::new(name, config, &target.host)?,
+                    pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
+                    target,
+                }
+            }
+            (true, HttpVersion::Http2) => {
+                return Err(SetupError::invalid(
+                    "http_version",
+                    "\"2\" is for http:// (h2c) only; https:// functions speak HTTP/1.1",
+                ))
+            }
         };
 
         Ok(Self {
@@ -259,6 +294,7 @@ impl HttpInvoker {
                 uri,
                 transport,
                 api,
+                head,
                 signer,
                 timeout: Duration::from_millis(cfg.timeout_ms),
                 max_response_bytes: cfg.max_response_bytes,
@@ -278,8 +314,12 @@ impl Invoker for HttpInvoker {
         };
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let timeout = inner.timeout;
-            match tokio::time::timeout(timeout, inner.run(admission, invocation)).await {
+            // A deadline rather than a duration: a TLS handshake is bounded by it too,
+            // and reports its own timeout when both expire together.
+            let deadline = tokio::time::Instant::now() + inner.timeout;
+            match tokio::time::timeout_at(deadline, inner.run(admission, invocation, deadline))
+                .await
+            {
                 Ok(result) => result,
                 Err(_elapsed) => Err(InvokeError::Timeout),
             }
@@ -336,6 +376,7 @@ impl Inner {
         &self,
         admission: Admission,
         invocation: Invocation,
+        deadline: tokio::time::Instant,
     ) -> Result<FunctionResponse, InvokeError> {
         let _permit = match admission {
             Admission::Now(permit) => permit,
@@ -352,15 +393,24 @@ impl Inner {
         // and its signature timestamp is the time it is sent.
         let event = invocation.to_aws_event(&self.api);
         let body = match &self.transport {
-            Transport::H1 { pool, head } => {
-                let mut request = Vec::with_capacity(head.len() + 320 + event.len());
-                request.extend_from_slice(head);
-                self.fields(&invocation, &event, |name, value| {
-                    push_trusted(&mut request, name, value)
-                });
-                request.extend_from_slice(b"\r\n");
-                request.extend_from_slice(&event);
-                pool.send(&request, self.max_response_bytes).await?
+            Transport::H1 { pool, target } => {
+                let request = self.h1_request(&invocation, &event);
+                pool.send(&request, self.max_response_bytes, || connect_tcp(target))
+                    .await?
+            }
+            Transport::Tls { pool, target, dial } => {
+                let request = self.h1_request(&invocation, &event);
+                let sent = pool
+                    .send(&request, self.max_response_bytes, || {
+                        dial.connect(target, deadline)
+                    })
+                    .await;
+                match &sent {
+                    Ok(_) => dial.note_success(),
+                    Err(InvokeError::Tls(failure)) => dial.note_failure(failure),
+                    Err(_) => {}
+                }
+                sent?
             }
             Transport::H2c {
                 pool,
@@ -379,12 +429,24 @@ impl Inner {
                     headers,
                     Bytes::from(event),
                     self.max_response_bytes,
-                    || h1::connect_tcp(target),
+                    || connect_tcp(target),
                 )
                 .await?
             }
         };
         parse_proxy_response(body)
+    }
+
+    /// An HTTP/1.1 request: the rendered head, the per-invocation headers and the event.
+    fn h1_request(&self, invocation: &Invocation, event: &[u8]) -> Vec<u8> {
+        let mut request = Vec::with_capacity(self.head.len() + 320 + event.len());
+        request.extend_from_slice(&self.head);
+        self.fields(invocation, event, |name, value| {
+            push_trusted(&mut request, name, value)
+        });
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(event);
+        request
     }
 
     /// The per-invocation headers, in order, each as a valid header value: the ids, the
@@ -427,9 +489,8 @@ impl Inner {
 /// How requests reach the function.
 enum Transport {
     H1 {
-        pool: h1::Pool,
-        /// The request line and headers.
-        head: Vec<u8>,
+        pool: h1::Pool<TcpStream>,
+        target: Target,
     },
     /// HTTP/2 with prior knowledge.
     H2c {
@@ -437,6 +498,13 @@ enum Transport {
         target: Target,
         /// The configured and default headers, without `host`.
         headers: HeaderMap,
+    },
+    /// `https://`: HTTP/1.1 over TLS. HTTP/2 over TLS (ALPN `h2`) becomes a sibling
+    /// branch once the HTTP/2 pool can adopt a TLS stream.
+    Tls {
+        pool: h1::Pool<TlsStream<TcpStream>>,
+        target: Target,
+        dial: TlsDial,
     },
 }
 

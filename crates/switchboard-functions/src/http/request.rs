@@ -36,26 +36,39 @@ pub(super) fn push_trusted(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The `host` header for a URL: its host, and its port unless that is 80.
+/// The `host` header for a URL: its host, and its port unless that is the scheme's
+/// default (80, or 443 for `https`).
 pub(super) fn host_header(uri: &Uri) -> Result<HeaderValue, SetupError> {
     let host = uri.host().unwrap_or_default();
     let value = match uri.port_u16() {
-        Some(port) if port != 80 => format!("{host}:{port}"),
+        Some(port) if port != default_port(uri) => format!("{host}:{port}"),
         _ => host.to_owned(),
     };
     HeaderValue::from_str(&value)
         .map_err(|_| SetupError::invalid("url", "host is not a valid header value"))
 }
 
+/// Whether the URL is `https://`.
+pub(super) fn is_https(uri: &Uri) -> bool {
+    uri.scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+}
+
+/// 443 for `https`, 80 for `http`.
+pub(super) fn default_port(uri: &Uri) -> u16 {
+    if is_https(uri) {
+        443
+    } else {
+        80
+    }
+}
+
 pub(super) fn parse_url(url: &str) -> Result<Uri, SetupError> {
     let bad = |problem: &str| SetupError::invalid("url", problem);
     let uri: Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
     match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("http") => {}
-        Some(s) if s.eq_ignore_ascii_case("https") => return Err(bad(
-            "https is not supported; use http:// (put TLS termination in front of the function)",
-        )),
-        _ => return Err(bad("must be an http:// URL")),
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+        _ => return Err(bad("must be an http:// or https:// URL")),
     }
     let Some(authority) = uri.authority() else {
         return Err(bad("has no host"));

@@ -157,6 +157,9 @@ fn cfg(url: &str) -> HttpFunctionConfig {
         headers: Default::default(),
         max_response_bytes: 1024,
         http_version: Default::default(),
+        tls_ca_file: None,
+        tls_client_cert: None,
+        tls_client_key: None,
     }
 }
 
@@ -173,9 +176,11 @@ fn new_validates_the_config() {
     assert!(HttpInvoker::new("f", &cfg("http://127.0.0.1:9/x?y=1"), api()).is_ok());
     assert!(HttpInvoker::new("f", &cfg("HTTP://example.com"), api()).is_ok());
     for (url, want) in [
-        ("https://example.com/", "url: https is not supported"),
-        ("ftp://example.com/", "url: must be an http:// URL"),
-        ("/relative", "url: must be an http:// URL"),
+        (
+            "ftp://example.com/",
+            "url: must be an http:// or https:// URL",
+        ),
+        ("/relative", "url: must be an http:// or https:// URL"),
         ("http://", "url: not a valid URL"),
         ("not a url", "url: not a valid URL"),
         ("http://u:p@example.com/", "url: credentials"),
@@ -208,4 +213,14 @@ fn new_validates_the_config() {
     let mut c = cfg("http://h/");
     c.secret = Some(String::new());
     assert!(HttpInvoker::new("f", &c, api()).is_err());
+}
+
+#[test]
+fn the_host_header_leaves_out_the_default_port_of_the_scheme() {
+    let host = |url: &str| super::request::host_header(&url.parse().unwrap()).unwrap();
+    assert_eq!(host("https://fn.example:443/"), "fn.example");
+    assert_eq!(host("https://fn.example/"), "fn.example");
+    assert_eq!(host("https://fn.example:80/"), "fn.example:80");
+    assert_eq!(host("http://fn.example:80/"), "fn.example");
+    assert_eq!(host("http://fn.example:443/"), "fn.example:443");
 }

@@ -1,8 +1,10 @@
-//! What the invoker tests share: an invocation as the edge would build it.
+//! What the invoker tests share: an invocation as the edge would build it, and an http
+//! function's table.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use switchboard_core::config::HttpFunctionConfig;
 use switchboard_core::event::{ConnectionInfo, EventKind, Invocation, Payload};
 use switchboard_core::id::IdGenerator;
 
@@ -38,5 +40,24 @@ pub fn invocation(kind: EventKind, body: Option<Bytes>) -> Invocation {
         }),
         disconnect: (kind == EventKind::Disconnect).then(|| (1000, "bye".to_owned())),
         extension: None,
+    }
+}
+
+/// An http function's table for `url`: 5 s timeout, 8 in flight and 8 queued, 64 KiB
+/// answers, HTTP/1.1, no secret, no TLS files.
+#[allow(dead_code)] // The Lambda tests configure no http function.
+pub fn http_config(url: String) -> HttpFunctionConfig {
+    HttpFunctionConfig {
+        url,
+        timeout_ms: 5_000,
+        max_concurrency: 8,
+        max_queue: 8,
+        secret: None,
+        headers: Default::default(),
+        max_response_bytes: 64 * 1024,
+        http_version: Default::default(),
+        tls_ca_file: None,
+        tls_client_cert: None,
+        tls_client_key: None,
     }
 }

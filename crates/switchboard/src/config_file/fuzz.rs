@@ -152,6 +152,9 @@ const HTTP_KEYS: &[(&str, Kind)] = &[
     ("secret", Text),
     ("max_response_bytes", Count),
     ("http_version", Enum(&["1.1", "2"])),
+    ("tls_ca_file", Text),
+    ("tls_client_cert", Text),
+    ("tls_client_key", Text),
 ];
 const LAMBDA_KEYS: &[(&str, Kind)] = &[
     ("handler", Text),
