@@ -790,3 +790,27 @@ fn reference_signer_reproduces_an_aws_suite_vector() {
     assert_eq!(amz_date(1_440_938_160), "20150830T123600Z");
     assert_eq!(amz_date(0), "19700101T000000Z");
 }
+
+/// `x-amz-date` (`sigv4/date.rs`): every instant from 1970 to 9999 renders and parses back
+/// to itself, and an arbitrary or digit-shaped string either is refused or is exactly the
+/// rendering of the instant it parses to (so no impossible date, like February 30, is
+/// accepted and shifted).
+#[test]
+fn fuzz_api_sigv4_amz_date() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let text = prop_oneof![".{0,20}", "[0-9]{8}T[0-9]{6}Z"];
+    switchboard_fuzz::run(
+        "fuzz_api_sigv4_amz_date",
+        40_000,
+        (0u64..253_402_300_800, text),
+        |(secs, s)| {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            prop_assert_eq!(super::parse_amz_date(&amz_date(secs)), Some(t));
+            if let Some(parsed) = super::parse_amz_date(&s) {
+                let back = parsed.duration_since(UNIX_EPOCH).unwrap().as_secs();
+                prop_assert_eq!(amz_date(back), s);
+            }
+            Ok(())
+        },
+    );
+}

@@ -3,7 +3,7 @@ use switchboard_core::ops::Op;
 
 use super::answer::ApiError;
 use super::batch::{to_op, BatchOp};
-use super::parse::query;
+use super::parse::{parse_ids, query, state_changes};
 
 /// Batch items and query strings come from management callers: arbitrary JSON shaped
 /// like batch items (known and unknown ops, every field with values of every type) and
@@ -67,6 +67,7 @@ fn fuzz_api_batch_items_and_queries() {
                 let s = e.status.as_u16();
                 (400..500).contains(&s) && e.kind.ends_with("Exception")
             };
+            let item_state = item.get("state").cloned().unwrap_or(Value::Null);
             if let Ok(parsed) = serde_json::from_value::<BatchOp>(item) {
                 match to_op(max, parsed) {
                     Ok((op, _)) => {
@@ -79,6 +80,16 @@ fn fuzz_api_batch_items_and_queries() {
                     }
                     Err(e) => prop_assert!(refused(&e), "{} {}", e.status, e.kind),
                 }
+            }
+            // `exclude=` lists: every accepted id is a real id, a bad one is a 400.
+            let list = format!("{q},{id}");
+            match parse_ids(Some(&list)) {
+                Ok(ids) => prop_assert!(ids.iter().any(|i| i.to_string() == id)),
+                Err(e) => prop_assert!(refused(&e)),
+            }
+            // State patches from any JSON: strings and nulls only, or a 400.
+            if let Err(e) = state_changes(&item_state) {
+                prop_assert!(refused(&e));
             }
             match query(Some(q), &["limit", "after"]) {
                 Ok(pairs) => {
