@@ -25,6 +25,7 @@
 //! No command touches two keys at once, so the names need no hash tags on a cluster.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ use crate::link::{
     self, tag_hex, Engine, Fault, Link, Node, NodeBacked, Target, Tasks, CLAIM_SECS,
 };
 use crate::{BackplaneError, ClusterEvent, Command, ConnectError, CopyGuard, CopyStamp};
+
+/// Cluster mode: failed heartbeats in a row before the connection is opened anew from the
+/// seeds (about 0.75 s of probing while down), then again every few probes after that.
+const REOPEN_AFTER: u32 = 3;
+const REOPEN_EVERY: u32 = 4;
 
 /// Deletes the reap claim only if we still hold it (it may have expired and been taken).
 const RELEASE_SCRIPT: &str =
@@ -280,6 +286,9 @@ pub(crate) struct RedisEngine {
     conn: parking_lot::RwLock<Conn>,
     /// Cluster mode: the client, to open a fresh connection when the one in use is stuck.
     client: Option<redis::cluster::ClusterClient>,
+    /// Heartbeats started since the last one that succeeded (a heartbeat cut off by the
+    /// op timeout counts as failed: it never resets this).
+    failing: AtomicU32,
     names: Names,
     cluster: bool,
     tag: u32,
@@ -349,6 +358,7 @@ impl RedisEngine {
             conn: parking_lot::RwLock::new(conn),
             cluster: cluster.is_some(),
             client: cluster,
+            failing: AtomicU32::new(0),
             names,
             tag: link.tag,
             node_id: link.node_id.clone(),
@@ -361,13 +371,15 @@ impl RedisEngine {
         cmd.query_async(&mut conn).await.map_err(fault)
     }
 
-    /// Cluster mode: replaces a connection that holds no connection to any shard.
+    /// Cluster mode: replaces a connection that has stopped healing by itself.
     ///
-    /// redis-rs (1.8) is meant to reconnect to the seed nodes then, but after every shard
-    /// restarted at once we have seen it answer `ClusterConnectionNotFound` to every
-    /// request for minutes. A fresh connection starts from the seeds; the heartbeat that
-    /// follows subscribes again. Called by the supervisor's heartbeat only, so one at a
-    /// time; bounded by the link's `op_timeout` around the heartbeat.
+    /// redis-rs (1.8) is meant to reconnect to the seed nodes after a complete outage,
+    /// but after every shard restarted at once we have seen it answer
+    /// `ClusterConnectionNotFound`, or broken-pipe and timeout errors from connections it
+    /// still believes in (redis-rs#2277), to every request for minutes. A fresh
+    /// connection starts from the seeds; the heartbeat that follows subscribes again.
+    /// Called by the supervisor's heartbeat only, so one at a time; bounded by the link's
+    /// `op_timeout` around the heartbeat.
     async fn reopen(&self) -> Result<(), Fault> {
         let Some(client) = &self.client else {
             return Ok(());
@@ -442,19 +454,20 @@ impl Engine for RedisEngine {
             .arg(tag_hex(self.tag))
             .arg(&self.node_id)
             .to_owned();
+        let failed = self.failing.fetch_add(1, Ordering::Relaxed);
+        if self.cluster
+            && failed >= REOPEN_AFTER
+            && (failed - REOPEN_AFTER).is_multiple_of(REOPEN_EVERY)
+        {
+            // Still failing after a few probes, whatever the error: start again from the
+            // seeds (an engine still down refuses this at once).
+            self.reopen().await?;
+        }
         let beaten: Result<((), i64), RedisError> = {
             let (mut c1, mut c2) = (self.conn.read().clone(), self.conn.read().clone());
             tokio::try_join!(beat.query_async(&mut c1), register.query_async(&mut c2))
         };
-        let ((), added) = match beaten {
-            Ok(v) => v,
-            Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound => {
-                // Stuck (see `reopen`): the next probe uses the new connection.
-                self.reopen().await?;
-                return Err(fault(e));
-            }
-            Err(e) => return Err(fault(e)),
-        };
+        let ((), added) = beaten.map_err(fault)?;
         let conn = self.conn.read().clone();
         if let Conn::Cluster(mut conn) = conn {
             // The cluster client replays sharded subscriptions only on connections it
@@ -468,6 +481,7 @@ impl Engine for RedisEngine {
                 .await
                 .map_err(fault)?;
         }
+        self.failing.store(0, Ordering::Relaxed);
         Ok(added > 0)
     }
 
