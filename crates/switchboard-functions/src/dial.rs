@@ -50,6 +50,28 @@ pub(crate) async fn connect_tcp(target: &Target) -> Result<TcpStream, InvokeErro
     })))
 }
 
+/// What the server chose by ALPN on a TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// `http/1.1`, or no choice at all (a server without ALPN speaks HTTP/1.1).
+    Http1,
+    /// `h2`.
+    H2,
+}
+
+impl Alpn {
+    /// The choice the handshake of `stream` ended with.
+    pub(crate) fn of(stream: &TlsStream<TcpStream>) -> Self {
+        match stream.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Self::H2,
+            _ => Self::Http1,
+        }
+    }
+}
+
+/// The once-per-cause log keeps one bit per cause in a `u8`.
+const _: () = assert!(TlsFailure::LABELS.len() <= u8::BITS as usize);
+
 /// TLS to one function: its configuration (with its own session cache), the name its
 /// certificate must hold, and which failure causes were logged since the last success.
 pub(crate) struct TlsDial {
@@ -92,6 +114,25 @@ impl TlsDial {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(InvokeError::Tls(TlsFailure::classify(&e))),
             Err(_elapsed) => Err(InvokeError::Tls(TlsFailure::HandshakeTimeout)),
+        }
+    }
+
+    /// A new TLS connection on which the server chose `h2`, for `http_version = "2"`,
+    /// which offers nothing else: a server that chose nothing (it has no ALPN, so it
+    /// speaks HTTP/1.1) fails with [`TlsFailure::AlpnMismatch`].
+    pub(crate) async fn connect_h2(
+        &self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<TlsStream<TcpStream>, InvokeError> {
+        let stream = self.connect(target, deadline).await?;
+        match Alpn::of(&stream) {
+            Alpn::H2 => Ok(stream),
+            Alpn::Http1 => Err(InvokeError::Tls(TlsFailure::AlpnMismatch(
+                "the server chose no protocol by ALPN, so not h2 (http_version = \"2\"); \
+                 http_version = \"auto\" would speak HTTP/1.1 to it"
+                    .into(),
+            ))),
         }
     }
 

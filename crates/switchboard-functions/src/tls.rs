@@ -186,7 +186,10 @@ pub enum TlsFailure {
     /// The certificate is not valid for the URL's host.
     #[error("certificate not valid for the host: {0}")]
     HostnameMismatch(String),
-    /// The certificate is expired, not yet valid, revoked, malformed or not for servers.
+    /// The certificate's validity ended (or the gateway's clock is wrong).
+    #[error("certificate expired: {0}")]
+    CertificateExpired(String),
+    /// The certificate is not yet valid, revoked, malformed or not for servers.
     #[error("invalid certificate: {0}")]
     InvalidCertificate(String),
     /// The server refused our client certificate, or wanted one we did not send.
@@ -205,9 +208,10 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Every label, in declaration order.
-    pub const LABELS: [&'static str; 7] = [
+    pub const LABELS: [&'static str; 8] = [
         "tls_untrusted_certificate",
         "tls_hostname_mismatch",
+        "tls_certificate_expired",
         "tls_invalid_certificate",
         "tls_client_certificate_refused",
         "tls_alpn_mismatch",
@@ -225,11 +229,12 @@ impl TlsFailure {
         match self {
             Self::UntrustedCertificate(_) => 0,
             Self::HostnameMismatch(_) => 1,
-            Self::InvalidCertificate(_) => 2,
-            Self::ClientCertificateRefused(_) => 3,
-            Self::AlpnMismatch(_) => 4,
-            Self::HandshakeTimeout => 5,
-            Self::Handshake(_) => 6,
+            Self::CertificateExpired(_) => 2,
+            Self::InvalidCertificate(_) => 3,
+            Self::ClientCertificateRefused(_) => 4,
+            Self::AlpnMismatch(_) => 5,
+            Self::HandshakeTimeout => 6,
+            Self::Handshake(_) => 7,
         }
     }
 
@@ -259,6 +264,9 @@ impl TlsFailure {
                 }
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => Self::HostnameMismatch(text),
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    Self::CertificateExpired(text)
+                }
                 _ => Self::InvalidCertificate(text),
             },
             rustls::Error::NoApplicationProtocol
@@ -303,7 +311,9 @@ mod tests {
 
     #[test]
     fn rustls_errors_map_to_the_cause_a_user_can_act_on() {
+        use rustls::pki_types::UnixTime;
         use rustls::Error as E;
+        use std::time::Duration;
         use AlertDescription as A;
         use CertificateError as C;
         let cert = E::InvalidCertificate;
@@ -311,7 +321,14 @@ mod tests {
             (cert(C::UnknownIssuer), "tls_untrusted_certificate"),
             (cert(C::BadSignature), "tls_untrusted_certificate"),
             (cert(C::NotValidForName), "tls_hostname_mismatch"),
-            (cert(C::Expired), "tls_invalid_certificate"),
+            (cert(C::Expired), "tls_certificate_expired"),
+            (
+                cert(C::ExpiredContext {
+                    time: UnixTime::since_unix_epoch(Duration::from_secs(2)),
+                    not_after: UnixTime::since_unix_epoch(Duration::from_secs(1)),
+                }),
+                "tls_certificate_expired",
+            ),
             (cert(C::NotValidYet), "tls_invalid_certificate"),
             (cert(C::InvalidPurpose), "tls_invalid_certificate"),
             (
@@ -346,6 +363,7 @@ mod tests {
         let all = [
             TlsFailure::UntrustedCertificate(String::new()),
             TlsFailure::HostnameMismatch(String::new()),
+            TlsFailure::CertificateExpired(String::new()),
             TlsFailure::InvalidCertificate(String::new()),
             TlsFailure::ClientCertificateRefused(String::new()),
             TlsFailure::AlpnMismatch(String::new()),

@@ -2,7 +2,8 @@
 //! listener that writes frames by hand. Floods, zero window updates, oversized headers,
 //! CONTINUATION floods and a GOAWAY that refuses everything: each invocation fails
 //! cleanly (or succeeds, where the server finally answers), nothing hangs, and what the
-//! server can make the gateway read stays bounded.
+//! server can make the gateway read stays bounded. The floods are also sent over TLS to
+//! an `https://` function whose server picked `h2` by ALPN (`http_version = "auto"`).
 
 mod common;
 
@@ -19,9 +20,10 @@ use switchboard_core::config::{HttpFunctionConfig, HttpVersion};
 use switchboard_core::event::{ApiIdentity, EventKind};
 use switchboard_functions::http::HttpInvoker;
 use switchboard_functions::{InvokeError, Invoker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use switchboard_test_tls::TestCa;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 // Frame types and flags (RFC 9113 §6).
 const DATA: u8 = 0x0;
@@ -88,15 +90,20 @@ fn answer(id: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The two halves of a server connection, over TCP or TLS.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// A server connection: the client's preface has been read.
 struct Peer {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: ReadHalf,
+    wr: WriteHalf,
 }
 
 impl Peer {
-    async fn new(stream: TcpStream) -> std::io::Result<Self> {
-        let (mut rd, wr) = stream.into_split();
+    async fn new(stream: impl AsyncRead + AsyncWrite + Send + 'static) -> std::io::Result<Self> {
+        let (rd, wr) = tokio::io::split(stream);
+        let (mut rd, wr): (ReadHalf, WriteHalf) = (Box::new(rd), Box::new(wr));
         let mut preface = [0u8; 24];
         rd.read_exact(&mut preface).await?;
         assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -109,12 +116,12 @@ impl Peer {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.wr.write_all(bytes).await
+        write(&mut self.wr, bytes).await
     }
 
     /// Reads and drops everything the client sends from now on; request ids go to the
     /// returned channel.
-    fn drain(self) -> (OwnedWriteHalf, tokio::sync::mpsc::UnboundedReceiver<u32>) {
+    fn drain(self) -> (WriteHalf, tokio::sync::mpsc::UnboundedReceiver<u32>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut rd = self.rd;
         tokio::spawn(async move {
@@ -128,7 +135,13 @@ impl Peer {
     }
 }
 
-async fn read_request(rd: &mut OwnedReadHalf) -> std::io::Result<u32> {
+/// Writes `bytes` and flushes: TLS may hold records back until then.
+async fn write(wr: &mut WriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
+}
+
+async fn read_request(rd: &mut ReadHalf) -> std::io::Result<u32> {
     loop {
         let mut head = [0u8; 9];
         rd.read_exact(&mut head).await?;
@@ -145,10 +158,22 @@ async fn read_request(rd: &mut OwnedReadHalf) -> std::io::Result<u32> {
 type Script =
     Arc<dyn Fn(usize, Peer) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static>;
 
-/// A listener running `script(n, peer)` for its `n`th connection (from 0).
+/// A listener running `script(n, peer)` for its `n`th connection (from 0), in cleartext
+/// or over TLS.
 struct Server {
     addr: SocketAddr,
     accepts: Arc<AtomicUsize>,
+    /// For TLS: the CA of its certificate (for `localhost`), which the invoker trusts.
+    ca: Option<TestCa>,
+}
+
+/// How the server is reached.
+#[derive(Clone, Copy, Debug)]
+enum Over {
+    /// h2c with prior knowledge (`http_version = "2"`).
+    Cleartext,
+    /// TLS, `h2` picked by ALPN (`http_version = "auto"`).
+    Tls,
 }
 
 async fn server<F, Fut>(script: F) -> Server
@@ -156,7 +181,26 @@ where
     F: Fn(usize, Peer) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    server_over(Over::Cleartext, script).await
+}
+
+async fn server_over<F, Fut>(over: Over, script: F) -> Server
+where
+    F: Fn(usize, Peer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let script: Script = Arc::new(move |n, peer| Box::pin(script(n, peer)));
+    let (ca, tls): (_, Option<TlsAcceptor>) = match over {
+        Over::Cleartext => (None, None),
+        Over::Tls => {
+            let ca = TestCa::new(&format!(
+                "h2-hostile-{}",
+                NEXT_CA.fetch_add(1, Ordering::SeqCst)
+            ));
+            let acceptor = ca.server_leaf(&["localhost"]).acceptor(&[b"h2"], None);
+            (Some(ca), Some(acceptor))
+        }
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
@@ -164,28 +208,43 @@ where
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let n = counted.fetch_add(1, Ordering::SeqCst);
-            let script = Arc::clone(&script);
+            let (script, tls) = (Arc::clone(&script), tls.clone());
             tokio::spawn(async move {
-                if let Ok(peer) = Peer::new(stream).await {
+                let peer = match tls {
+                    None => Peer::new(stream).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => Peer::new(stream).await,
+                        Err(_) => return,
+                    },
+                };
+                if let Ok(peer) = peer {
                     script(n, peer).await;
                 }
             });
         }
     });
-    Server { addr, accepts }
+    Server { addr, accepts, ca }
 }
 
-fn invoker(addr: SocketAddr, timeout_ms: u64) -> HttpInvoker {
+/// Tells the test CAs of one process apart.
+static NEXT_CA: AtomicUsize = AtomicUsize::new(0);
+
+fn invoker(srv: &Server, timeout_ms: u64) -> HttpInvoker {
+    let port = srv.addr.port();
+    let (url, http_version) = match srv.ca {
+        None => (format!("http://{}/fn", srv.addr), HttpVersion::Http2),
+        Some(_) => (format!("https://localhost:{port}/fn"), HttpVersion::Auto),
+    };
     let cfg = HttpFunctionConfig {
-        url: format!("http://{addr}/fn"),
+        url,
         timeout_ms,
         max_concurrency: 16,
         max_queue: 16,
         secret: None,
         headers: BTreeMap::new(),
         max_response_bytes: 64 * 1024,
-        http_version: HttpVersion::Http2,
-        tls_ca_file: None,
+        http_version,
+        tls_ca_file: srv.ca.as_ref().map(TestCa::ca_file),
         tls_client_cert: None,
         tls_client_key: None,
     };
@@ -232,12 +291,12 @@ async fn good(mut peer: Peer) {
 /// Floods `unit` frames up to 64 MiB without ever reading what the client writes back.
 /// The client must stop reading once its acknowledgements stop going out, so the flood
 /// stalls far short of that, and the invocation times out.
-async fn flood_without_reading(unit: Vec<u8>) {
+async fn flood_without_reading(over: Over, unit: Vec<u8>) {
     const TOTAL: usize = 64 << 20;
     let written = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicBool::new(false));
     let (w, f) = (Arc::clone(&written), Arc::clone(&finished));
-    let srv = server(move |_, mut peer| {
+    let srv = server_over(over, move |_, mut peer| {
         let (written, finished, unit) = (Arc::clone(&w), Arc::clone(&f), unit.clone());
         async move {
             let batch: Vec<u8> = unit.repeat((64 * 1024) / unit.len());
@@ -255,52 +314,82 @@ async fn flood_without_reading(unit: Vec<u8>) {
         }
     })
     .await;
-    let inv = invoker(srv.addr, 1_000);
+    let inv = invoker(&srv, 1_000);
     assert_eq!(call(&inv).await, Err(InvokeError::Timeout));
     assert!(!finished.load(Ordering::SeqCst), "the flood was read whole");
     let written = written.load(Ordering::SeqCst);
+    assert!(written > 0, "the flood began (the connection was up)");
     assert!(written < 32 << 20, "{written} bytes of flood were taken");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_that_never_reads_our_acks_stalls_and_times_out() {
-    flood_without_reading(frame(PING, 0, 0, b"12345678")).await;
+    flood_without_reading(Over::Cleartext, ping()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_flood_that_never_reads_our_acks_stalls_and_times_out() {
-    flood_without_reading(frame(SETTINGS, 0, 0, &[0x0, 0x4, 0, 1, 0, 0])).await;
+    flood_without_reading(Over::Cleartext, settings_change()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_ping_flood_that_never_reads_our_acks_stalls_and_times_out() {
+    flood_without_reading(Over::Tls, ping()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_settings_flood_that_never_reads_our_acks_stalls_and_times_out() {
+    flood_without_reading(Over::Tls, settings_change()).await;
+}
+
+fn ping() -> Vec<u8> {
+    frame(PING, 0, 0, b"12345678")
+}
+
+/// `SETTINGS_INITIAL_WINDOW_SIZE` = 65536, to be acknowledged.
+fn settings_change() -> Vec<u8> {
+    frame(SETTINGS, 0, 0, &[0x0, 0x4, 0, 1, 0, 0])
 }
 
 /// Floods `count` copies of `unit` while reading, then answers the request.
-async fn flood_then_answer(unit: Vec<u8>, count: usize) {
-    let srv = server(move |_, peer| {
+async fn flood_then_answer(over: Over, unit: Vec<u8>, count: usize) {
+    let srv = server_over(over, move |_, peer| {
         let flood = unit.repeat(count);
         async move {
             let (mut wr, mut requests) = peer.drain();
-            let _ = wr.write_all(&settings()).await;
-            let _ = wr.write_all(&flood).await;
+            let _ = write(&mut wr, &settings()).await;
+            let _ = write(&mut wr, &flood).await;
             if let Some(id) = requests.recv().await {
-                let _ = wr.write_all(&answer(id, b"pong")).await;
+                let _ = write(&mut wr, &answer(id, b"pong")).await;
             }
             let _keep = (wr, requests);
             std::future::pending::<()>().await;
         }
     })
     .await;
-    let inv = invoker(srv.addr, 10_000);
+    let inv = invoker(&srv, 10_000);
     assert_eq!(call(&inv).await.unwrap(), "pong");
     assert_eq!(srv.accepts.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_that_reads_our_acks_still_gets_its_answer_through() {
-    flood_then_answer(frame(PING, 0, 0, b"12345678"), 20_000).await;
+    flood_then_answer(Over::Cleartext, ping(), 20_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_flood_that_reads_our_acks_still_gets_its_answer_through() {
-    flood_then_answer(frame(SETTINGS, 0, 0, &[0x0, 0x4, 0, 1, 0, 0]), 20_000).await;
+    flood_then_answer(Over::Cleartext, settings_change(), 20_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_ping_flood_that_reads_our_acks_still_gets_its_answer_through() {
+    flood_then_answer(Over::Tls, ping(), 20_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_settings_flood_that_reads_our_acks_still_gets_its_answer_through() {
+    flood_then_answer(Over::Tls, settings_change(), 20_000).await;
 }
 
 /// The first connection answers its first request with `bad`, the later ones with `pong`
@@ -321,7 +410,7 @@ async fn broken_first_connection(bad: fn(u32) -> Vec<u8>) -> (Result<Bytes, Invo
         }
     })
     .await;
-    let inv = invoker(srv.addr, 5_000);
+    let inv = invoker(&srv, 5_000);
     let first = call(&inv).await;
     assert_eq!(call(&inv).await.unwrap(), "pong", "the next call is served");
     (first, srv)
@@ -398,7 +487,7 @@ async fn a_continuation_flood_is_refused_with_enhance_your_calm() {
         }
     })
     .await;
-    let inv = invoker(srv.addr, 5_000);
+    let inv = invoker(&srv, 5_000);
     assert_eq!(call(&inv).await, broke("ENHANCE_YOUR_CALM"));
     let written = written.load(Ordering::SeqCst);
     assert!(written < 1024 * 1024, "{written} CONTINUATION frames taken");
@@ -421,7 +510,7 @@ async fn a_goaway_refusing_every_stream_is_retried_on_a_new_connection() {
         while peer.request().await.is_ok() {}
     })
     .await;
-    let inv = invoker(srv.addr, 5_000);
+    let inv = invoker(&srv, 5_000);
     assert_eq!(call(&inv).await.unwrap(), "pong");
     assert_eq!(srv.accepts.load(Ordering::SeqCst), 2);
 }

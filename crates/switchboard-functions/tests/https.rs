@@ -1,177 +1,28 @@
 //! `https://` functions against a real rustls server on 127.0.0.1, with a CA made at
-//! test time: HTTP/1.1 over TLS, pooled reuse, and each refusal with its reason.
+//! test time (`switchboard-test-tls`): HTTP/1.1 over TLS and pooled reuse, HTTP/2 by ALPN
+//! shared as streams, session resumption, and each refusal with its reason.
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use switchboard_core::config::HttpFunctionConfig;
+use switchboard_core::config::{HttpFunctionConfig, HttpVersion};
 use switchboard_core::event::{ApiIdentity, EventKind};
 use switchboard_functions::http::HttpInvoker;
 use switchboard_functions::tls::TlsFailure;
 use switchboard_functions::{InvokeError, Invoker};
+use switchboard_test_tls::{Leaf, TestCa, TlsFunction};
 use tokio::net::TcpListener;
 
-/// A CA, its files, and certificates it signs, under a directory of this test's own.
-struct TestCa {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    dir: PathBuf,
-}
-
-/// A certificate and its key, as DER for the server and as PEM files for the client.
-struct Leaf {
-    der: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-    cert_file: PathBuf,
-    key_file: PathBuf,
-}
-
-impl TestCa {
-    fn new(case: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sb-https-{}-{case}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let issuer =
-            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
-        Self { issuer, dir }
+/// A server that offers only `http/1.1` by ALPN, as the HTTP/1.1 cases need.
+async fn h1_server(leaf: &Leaf, client_ca: Option<&TestCa>) -> TlsFunction {
+    let builder = TlsFunction::builder(leaf).alpn(&[b"http/1.1"]);
+    match client_ca {
+        Some(ca) => builder.client_ca(ca).start().await,
+        None => builder.start().await,
     }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    fn leaf(&self, file: &str, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> Leaf {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let cert_file = self.dir.join(format!("{file}.pem"));
-        let key_file = self.dir.join(format!("{file}.key"));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            cert_file,
-            key_file,
-        }
-    }
-
-    fn server_leaf(&self, names: &[&str]) -> Leaf {
-        self.leaf("server", names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    fn client_leaf(&self) -> Leaf {
-        self.leaf(
-            "client",
-            &["client"],
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        )
-    }
-}
-
-impl Drop for TestCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A TLS function server answering every POST with a Lambda-proxy 200 whose body is the
-/// request's `host` header. Counts TCP accepts.
-struct TlsFunction {
-    port: u16,
-    accepts: Arc<AtomicUsize>,
-    /// With a client CA: whether new connections must present a client certificate.
-    strict: Arc<AtomicBool>,
-}
-
-impl TlsFunction {
-    /// `client_ca`: require a client certificate signed by it (mTLS).
-    async fn start(leaf: &Leaf, client_ca: Option<&TestCa>) -> Self {
-        let lax = Self::acceptor(leaf, None);
-        let strict_acceptor = Self::acceptor(leaf, client_ca);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepts = Arc::new(AtomicUsize::new(0));
-        let strict = Arc::new(AtomicBool::new(true));
-        let (counted, strict_now) = (Arc::clone(&accepts), Arc::clone(&strict));
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let acceptor = if strict_now.load(Ordering::SeqCst) {
-                    strict_acceptor.clone()
-                } else {
-                    lax.clone()
-                };
-                tokio::spawn(serve(acceptor, tcp));
-            }
-        });
-        Self {
-            port,
-            accepts,
-            strict,
-        }
-    }
-
-    fn acceptor(leaf: &Leaf, client_ca: Option<&TestCa>) -> tokio_rustls::TlsAcceptor {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = match client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(ca.issuer.der().clone()).unwrap();
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider,
-                )
-                .build()
-                .unwrap();
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder
-            .with_single_cert(vec![leaf.der.clone()], leaf.key.clone_key())
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
-    }
-
-    fn url(&self) -> String {
-        format!("https://localhost:{}/fn", self.port)
-    }
-}
-
-/// Serves one connection: every POST gets a 200 whose body is its `host` header.
-async fn serve(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
-    let Ok(tls) = acceptor.accept(tcp).await else {
-        return;
-    };
-    let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-        let host = req.headers()["host"].to_str().unwrap_or("?").to_owned();
-        let _ = req.into_body().collect().await;
-        let body = serde_json::json!({"statusCode": 200, "body": host});
-        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
-            body.to_string(),
-        ))))
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), svc)
-        .await;
 }
 
 /// The function's table for `server`, trusting `ca`.
@@ -191,10 +42,32 @@ fn invoker(cfg: &HttpFunctionConfig) -> HttpInvoker {
 }
 
 async fn call(invoker: &HttpInvoker) -> Result<String, InvokeError> {
+    spawn_call(invoker).await.unwrap()
+}
+
+/// A CA for `case`, and the certificate it signed for `localhost`.
+fn localhost_ca(case: &str) -> (TestCa, Leaf) {
+    let ca = TestCa::new(case);
+    let leaf = ca.server_leaf(&["localhost"]);
+    (ca, leaf)
+}
+
+/// `n` invocations one after the other, each of which must succeed.
+async fn call_n(invoker: &HttpInvoker, n: usize) {
+    for _ in 0..n {
+        call(invoker).await.unwrap();
+    }
+}
+
+/// An invocation on a task of its own, so that several are in flight at once; the text
+/// of its answer's body.
+fn spawn_call(invoker: &HttpInvoker) -> tokio::task::JoinHandle<Result<String, InvokeError>> {
     let invocation = common::invocation(EventKind::Message, Some(Bytes::from_static(b"hi")));
-    let answer = invoker.invoke(invocation).await?;
-    let body = answer.body.expect("the function answered a body");
-    Ok(String::from_utf8(body.data.to_vec()).unwrap())
+    let answer = invoker.invoke(invocation);
+    tokio::spawn(async move {
+        let body = answer.await?.body.expect("the function answered a body");
+        Ok(String::from_utf8(body.data.to_vec()).unwrap())
+    })
 }
 
 fn tls_label(result: Result<String, InvokeError>) -> &'static str {
@@ -207,7 +80,7 @@ fn tls_label(result: Result<String, InvokeError>) -> &'static str {
 #[tokio::test]
 async fn http1_over_tls_round_trips_on_one_pooled_connection() {
     let ca = TestCa::new("pooled");
-    let server = TlsFunction::start(&ca.server_leaf(&["localhost"]), None).await;
+    let server = h1_server(&ca.server_leaf(&["localhost"]), None).await;
     let cfg = trusting(&ca, &server);
     let invoker = invoker(&cfg);
     for _ in 0..10 {
@@ -215,7 +88,7 @@ async fn http1_over_tls_round_trips_on_one_pooled_connection() {
         assert_eq!(host, format!("localhost:{}", server.port));
     }
     assert_eq!(
-        server.accepts.load(Ordering::SeqCst),
+        server.counts.get(|c| &c.accepts),
         1,
         "one kept-alive connection"
     );
@@ -224,7 +97,7 @@ async fn http1_over_tls_round_trips_on_one_pooled_connection() {
 #[tokio::test]
 async fn a_certificate_from_an_unknown_ca_is_refused() {
     let ca = TestCa::new("untrusted");
-    let server = TlsFunction::start(&ca.server_leaf(&["localhost"]), None).await;
+    let server = h1_server(&ca.server_leaf(&["localhost"]), None).await;
     let invoker = invoker(&common::http_config(server.url()));
     let result = call(&invoker).await;
     assert!(
@@ -240,7 +113,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused() {
 #[tokio::test]
 async fn a_certificate_for_another_host_is_refused() {
     let ca = TestCa::new("hostname");
-    let server = TlsFunction::start(&ca.server_leaf(&["other.example"]), None).await;
+    let server = h1_server(&ca.server_leaf(&["other.example"]), None).await;
     let cfg = trusting(&ca, &server);
     let result = call(&invoker(&cfg)).await;
     assert_eq!(tls_label(result), "tls_hostname_mismatch");
@@ -249,7 +122,7 @@ async fn a_certificate_for_another_host_is_refused() {
 #[tokio::test]
 async fn mutual_tls_needs_the_client_certificate() {
     let ca = TestCa::new("mtls");
-    let server = TlsFunction::start(&ca.server_leaf(&["localhost"]), Some(&ca)).await;
+    let server = h1_server(&ca.server_leaf(&["localhost"]), Some(&ca)).await;
     let client = ca.client_leaf();
     let mut cfg = trusting(&ca, &server);
     let without = call(&invoker(&cfg)).await;
@@ -298,6 +171,17 @@ impl std::io::Write for Log {
 }
 
 impl Log {
+    /// The log lines of this thread while the guard lives.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let log = Self::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
     fn count(&self, needle: &str) -> usize {
         String::from_utf8_lossy(&self.0.lock())
             .matches(needle)
@@ -310,17 +194,11 @@ impl Log {
 /// subscriber.
 #[tokio::test]
 async fn each_tls_failure_cause_is_logged_once_until_a_success() {
-    let log = Log::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (log, _default) = Log::capture();
     let line = "TLS connection to the function failed";
 
     let ca = TestCa::new("logged");
-    let server = TlsFunction::start(&ca.server_leaf(&["localhost"]), Some(&ca)).await;
+    let server = h1_server(&ca.server_leaf(&["localhost"]), Some(&ca)).await;
     let cfg = trusting(&ca, &server);
     let refused = invoker(&cfg);
     for _ in 0..3 {
@@ -344,4 +222,181 @@ async fn each_tls_failure_cause_is_logged_once_until_a_success() {
     reused.unwrap();
     assert_eq!(tls_label(dialled), "tls_client_certificate_refused");
     assert_eq!(log.count(line), 2, "logged again after a success");
+}
+
+/// `auto` over TLS: the server picks `h2`, and invocations in flight together are
+/// streams of one connection. The server holds every answer until all have arrived, so
+/// they are in flight at once.
+#[tokio::test]
+async fn h2_by_alpn_carries_concurrent_invocations_on_one_connection() {
+    const AT_ONCE: usize = 24;
+    let (ca, leaf) = localhost_ca("h2-shared");
+    let server = TlsFunction::builder(&leaf)
+        .hold_until(AT_ONCE)
+        .start()
+        .await;
+    let mut cfg = trusting(&ca, &server);
+    cfg.max_concurrency = 32;
+    assert_eq!(cfg.http_version, HttpVersion::Auto, "the default");
+    let invoker = invoker(&cfg);
+    let calls: Vec<_> = (0..AT_ONCE).map(|_| spawn_call(&invoker)).collect();
+    for call in calls {
+        let host = call.await.unwrap().unwrap();
+        assert_eq!(host, format!("localhost:{}", server.port));
+    }
+    call_n(&invoker, 3).await;
+    let counts = &server.counts;
+    assert_eq!(counts.get(|c| &c.accepts), 1, "one TLS connection");
+    assert_eq!(counts.get(|c| &c.h2_connections), 1);
+    assert_eq!(counts.get(|c| &c.h2_requests), AT_ONCE + 3);
+    assert_eq!(counts.get(|c| &c.h1_requests), 0);
+}
+
+/// `auto` against servers that do not pick `h2` (one offering only `http/1.1`, one
+/// without ALPN): HTTP/1.1, pooled. Four calls in flight together take four
+/// connections, which the next calls reuse.
+#[tokio::test]
+async fn auto_speaks_pooled_http1_to_a_server_that_does_not_pick_h2() {
+    let only_http1: &[&[u8]] = &[b"http/1.1"];
+    for (case, alpn) in [("auto-http1", only_http1), ("auto-no-alpn", &[])] {
+        let (ca, leaf) = localhost_ca(case);
+        let server = TlsFunction::builder(&leaf)
+            .alpn(alpn)
+            .hold_until(4)
+            .start()
+            .await;
+        let invoker = invoker(&trusting(&ca, &server));
+        let calls: Vec<_> = (0..4).map(|_| spawn_call(&invoker)).collect();
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        call_n(&invoker, 6).await;
+        let counts = &server.counts;
+        assert_eq!(counts.get(|c| &c.accepts), 4, "{case}: pooled");
+        assert_eq!(counts.get(|c| &c.h1_requests), 10, "{case}");
+        assert_eq!(counts.get(|c| &c.h2_connections), 0, "{case}");
+    }
+}
+
+/// `"1.1"` offers only `http/1.1`, so a server preferring `h2` speaks HTTP/1.1.
+#[tokio::test]
+async fn http_version_1_1_offers_only_http1() {
+    let (ca, leaf) = localhost_ca("only-1-1");
+    let server = TlsFunction::builder(&leaf).start().await;
+    let mut cfg = trusting(&ca, &server);
+    cfg.http_version = HttpVersion::Http1;
+    let invoker = invoker(&cfg);
+    call_n(&invoker, 3).await;
+    assert_eq!(server.counts.get(|c| &c.h1_requests), 3);
+    assert_eq!(server.counts.get(|c| &c.h2_connections), 0);
+}
+
+/// `"2"` offers only `h2`: a server that cannot pick it (it offers only `http/1.1` and
+/// refuses the handshake, or has no ALPN and picks nothing) fails the invocation with
+/// `tls_alpn_mismatch`, logged once; one that picks it is spoken to in HTTP/2.
+#[tokio::test]
+async fn http_version_2_needs_the_server_to_pick_h2() {
+    let (log, _default) = Log::capture();
+
+    let only_http1: &[&[u8]] = &[b"http/1.1"];
+    let h2: &[&[u8]] = &[b"h2", b"http/1.1"];
+    for (case, alpn, picks_h2) in [
+        ("h2-refused", only_http1, false),
+        ("h2-no-alpn", &[], false),
+        ("h2-picked", h2, true),
+    ] {
+        let (ca, leaf) = localhost_ca(case);
+        let server = TlsFunction::builder(&leaf).alpn(alpn).start().await;
+        let mut cfg = trusting(&ca, &server);
+        cfg.http_version = HttpVersion::Http2;
+        let invoker = invoker(&cfg);
+        for _ in 0..3 {
+            let result = call(&invoker).await;
+            if picks_h2 {
+                assert_eq!(result.unwrap(), format!("localhost:{}", server.port));
+            } else {
+                assert!(
+                    matches!(result, Err(InvokeError::Tls(TlsFailure::AlpnMismatch(_)))),
+                    "{case}: {result:?}"
+                );
+            }
+        }
+        let h1_requests = server.counts.get(|c| &c.h1_requests);
+        assert_eq!(h1_requests, 0, "{case}: nothing sent in HTTP/1.1");
+    }
+    assert_eq!(
+        log.count("reason=\"tls_alpn_mismatch\""),
+        2,
+        "once per function"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused_as_expired() {
+    let ca = TestCa::new("expired");
+    let leaf = ca.expired_server_leaf(&["localhost"]);
+    let server = TlsFunction::builder(&leaf).start().await;
+    let result = call(&invoker(&trusting(&ca, &server))).await;
+    assert!(
+        matches!(
+            result,
+            Err(InvokeError::Tls(TlsFailure::CertificateExpired(_)))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(result.unwrap_err().label(), "tls_certificate_expired");
+}
+
+/// A server that closes each connection after one answer makes every call connect
+/// anew; the handshakes after the first resume the TLS session (over HTTP/1.1, where
+/// the answer says `connection: close`, and over HTTP/2, where a `GOAWAY` does).
+#[tokio::test]
+async fn a_new_connection_resumes_the_tls_session() {
+    let only_http1: &[&[u8]] = &[b"http/1.1"];
+    let h2: &[&[u8]] = &[b"h2"];
+    for (case, alpn) in [("resume-http1", only_http1), ("resume-h2", h2)] {
+        let (ca, leaf) = localhost_ca(case);
+        let server = TlsFunction::builder(&leaf)
+            .alpn(alpn)
+            .close_after_each_answer()
+            .start()
+            .await;
+        let invoker = invoker(&trusting(&ca, &server));
+        call_n(&invoker, 3).await;
+        let counts = &server.counts;
+        assert_eq!(counts.get(|c| &c.handshakes), 3, "{case}: one per call");
+        assert_eq!(counts.get(|c| &c.resumed), 2, "{case}: all but the first");
+    }
+}
+
+/// The server's pick is remembered, and followed when it changes: `h2` first, then
+/// (new connections picking `http/1.1`) HTTP/1.1, then `h2` again; no invocation fails
+/// on the way. The server closes each connection after one answer, so each call needs
+/// a new one.
+#[tokio::test]
+async fn a_changed_alpn_pick_is_followed() {
+    let (ca, leaf) = localhost_ca("changed-pick");
+    let server = TlsFunction::builder(&leaf)
+        .close_after_each_answer()
+        .start()
+        .await;
+    let invoker = invoker(&trusting(&ca, &server));
+    let counts = &server.counts;
+    let host = format!("localhost:{}", server.port);
+
+    assert_eq!(call(&invoker).await.unwrap(), host);
+    assert_eq!(counts.get(|c| &c.h2_requests), 1);
+
+    server.picks_h2.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(call(&invoker).await.unwrap(), host);
+    }
+    assert_eq!(counts.get(|c| &c.h1_requests), 2);
+
+    server.picks_h2.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(call(&invoker).await.unwrap(), host);
+    }
+    assert_eq!(counts.get(|c| &c.h2_requests), 3);
+    assert_eq!(counts.get(|c| &c.h1_requests), 2);
 }

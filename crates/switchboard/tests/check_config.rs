@@ -260,7 +260,8 @@ fn check_config_and_serve_refuse_the_same_configs_with_the_same_message() {
     }
 }
 
-/// A directory that passes: what `check-config` accepts, `serve` runs.
+/// A directory that passes: what `check-config` accepts, `serve` runs (HTTP/2 over TLS
+/// included, which setup once refused).
 #[test]
 fn a_config_with_its_files_in_place_passes() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -272,7 +273,8 @@ fn a_config_with_its_files_in_place_passes() {
                 "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[static]\ndir = \".\"\n\
                  [functions.f]\nkind = \"lambda\"\ndir = \".\"\nhandler = \"app.handler\"\nruntime = \"python\"\n\
                  [functions.h]\nkind = \"http\"\nurl = \"https://localhost/\"\ntls_ca_file = \"cert.pem\"\n\
-                 tls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n",
+                 tls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n\
+                 [functions.h2]\nkind = \"http\"\nurl = \"https://localhost/\"\nhttp_version = \"2\"\n",
             ),
             ("cert.pem", &cert.cert.pem()),
             ("key.pem", &cert.signing_key.serialize_pem()),

@@ -7,12 +7,18 @@ use std::time::Duration;
 
 use common::function_server::{proxy, FunctionServer, Reply};
 use common::*;
+use switchboard_test_tls::{TestCa, TlsFunction};
 use switchboard_ws::Message;
 
 const TOKEN: &str = "test-token-0123456789";
 
 /// A gateway whose routes all go to the function server at `url`.
 fn gateway(url: &str, extra: &str) -> Gateway {
+    gateway_with(url, "", extra)
+}
+
+/// [`gateway`], with more keys (`function_keys`, TOML lines) in the function's table.
+fn gateway_with(url: &str, function_keys: &str, extra: &str) -> Gateway {
     Gateway::start(&format!(
         r#"
 [management]
@@ -23,6 +29,7 @@ kind = "http"
 url = "{url}"
 timeout_ms = 1000
 secret = "s3cret"
+{function_keys}
 
 [routes."$connect"]
 function = "f"
@@ -639,4 +646,41 @@ async fn the_webhook_chat_example_works_with_its_python_functions() {
     );
     let _ = py.kill();
     let _ = py.wait();
+}
+
+/// An `https://` function whose certificate comes from a private CA (`tls_ca_file`),
+/// reached with the default `http_version = "auto"`: its server picks `h2` by ALPN, the
+/// events are streams of one HTTP/2 connection, and a client's messages come back.
+#[tokio::test]
+async fn an_https_function_is_reached_over_h2_picked_by_alpn() {
+    let ca = TestCa::new("gateway-https");
+    let leaf = ca.server_leaf(&["localhost"]);
+    let server = TlsFunction::builder(&leaf)
+        .answer(
+            |seen| match seen.event["requestContext"]["eventType"].as_str() {
+                Some("MESSAGE") => format!("echo: {}", seen.event["body"].as_str().unwrap_or("")),
+                _ => String::new(),
+            },
+        )
+        .start()
+        .await;
+    let ca_file = format!("tls_ca_file = {:?}", ca.ca_file().display().to_string());
+    let gw = gateway_with(&server.url(), &ca_file, "");
+    let mut c = connect(gw.ws).await;
+    for msg in ["over h2", "and again"] {
+        c.send_text(msg).await;
+        assert_eq!(
+            text(&c.recv_within(5).await.unwrap()),
+            format!("echo: {msg}")
+        );
+    }
+    let counts = &server.counts;
+    assert_eq!(counts.get(|c| &c.accepts), 1, "one TLS connection");
+    assert_eq!(counts.get(|c| &c.h2_connections), 1);
+    assert_eq!(
+        counts.get(|c| &c.h2_requests),
+        3,
+        "$connect and two messages"
+    );
+    assert_eq!(counts.get(|c| &c.h1_requests), 0);
 }

@@ -103,8 +103,11 @@ pub struct HttpFunctionConfig {
     /// Largest response body accepted, bytes. Default 6291456 (6 MiB, as Lambda).
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
-    /// `"1.1"` (default): pooled keep-alive HTTP/1.1 connections. `"2"`: cleartext
-    /// HTTP/2 with prior knowledge (h2c), invocations multiplexed over one connection.
+    /// `"auto"` (default): for `http://`, HTTP/1.1; for `https://`, `h2` or `http/1.1`
+    /// offered by ALPN and the server's choice spoken. `"1.1"`: pooled keep-alive HTTP/1.1
+    /// connections (over TLS, only `http/1.1` offered). `"2"`: HTTP/2, invocations
+    /// multiplexed over one connection: with prior knowledge (h2c) for `http://`, only
+    /// `h2` offered for `https://`.
     #[serde(default)]
     pub http_version: HttpVersion,
     /// PEM file of extra root certificates trusted for an `https://` url (a private CA),
@@ -124,11 +127,15 @@ pub struct HttpFunctionConfig {
 /// The HTTP version an `http` function is spoken to with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HttpVersion {
-    /// `"1.1"`: HTTP/1.1 with keep-alive.
+    /// `"auto"`: HTTP/1.1 for `http://` (cleartext has no ALPN); for `https://`, the
+    /// server's ALPN choice of `h2` and `http/1.1`.
     #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// `"1.1"`: HTTP/1.1 with keep-alive.
     #[serde(rename = "1.1")]
     Http1,
-    /// `"2"`: cleartext HTTP/2 with prior knowledge.
+    /// `"2"`: HTTP/2; with prior knowledge (h2c) for `http://`, `h2` by ALPN for `https://`.
     #[serde(rename = "2")]
     Http2,
 }

@@ -309,6 +309,34 @@ fn tls_keys_need_https_and_each_other() {
     assert!(f("https://fn.example/", both).is_empty());
 }
 
+/// `http_version` is `"auto"` unless set; every version goes with either scheme (`"2"`
+/// over `https://` is HTTP/2 by ALPN), and anything else is refused with the choices.
+#[test]
+fn http_versions_parse_with_either_scheme() {
+    let http = |url: &str, extra: &str| -> Result<HttpVersion, String> {
+        let text = format!("[functions.h]\nkind = \"http\"\nurl = \"{url}\"\n{extra}");
+        let c: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| format!("{e:?}"))?;
+        match &c.functions["h"] {
+            FunctionConfig::Http(h) => Ok(h.http_version),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(http("https://fn.example/", ""), Ok(HttpVersion::Auto));
+    for (value, version) in [
+        ("auto", HttpVersion::Auto),
+        ("1.1", HttpVersion::Http1),
+        ("2", HttpVersion::Http2),
+    ] {
+        for url in ["http://fn.example/", "https://fn.example/"] {
+            let set = format!("http_version = \"{value}\"\n");
+            assert_eq!(http(url, &set), Ok(version), "{url} {value}");
+        }
+    }
+    let e = http("https://fn.example/", "http_version = \"3\"\n").unwrap_err();
+    assert!(e.contains("expected one of `auto`, `1.1`, `2`"), "{e}");
+}
+
 /// What the HTTP and Lambda invokers refused (or crashed on) at start is refused by
 /// `check-config` too: a Lambda pool of 2^62 workers reserved its slots up front
 /// (capacity overflow at start); 0 workers or a 0 ms timeout could run nothing.

@@ -1,13 +1,14 @@
 //! The HTTP function kind: each invocation POSTs the AWS API Gateway WebSocket event to an
 //! `http://` URL (HTTP/1.1, or h2c with `http_version = "2"`, see `http2.rs`) or an
-//! `https://` URL (HTTP/1.1 over TLS, see `crate::tls` and `crate::dial`) and reads a
-//! Lambda-proxy-shaped answer back.
+//! `https://` URL (HTTP/1.1 or HTTP/2 over TLS as the server picks by ALPN, see `alpn.rs`,
+//! `crate::tls` and `crate::dial`) and reads a Lambda-proxy-shaped answer back.
 //!
 //! # Request
 //!
 //! `POST <url>` over HTTP/1.1 with keep-alive (a pool of connections per function, see
-//! `h1/`), the body being the event JSON exactly as AWS sends it to a Lambda proxy
-//! integration ([`Invocation::to_aws_event`]). Headers:
+//! `h1/`) or as a stream of a shared HTTP/2 connection, the body being the event JSON
+//! exactly as AWS sends it to a Lambda proxy integration ([`Invocation::to_aws_event`]).
+//! Headers:
 //!
 //! | header | value |
 //! | --- | --- |
@@ -66,7 +67,9 @@
 //! # Failures
 //!
 //! [`InvokeError::Unreachable`] means the function never got the event: no connection
-//! could be made (DNS failure, connection refused, connect error). Once a connection is
+//! could be made (DNS failure, connection refused, connect error); [`InvokeError::Tls`]
+//! likewise, when the TLS handshake failed or the server's ALPN pick cannot be spoken
+//! (`http_version = "2"` and no `h2`). Once a connection is
 //! up, the function may have seen the event and acted on it, so everything that goes
 //! wrong afterwards is [`InvokeError::Failed`]: a reset or close before or during the
 //! response, a truncated body, a response that is not HTTP, a status other than 2xx
@@ -90,7 +93,8 @@
 //!   if it is valid UTF-8, binary otherwise.
 //!
 //! The parts: this file holds the invoker and its bounds; `request.rs` writes the
-//! request (headers, host, signature); `proxy.rs` reads the answer.
+//! request (headers, host, signature); `proxy.rs` reads the answer; `alpn.rs` picks the
+//! pool of an `https://` function by the server's ALPN choice.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -108,13 +112,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use tokio::net::TcpStream;
 
-use tokio_rustls::client::TlsStream;
-
-use crate::dial::{connect_tcp, Target, TlsDial};
+use crate::dial::{connect_tcp, Target};
 use crate::tls::ClientTls;
 use crate::{h1, http2};
 use crate::{InvokeError, InvokeFuture, Invoker, SetupError};
 
+mod alpn;
 mod proxy;
 mod request;
 
@@ -220,7 +223,7 @@ impl HttpInvoker {
         }
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let head = match cfg.http_version {
-            HttpVersion::Http1 => {
+            HttpVersion::Auto | HttpVersion::Http1 => {
                 let mut head = format!("POST {path} HTTP/1.1\r\n").into_bytes();
                 for (name, value) in &headers {
                     push_header(&mut head, name.as_str(), value.as_bytes());
@@ -228,6 +231,14 @@ impl HttpInvoker {
                 head
             }
             HttpVersion::Http2 => Vec::new(),
+        };
+        // For HTTP/2, `:authority`, taken from the URI, replaces `host`.
+        let h2_headers = || -> HeaderMap {
+            headers
+                .iter()
+                .filter(|(name, _)| *name != HOST)
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
         };
 
         let signer = match &cfg.secret {
@@ -251,20 +262,17 @@ impl HttpInvoker {
             port: uri.port_u16().unwrap_or(default_port(&uri)),
         };
         let transport = match (is_https(&uri), cfg.http_version) {
-            (false, HttpVersion::Http1) => Transport::H1 {
+            // Cleartext has no ALPN to ask the server with: "auto" is HTTP/1.1.
+            (false, HttpVersion::Auto | HttpVersion::Http1) => Transport::H1 {
                 pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
                 target,
             },
             (false, HttpVersion::Http2) => Transport::H2c {
                 pool: http2::Pool::new(POOL_IDLE_TIMEOUT),
                 target,
-                // `:authority`, taken from the URI, replaces `host`.
-                headers: headers
-                    .into_iter()
-                    .filter(|(name, _)| *name != HOST)
-                    .collect(),
+                headers: h2_headers(),
             },
-            (true, HttpVersion::Http1) => {
+            (true, version) => {
                 let mut tls = ClientTls::public_roots();
                 if let Some(path) = &cfg.tls_ca_file {
                     tls = tls.extra_roots_pem(path)?;
@@ -272,19 +280,14 @@ impl HttpInvoker {
                 if let (Some(cert), Some(key)) = (&cfg.tls_client_cert, &cfg.tls_client_key) {
                     tls = tls.client_identity_pem(cert, key)?;
                 }
-                // Only http/1.1 is offered until HTTP/2 over TLS (ALPN h2) has its pool.
-                let config = tls.alpn(&[b"http/1.1"]).build()?;
-                Transport::Tls {
-                    dial: TlsDial::new(name, config, &target.host)?,
-                    pool: h1::Pool::new(cfg.max_concurrency, POOL_IDLE_TIMEOUT),
+                Transport::Tls(alpn::Tls::new(
+                    name,
+                    tls,
+                    version,
                     target,
-                }
-            }
-            (true, HttpVersion::Http2) => {
-                return Err(SetupError::invalid(
-                    "http_version",
-                    "\"2\" is for http:// (h2c) only; https:// functions speak HTTP/1.1",
-                ))
+                    cfg.max_concurrency,
+                    h2_headers(),
+                )?)
             }
         };
 
@@ -398,32 +401,16 @@ impl Inner {
                 pool.send(&request, self.max_response_bytes, || connect_tcp(target))
                     .await?
             }
-            Transport::Tls { pool, target, dial } => {
-                let request = self.h1_request(&invocation, &event);
-                let sent = pool
-                    .send(&request, self.max_response_bytes, || {
-                        dial.connect(target, deadline)
-                    })
-                    .await;
-                match &sent {
-                    Ok(_) => dial.note_success(),
-                    Err(InvokeError::Tls(failure)) => dial.note_failure(failure),
-                    Err(_) => {}
-                }
-                sent?
+            Transport::Tls(tls) => {
+                tls.send(self, &invocation, Bytes::from(event), deadline)
+                    .await?
             }
             Transport::H2c {
                 pool,
                 target,
                 headers,
             } => {
-                let mut headers = headers.clone();
-                self.fields(&invocation, &event, |name, value| {
-                    // The values are valid (checked or written here), so none is dropped.
-                    if let Ok(value) = HeaderValue::from_bytes(value) {
-                        headers.append(HeaderName::from_static(name), value);
-                    }
-                });
+                let headers = self.h2_headers(headers, &invocation, &event);
                 pool.send(
                     &self.uri,
                     headers,
@@ -435,6 +422,19 @@ impl Inner {
             }
         };
         parse_proxy_response(body)
+    }
+
+    /// An HTTP/2 request's headers: `base` (the configured and default ones, without
+    /// `host`) and the per-invocation ones.
+    fn h2_headers(&self, base: &HeaderMap, invocation: &Invocation, event: &[u8]) -> HeaderMap {
+        let mut headers = base.clone();
+        self.fields(invocation, event, |name, value| {
+            // The values are valid (checked or written here), so none is dropped.
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.append(HeaderName::from_static(name), value);
+            }
+        });
+        headers
     }
 
     /// An HTTP/1.1 request: the rendered head, the per-invocation headers and the event.
@@ -499,13 +499,8 @@ enum Transport {
         /// The configured and default headers, without `host`.
         headers: HeaderMap,
     },
-    /// `https://`: HTTP/1.1 over TLS. HTTP/2 over TLS (ALPN `h2`) becomes a sibling
-    /// branch once the HTTP/2 pool can adopt a TLS stream.
-    Tls {
-        pool: h1::Pool<TlsStream<TcpStream>>,
-        target: Target,
-        dial: TlsDial,
-    },
+    /// `https://`: HTTP/1.1 or HTTP/2 over TLS, by ALPN.
+    Tls(alpn::Tls),
 }
 
 #[cfg(test)]

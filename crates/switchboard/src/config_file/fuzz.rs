@@ -151,7 +151,7 @@ const HTTP_KEYS: &[(&str, Kind)] = &[
     ("max_queue", Count),
     ("secret", Text),
     ("max_response_bytes", Count),
-    ("http_version", Enum(&["1.1", "2"])),
+    ("http_version", Enum(&["auto", "1.1", "2"])),
     ("tls_ca_file", Text),
     ("tls_client_cert", Text),
     ("tls_client_key", Text),
