@@ -402,8 +402,7 @@ impl Inner {
                     .await?
             }
             Transport::Tls(tls) => {
-                tls.send(self, &invocation, Bytes::from(event), deadline)
-                    .await?
+                Box::pin(tls.send(self, &invocation, Bytes::from(event), deadline)).await?
             }
             Transport::H2c {
                 pool,
@@ -411,13 +410,13 @@ impl Inner {
                 headers,
             } => {
                 let headers = self.h2_headers(headers, &invocation, &event);
-                pool.send(
+                Box::pin(pool.send(
                     &self.uri,
                     headers,
                     Bytes::from(event),
                     self.max_response_bytes,
                     || connect_tcp(target),
-                )
+                ))
                 .await?
             }
         };
