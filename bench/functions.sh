@@ -16,11 +16,32 @@
 # Reports msgs/s, p50, p99, and CPU seconds per 10,000 invocations of the gateway and of
 # its backend (utime+stime from /proc/PID/stat before/after each run; for Pushpin the sum
 # of condure, pushpin-proxy, pushpin-handler, zurl and the runner).
+# With RUNS, LOW_CONNS, CONNECT_RUNS and REF_RUNS all 0, Pushpin is neither installed nor
+# started and only the transports below run.
+#
+# Transports (issue 16), switchboard alone: the same echo function reached over each
+# TRANSPORT_VARIANT, one gateway per variant (own config and port, `$default` route only,
+# so invocations = echoes), all behind fn-backend's hyper server so they compare like for
+# like: a cleartext one (http/1.1, h2c) and a TLS one (`--tls-dir`: a test CA made at
+# start, ALPN h2 and http/1.1; https/1.1, https/2). TRANSPORT_RUNS rounds run every
+# variant once, CONNS connections, SECS each, each round starting one variant later.
+# Reports msgs/s, p50, p99 and gateway CPU µs per invocation per variant (medians), and
+# pair by pair (same round) https/1.1 ÷ http/1.1 (target ≥ 0.8× msgs/s), https/2 ÷
+# https/1.1, h2c ÷ http/1.1 and, with OLD_SWITCHBOARD, new ÷ old (target for http/1.1:
+# ≥ 0.95×). A variant whose gateway does not start (a config this build refuses) or whose
+# smoke test fails is reported as failed, with the reason, and the others run on.
 #
 # Usage: bench/functions.sh
 # Environment knobs (defaults in brackets):
 #   RUNS [3] SECS [10] WARMUP [1] CONNS [100] SIZE [64] LOW_CONNS [20] (0: skip that pair)
 #   CONNECT_RUNS [3] CONNECT_SECS [5] CONNECT_CONCURRENCY [50]
+#   TRANSPORT_RUNS [3]     rounds of the transports (0: none)
+#   TRANSPORT_VARIANTS ["http/1.1 https/1.1 https/2 h2c"]  any of these four: http/1.1
+#                          (http_version "1.1"), https/1.1 ("1.1" over TLS), https/2 ("2"
+#                          over TLS: ALPN h2 only), h2c ("2", cleartext prior knowledge)
+#   OLD_SWITCHBOARD []     path of an older switchboard binary: adds "http/1.1 (old)" and
+#                          "h2c (old)" (for those of the two in TRANSPORT_VARIANTS), run
+#                          with it, to compare this build against it in the same run
 #   HTTP_VERSION [1.1]     switchboard's `http_version` to the function: 1.1, or 2 (h2c
 #                          with prior knowledge; fn-backend speaks both)
 #   BACKEND_SERVER [minimal]  fn-backend's HTTP server for the measured runs: minimal (its
@@ -29,11 +50,13 @@
 #                          (0: none); both backends are swapped on the same ports
 #   PUSHPIN_LOG_LEVEL [2]  Pushpin's log_level (3+: verbose, for debugging)
 #   ZURL_LOG_LEVEL [1]     zurl's --loglevel (2 = info logs two lines per request)
-#   BUDGET [300]   seconds for everything after the build/install; runs that would not
+#   BUDGET [450]   seconds for everything after the build/install; runs that would not
 #                  fit are skipped with a warning
 #   NO_BUILD [0]   1: skip the cargo build (use the binaries in target/release)
 # Needs: pushpin + zurl + condure (installed with apt-get if missing), curl, python3.
 # Raw results: target/functions-bench/<timestamp>/{results.jsonl,summary.md,*.log,configs}
+# (transports: records of mode "transport" and "transport-failed", transport-*.toml and
+# .log per variant, tls/ca.pem)
 #
 # Pushpin setup (per /work/shared/reference/peers.md, with these tweaks for a private,
 # loopback-only instance that cannot clash with a system Pushpin/zurl or another run):
@@ -64,7 +87,8 @@ set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY HTTP_VERSION BACKEND_SERVER REF_RUNS BUDGET NO_BUILD
+bench_command "$*" RUNS SECS WARMUP CONNS SIZE LOW_CONNS CONNECT_RUNS CONNECT_SECS CONNECT_CONCURRENCY HTTP_VERSION BACKEND_SERVER REF_RUNS \
+    TRANSPORT_RUNS TRANSPORT_VARIANTS OLD_SWITCHBOARD BUDGET NO_BUILD
 bench_args "$@"
 
 RUNS="${RUNS:-3}"
@@ -84,7 +108,24 @@ case "$BACKEND_SERVER" in minimal) REF_SERVER=hyper ;; hyper) REF_SERVER=minimal
 REF_RUNS="${REF_RUNS:-1}"
 PUSHPIN_LOG_LEVEL="${PUSHPIN_LOG_LEVEL:-2}"
 ZURL_LOG_LEVEL="${ZURL_LOG_LEVEL:-1}"
-BUDGET="${BUDGET:-300}"
+TRANSPORT_RUNS="${TRANSPORT_RUNS:-3}"
+TRANSPORT_VARIANTS="${TRANSPORT_VARIANTS-http/1.1 https/1.1 https/2 h2c}"
+OLD_SWITCHBOARD="${OLD_SWITCHBOARD:-}"
+BUDGET="${BUDGET:-450}"
+# The variants run, in order: TRANSPORT_VARIANTS, then the old binary's twins.
+TV=()
+for v in $TRANSPORT_VARIANTS; do
+    case "$v" in "http/1.1" | "https/1.1" | "https/2" | "h2c") TV+=("$v") ;;
+        *) echo "functions.sh: unknown transport variant $v (http/1.1, https/1.1, https/2, h2c)" >&2; exit 2 ;; esac
+done
+if [ -n "$OLD_SWITCHBOARD" ]; then
+    [ -x "$OLD_SWITCHBOARD" ] || { echo "functions.sh: OLD_SWITCHBOARD $OLD_SWITCHBOARD is not an executable" >&2; exit 2; }
+    for v in "http/1.1" "h2c"; do
+        case " $TRANSPORT_VARIANTS " in *" $v "*) TV+=("$v (old)") ;; esac
+    done
+fi
+# 1 when the comparison with Pushpin runs at all.
+PUSHPIN_RUNS=$((RUNS > 0 || LOW_CONNS > 0 || CONNECT_RUNS > 0 || REF_RUNS > 0))
 
 bench_init
 # bench_cleanup's 5 s suffice: the gateway drains for up to shutdown_grace_secs (2 s here);
@@ -98,10 +139,12 @@ trap 'exit 130' INT TERM
 bench_build
 bench_need switchboard loadgen fn-backend
 
-if ! command -v pushpin >/dev/null || ! command -v zurl >/dev/null || ! command -v condure >/dev/null; then
-    bench_apt_install pushpin pushpin "brings condure and zurl"
+if [ "$PUSHPIN_RUNS" = 1 ]; then
+    if ! command -v pushpin >/dev/null || ! command -v zurl >/dev/null || ! command -v condure >/dev/null; then
+        bench_apt_install pushpin pushpin "brings condure and zurl"
+    fi
+    PUSHPIN_VERSION="$(dpkg-query -W -f='${Version}' pushpin 2>/dev/null || pushpin --version 2>/dev/null | head -n 1 || echo '?')"
 fi
-PUSHPIN_VERSION="$(dpkg-query -W -f='${Version}' pushpin 2>/dev/null || pushpin --version 2>/dev/null | head -n 1 || echo '?')"
 
 # The time budget covers everything from here on.
 T1=$(date +%s)
@@ -149,9 +192,9 @@ stop_backends() {
     PPBE_SERVED=$((PPBE_SERVED + n)) PPBE_CONNS=$((PPBE_CONNS + c))
 }
 
-start_backends "$BACKEND_SERVER"
-
-bench_gateway_toml "$OUT/switchboard.toml" <<EOF
+# start_switchboard: the gateway of the comparison with Pushpin.
+start_switchboard() {
+    bench_gateway_toml "$OUT/switchboard.toml" <<EOF
 [management]
 auth = "none"
 
@@ -171,69 +214,77 @@ function = "echo"
 [routes."\$disconnect"]
 function = "echo"
 EOF
-bench_start_gateway switchboard "$OUT/switchboard.toml"
-log "switchboard ready on 127.0.0.1:$GW_PORT (function at $LAMBDA_ADDR)"
+    bench_start_gateway switchboard "$OUT/switchboard.toml"
+    SB_PID=$GW_PID
+    URL[switchboard]="$GW_URL"
+    log "switchboard ready on 127.0.0.1:$GW_PORT (function at $LAMBDA_ADDR)"
+}
 
 # ---------------------------------------------------------------------------------------
 # Pushpin + zurl + its backend
 
-SCRATCH="$(mktemp -d /tmp/sb-fnbench.XXXXXX)"
-TEMPS+=("$SCRATCH")
-RUNDIR="$SCRATCH/run"
-PPLOGS="$OUT/pushpin-logs"
-mkdir -p "$RUNDIR" "$PPLOGS"
-PP_PORT=$(bench_free_port)
-echo "* $PPBE_ADDR,over_http" >"$OUT/pushpin-routes"
-sed -e "s|^rundir=.*|rundir=$RUNDIR|" \
-    -e "s|^logdir=.*|logdir=$PPLOGS|" \
-    -e "s|^routesfile=.*|routesfile=$OUT/pushpin-routes|" \
-    -e "s|^http_port=.*|http_port=127.0.0.1:$PP_PORT|" \
-    -e "s|^push_in_spec=.*|push_in_spec=tcp://127.0.0.1:$(bench_free_port)|" \
-    -e "s|^push_in_sub_specs=.*|push_in_sub_specs=tcp://127.0.0.1:$(bench_free_port)|" \
-    -e "s|^push_in_http_port=.*|push_in_http_port=$(bench_free_port)|" \
-    -e "s|^command_spec=tcp:.*|command_spec=tcp://127.0.0.1:$(bench_free_port)|" \
-    -e "s|^log_level=.*|log_level=$PUSHPIN_LOG_LEVEL|" \
-    -e "s|^message_rate=.*|message_rate=1000000|" \
-    -e "s|^message_hwm=.*|message_hwm=1000000|" \
-    -e "s|^\[proxy\]$|[proxy]\nzurl_out_specs=ipc://$RUNDIR/zurl-in\nzurl_out_stream_specs=ipc://$RUNDIR/zurl-in-stream\nzurl_in_specs=ipc://$RUNDIR/zurl-out|" \
-    /etc/pushpin/pushpin.conf >"$OUT/pushpin.conf"
-for key in rundir logdir routesfile http_port push_in_spec message_rate message_hwm zurl_out_specs; do
-    grep -q "^$key=" "$OUT/pushpin.conf" || die "could not set $key in the private pushpin.conf"
-done
-sed -e "s|ipc:///var/run/zurl/|ipc://$RUNDIR/|" -e "s|^deny=.*|deny=|" /etc/zurl.conf >"$OUT/zurl.conf"
-grep -q "^in_spec=ipc://$RUNDIR/zurl-in$" "$OUT/zurl.conf" || die "unexpected /etc/zurl.conf layout"
+declare -A URL PP_PART
 
-zurl --config="$OUT/zurl.conf" --loglevel="$ZURL_LOG_LEVEL" >"$OUT/zurl.log" 2>&1 &
-ZURL_PID=$!
-PIDS+=("$ZURL_PID")
-pushpin --config "$OUT/pushpin.conf" >"$OUT/pushpin.log" 2>&1 &
-PP_PID=$!
-PIDS+=("$PP_PID")
-# Ready when a plain HTTP request travels condure -> proxy -> zurl -> backend and back: the
-# backend (pushpin mode) answers 415 to anything that is not websocket-events.
-code=000
-for i in $(seq 1 100); do
-    kill -0 "$PP_PID" 2>/dev/null || die "pushpin exited at start (see $OUT/pushpin.log, $PPLOGS)"
-    kill -0 "$ZURL_PID" 2>/dev/null || die "zurl exited at start (see $OUT/zurl.log)"
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$PP_PORT/" 2>/dev/null || true)
-    [ "$code" = 415 ] && break
-    sleep 0.1
-done
-[ "$code" = 415 ] || die "pushpin not routing to the backend after 10 s (last HTTP status $code)"
-declare -A PP_PART=([runner]="$PP_PID" [zurl]="$ZURL_PID")
-for child in $(pgrep -P "$PP_PID"); do
-    PP_PART[$(cat "/proc/$child/comm")]="$child"
-    PIDS+=("$child") # killed after the runner, should it leave any behind
-done
-for part in condure pushpin-proxy pushpin-handler; do
-    [ -n "${PP_PART[$part]:-}" ] || die "pushpin started no $part (see $PPLOGS)"
-done
-log "pushpin $PUSHPIN_VERSION ready on 127.0.0.1:$PP_PORT (backend at $PPBE_ADDR)"
+# start_pushpin: Pushpin and zurl, routing to the pushpin backend.
+start_pushpin() {
+    local code i child part
+    SCRATCH="$(mktemp -d /tmp/sb-fnbench.XXXXXX)"
+    TEMPS+=("$SCRATCH")
+    RUNDIR="$SCRATCH/run"
+    PPLOGS="$OUT/pushpin-logs"
+    mkdir -p "$RUNDIR" "$PPLOGS"
+    PP_PORT=$(bench_free_port)
+    echo "* $PPBE_ADDR,over_http" >"$OUT/pushpin-routes"
+    sed -e "s|^rundir=.*|rundir=$RUNDIR|" \
+        -e "s|^logdir=.*|logdir=$PPLOGS|" \
+        -e "s|^routesfile=.*|routesfile=$OUT/pushpin-routes|" \
+        -e "s|^http_port=.*|http_port=127.0.0.1:$PP_PORT|" \
+        -e "s|^push_in_spec=.*|push_in_spec=tcp://127.0.0.1:$(bench_free_port)|" \
+        -e "s|^push_in_sub_specs=.*|push_in_sub_specs=tcp://127.0.0.1:$(bench_free_port)|" \
+        -e "s|^push_in_http_port=.*|push_in_http_port=$(bench_free_port)|" \
+        -e "s|^command_spec=tcp:.*|command_spec=tcp://127.0.0.1:$(bench_free_port)|" \
+        -e "s|^log_level=.*|log_level=$PUSHPIN_LOG_LEVEL|" \
+        -e "s|^message_rate=.*|message_rate=1000000|" \
+        -e "s|^message_hwm=.*|message_hwm=1000000|" \
+        -e "s|^\[proxy\]$|[proxy]\nzurl_out_specs=ipc://$RUNDIR/zurl-in\nzurl_out_stream_specs=ipc://$RUNDIR/zurl-in-stream\nzurl_in_specs=ipc://$RUNDIR/zurl-out|" \
+        /etc/pushpin/pushpin.conf >"$OUT/pushpin.conf"
+    for key in rundir logdir routesfile http_port push_in_spec message_rate message_hwm zurl_out_specs; do
+        grep -q "^$key=" "$OUT/pushpin.conf" || die "could not set $key in the private pushpin.conf"
+    done
+    sed -e "s|ipc:///var/run/zurl/|ipc://$RUNDIR/|" -e "s|^deny=.*|deny=|" /etc/zurl.conf >"$OUT/zurl.conf"
+    grep -q "^in_spec=ipc://$RUNDIR/zurl-in$" "$OUT/zurl.conf" || die "unexpected /etc/zurl.conf layout"
+
+    zurl --config="$OUT/zurl.conf" --loglevel="$ZURL_LOG_LEVEL" >"$OUT/zurl.log" 2>&1 &
+    ZURL_PID=$!
+    PIDS+=("$ZURL_PID")
+    pushpin --config "$OUT/pushpin.conf" >"$OUT/pushpin.log" 2>&1 &
+    PP_PID=$!
+    PIDS+=("$PP_PID")
+    # Ready when a plain HTTP request travels condure -> proxy -> zurl -> backend and back: the
+    # backend (pushpin mode) answers 415 to anything that is not websocket-events.
+    code=000
+    for i in $(seq 1 100); do
+        kill -0 "$PP_PID" 2>/dev/null || die "pushpin exited at start (see $OUT/pushpin.log, $PPLOGS)"
+        kill -0 "$ZURL_PID" 2>/dev/null || die "zurl exited at start (see $OUT/zurl.log)"
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$PP_PORT/" 2>/dev/null || true)
+        [ "$code" = 415 ] && break
+        sleep 0.1
+    done
+    [ "$code" = 415 ] || die "pushpin not routing to the backend after 10 s (last HTTP status $code)"
+    PP_PART=([runner]="$PP_PID" [zurl]="$ZURL_PID")
+    for child in $(pgrep -P "$PP_PID"); do
+        PP_PART[$(cat "/proc/$child/comm")]="$child"
+        PIDS+=("$child") # killed after the runner, should it leave any behind
+    done
+    for part in condure pushpin-proxy pushpin-handler; do
+        [ -n "${PP_PART[$part]:-}" ] || die "pushpin started no $part (see $PPLOGS)"
+    done
+    URL[pushpin]="ws://127.0.0.1:$PP_PORT/"
+    log "pushpin $PUSHPIN_VERSION ready on 127.0.0.1:$PP_PORT (backend at $PPBE_ADDR)"
+}
 
 # ---------------------------------------------------------------------------------------
 # runs
-
-declare -A URL=([switchboard]="ws://127.0.0.1:$GW_PORT/" [pushpin]="ws://127.0.0.1:$PP_PORT/")
 
 # sides SYSTEM: the processes whose CPU counts as the gateway's (FRONT; for Pushpin one per
 # part, named in PARTS) and the backend's (BACKEND).
@@ -242,7 +293,7 @@ sides() {
     FRONT=()
     PARTS=()
     if [ "$1" = switchboard ]; then
-        FRONT=("$GW_PID")
+        FRONT=("$SB_PID")
         BACKEND="$LAMBDA_PID"
     else
         for part in "${!PP_PART[@]}"; do
@@ -321,7 +372,13 @@ smoke() {
     done
     log "smoke tests passed with the $BACKEND_NOW backend (replies equal what was sent)"
 }
-smoke
+
+if [ "$PUSHPIN_RUNS" = 1 ]; then
+    start_backends "$BACKEND_SERVER"
+    start_switchboard
+    start_pushpin
+    smoke
+fi
 
 # echo_pairs N: N pairs of echo runs at CONNS, the two systems alternately (the order
 # swapped every pair); a run that would not fit the budget is skipped and counted.
@@ -386,7 +443,7 @@ done
 
 # The reference pairs: the same runs with the other HTTP server in both backends, so the
 # summary shows what the backend's own cost does to the figures.
-stop_backends
+[ "$PUSHPIN_RUNS" = 0 ] || stop_backends
 if [ "$REF_RUNS" -gt 0 ]; then
     start_backends "$REF_SERVER"
     smoke
@@ -395,9 +452,164 @@ if [ "$REF_RUNS" -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------
+# transports: switchboard alone, one gateway per way of reaching the function
+
+if [ "$PUSHPIN_RUNS" = 1 ]; then
+    # Idle, but quieter gone: the transports share the cores with nothing of the above.
+    for pid in "$SB_PID" "$PP_PID" "$ZURL_PID"; do bench_stop "$pid"; done
+fi
+
+# variant LABEL: V_SCHEME (http or https), V_VERSION (the function's http_version), V_BIN
+# (new or old) and V_SLUG (for file names) of a variant.
+variant() {
+    V_BIN=new
+    case "$1" in
+        "http/1.1") V_SCHEME=http V_VERSION=1.1 ;;
+        "https/1.1") V_SCHEME=https V_VERSION=1.1 ;;
+        # "2" rather than "auto": ALPN offers h2 alone, so a run is HTTP/2 or fails, never
+        # an HTTP/1.1 fallback measured under the wrong name.
+        "https/2") V_SCHEME=https V_VERSION=2 ;;
+        "h2c") V_SCHEME=http V_VERSION=2 ;;
+        "http/1.1 (old)") V_SCHEME=http V_VERSION=1.1 V_BIN=old ;;
+        "h2c (old)") V_SCHEME=http V_VERSION=2 V_BIN=old ;;
+        *) die "unknown transport variant $1" ;;
+    esac
+    V_SLUG=$(printf '%s' "$1" | tr -cs 'a-z0-9.' '-')
+    V_SLUG=${V_SLUG%-}
+}
+
+declare -A T_URL T_GW T_FAILED
+T_SERVED=()
+T_LOST=0
+
+# transport_failed VARIANT REASON [ROUND]: logs it and records it (mode transport-failed).
+transport_failed() {
+    log "warning: transport $1${3:+ round $3} failed: $2"
+    bench_record "$RESULTS" "" mode=transport-failed variant="$1" reason="$2" ${3:+run="$3"}
+}
+
+# start_transport VARIANT: its gateway and a smoke test; on failure the variant is marked
+# failed (T_FAILED) and its gateway stopped.
+start_transport() {
+    local v="$1" url tls="" name why gateway="$GATEWAY"
+    variant "$v"
+    name="transport-$V_SLUG"
+    if [ "$V_SCHEME" = https ]; then
+        url="https://$T_TLS_ADDR/"
+        tls="tls_ca_file = \"$OUT/tls/ca.pem\""
+    else
+        url="http://$T_PLAIN_ADDR/"
+    fi
+    bench_gateway_toml "$OUT/$name.toml" <<EOF
+[management]
+auth = "none"
+
+[functions.echo]
+kind = "http"
+url = "$url"
+max_concurrency = 256
+http_version = "$V_VERSION"
+$tls
+
+[routes."\$default"]
+function = "echo"
+two_way = true
+EOF
+    [ "$V_BIN" = new ] || GATEWAY="$OLD_SWITCHBOARD"
+    if ! bench_try_gateway "$name" "$OUT/$name.toml"; then
+        GATEWAY="$gateway"
+        # The gateway's refusal: "Error: ...", then the key and why on the next line.
+        why=$(tail -n 3 "$OUT/$name.log" | tr -s ' \n' '  ' | cut -c1-400)
+        why=${why% }
+        case "$NOT_READY" in
+            exited) T_FAILED[$v]="the gateway exited at start: ${why:-no output} (see ${OUT#"$ROOT"/}/$name.log)" ;;
+            *) T_FAILED[$v]="the gateway was $NOT_READY (see ${OUT#"$ROOT"/}/$name.log)" ;;
+        esac
+        transport_failed "$v" "${T_FAILED[$v]}"
+        return
+    fi
+    GATEWAY="$gateway"
+    T_GW[$v]=$GW_PID
+    T_URL[$v]=$GW_URL
+    timeout -k 5 30 "$LOADGEN" echo --url "$GW_URL" --connections 1 --size "$SIZE" \
+        --duration 0.5 --warmup 0 >"$OUT/smoke-$name.json" 2>"$OUT/smoke-$name.log" || true
+    why=$(python3 -c 'import json, sys
+r = json.loads(open(sys.argv[1]).read())
+if r["errors"] or not r["messages"]:
+    print(r.get("first_error") or "no echo came back")' "$OUT/smoke-$name.json" 2>/dev/null || echo "loadgen printed no result")
+    if [ -n "$why" ]; then
+        T_FAILED[$v]="smoke test: $why (see ${OUT#"$ROOT"/}/smoke-$name.log, $name.log)"
+        transport_failed "$v" "${T_FAILED[$v]}"
+        bench_stop "$GW_PID"
+        return
+    fi
+    log "transport $v: gateway on 127.0.0.1:$GW_PORT ($V_BIN binary, http_version \"$V_VERSION\", $url), smoke test passed"
+}
+
+# measure_transport VARIANT ROUND POSITION: one loadgen echo run; appends a result line.
+measure_transport() {
+    local v="$1" round="$2" pos="$3" name limit be g0 b0 g1 b1
+    variant "$v"
+    name="transport-$V_SLUG-$round"
+    be=$T_PLAIN_PID
+    [ "$V_SCHEME" = http ] || be=$T_TLS_PID
+    limit=$(python3 -c "import math; print(math.ceil($SECS + $WARMUP) + 40)")
+    g0=$(bench_cpu_ticks "${T_GW[$v]}"); b0=$(bench_cpu_ticks "$be")
+    bench_loadgen "$name" "$limit" echo --url "${T_URL[$v]}" --connections "$CONNS" --size "$SIZE" \
+        --duration "$SECS" --warmup "$WARMUP"
+    g1=$(bench_cpu_ticks "${T_GW[$v]}"); b1=$(bench_cpu_ticks "$be")
+    if [ -z "$LINE" ]; then
+        T_LOST=$((T_LOST + 1))
+        transport_failed "$v" "loadgen printed no result: $(tail -n 1 "$OUT/$name.log" | cut -c1-300)" "$round"
+        return
+    fi
+    bench_record "$RESULTS" "$LINE" mode=transport variant="$v" run="$round" position="$pos" \
+        binary="$V_BIN" scheme="$V_SCHEME" http_version="\"$V_VERSION\"" \
+        gateway_cpu_s="$(bench_cpu_secs $((g1 - g0)))" backend_cpu_s="$(bench_cpu_secs $((b1 - b0)))"
+    log "$(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1]); n = max(r["messages_total"], 1)
+print("transport %s round %d: %.0f msgs/s, p50 %.2f ms, p99 %.2f ms, %d errors; gateway CPU %.1f us/invocation, backend %.1f" % (
+    r["variant"], r["run"], r["msgs_per_s"], r["p50_us"] / 1e3, r["p99_us"] / 1e3, r["errors"],
+    1e6 * r["gateway_cpu_s"] / n, 1e6 * r["backend_cpu_s"] / n))' "$(tail -n 1 "$RESULTS")")"
+}
+
+if [ "$TRANSPORT_RUNS" -gt 0 ] && [ "${#TV[@]}" -gt 0 ]; then
+    # Both backends on hyper's server (the minimal one has no TLS), so every variant meets
+    # the same server code.
+    bench_start_listener fn-backend-transport-plain "fn-backend (transports, cleartext)" "$BIN/fn-backend" \
+        --mode lambda --server hyper --listen 127.0.0.1:0
+    T_PLAIN_PID=$LISTENER_PID T_PLAIN_ADDR=$ADDR
+    bench_start_listener fn-backend-transport-tls "fn-backend (transports, TLS)" "$BIN/fn-backend" \
+        --mode lambda --server hyper --tls-dir "$OUT/tls" --listen 127.0.0.1:0
+    T_TLS_PID=$LISTENER_PID T_TLS_ADDR=$ADDR
+    for v in "${TV[@]}"; do start_transport "$v"; done
+    T_OK=()
+    for v in "${TV[@]}"; do [ -n "${T_FAILED[$v]:-}" ] || T_OK+=("$v"); done
+    for round in $(seq 1 "$TRANSPORT_RUNS"); do
+        pos=0
+        while IFS= read -r v; do
+            pos=$((pos + 1))
+            if fits "$SECS" "$WARMUP"; then
+                measure_transport "$v" "$round" "$pos"
+            else
+                log "warning: budget of $BUDGET s reached; skipping transport $v round $round"
+                SKIPPED=$((SKIPPED + 1))
+            fi
+        done < <([ "${#T_OK[@]}" -eq 0 ] || bench_rotate $((round - 1)) "${T_OK[@]}")
+    done
+    for v in "${TV[@]}"; do [ -z "${T_GW[$v]:-}" ] || bench_stop "${T_GW[$v]}"; done
+    for pid in "$T_PLAIN_PID" "$T_TLS_PID"; do bench_stop "$pid"; done
+    for name in plain tls; do
+        T_SERVED+=("$(sed -n 's/^served \([0-9]*\) requests on \([0-9]*\) connections$/\1 requests on \2 connections/p' \
+            "$OUT/fn-backend-transport-$name.log")")
+    done
+fi
+
+# ---------------------------------------------------------------------------------------
 # summary
 
-python3 - "$RESULTS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+[ "$PUSHPIN_RUNS" = 0 ] || python3 - "$RESULTS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" "$(($(date +%s) - T0))" \
     "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PUSHPIN_VERSION" "$CONNS" "$LOW_CONNS" \
     "$SIZE" "$SECS" "$WARMUP" "$LAMBDA_SERVED requests on $LAMBDA_CONNS connections" \
@@ -554,4 +766,118 @@ out.append("")
 out.append("</details>")
 print("\n".join(out))
 EOF
+if [ "$PUSHPIN_RUNS" = 0 ]; then
+    {
+        echo "## Function round trip — $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo
+        echo "The comparison with Pushpin did not run (RUNS, LOW_CONNS, CONNECT_RUNS and REF_RUNS all 0)."
+        echo
+        echo "- command: \`$COMMAND\` (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); took $(($(date +%s) - T0)) s)."
+        echo "- Machine: \`nproc\` = $(nproc); load average $LOAD_AT_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end."
+    } >"$OUT/summary.md"
+fi
+if [ "$TRANSPORT_RUNS" -gt 0 ] && [ "${#TV[@]}" -gt 0 ]; then
+    python3 - "$RESULTS" "$CONNS" "$SIZE" "$SECS" "$WARMUP" "$TRANSPORT_RUNS" "${OLD_SWITCHBOARD:-}" \
+        "${T_SERVED[0]:-?}" "${T_SERVED[1]:-?}" "$T_LOST" "${TV[@]}" >>"$OUT/summary.md" <<'EOF'
+import json, statistics, sys
+path, conns, size, secs, warmup, rounds, old, plain_served, tls_served, lost = sys.argv[1:11]
+variants = sys.argv[11:]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+runs = [r for r in rows if r.get("mode") == "transport"]
+failed = [r for r in rows if r.get("mode") == "transport-failed"]
+for r in runs:
+    n = max(r["messages_total"], 1)
+    r["gw_us"] = 1e6 * r["gateway_cpu_s"] / n
+    r["be_us"] = 1e6 * r["backend_cpu_s"] / n
+
+def of(v):
+    return [r for r in runs if r["variant"] == v]
+
+def med(rs, key):
+    return statistics.median(r[key] for r in rs) if rs else None
+
+def f(x, d=0):
+    return "–" if x is None else f"{x:,.{d}f}"
+
+def ratios(a, b, key):
+    """a ÷ b for every round both ran, the median and range as text (None without pairs)."""
+    by = {r["run"]: r for r in of(b)}
+    rs = sorted(x[key] / by[x["run"]][key] for x in of(a) if x["run"] in by and by[x["run"]][key])
+    if not rs:
+        return None, "–"
+    m = statistics.median(rs)
+    return m, f"{m:.2f}×" + (f" ({rs[0]:.2f}–{rs[-1]:.2f}, n={len(rs)})" if len(rs) > 1 else " (1 pair)")
+
+out = ["", "### Transports to the function (switchboard alone)", ""]
+out.append(f"client → gateway → fn-backend (lambda mode, `--server hyper` for every variant; `--tls-dir` with a test "
+           f"CA for https, ALPN h2 and http/1.1) on loopback → client; closed loop, {conns} connections, {size} B text, "
+           f"{warmup} s warmup + {secs} s measured per run; {rounds} round(s), each running every variant once, each "
+           f"round starting one variant later. One gateway per variant (own config and port), `$default` route only, so "
+           f"invocations = echoes." + (f" \"(old)\": `{old}`." if old else ""))
+out.append("")
+out.append("| variant | binary | http_version | runs | msgs/s median | min | max | p50 ms | p99 ms | gateway CPU µs / invocation | backend CPU µs / invocation | errors |")
+out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+bad = {r["variant"] for r in failed if "run" not in r}
+for v in variants:
+    rs = of(v)
+    if v in bad:
+        out.append(f"| {v} | | | 0 | **failed** | | | | | | | |")
+        continue
+    if not rs:
+        continue
+    out.append(f"| {v} | {rs[0]['binary']} | {rs[0]['http_version']} | {len(rs)} | {f(med(rs, 'msgs_per_s'))} | "
+               f"{f(min(r['msgs_per_s'] for r in rs))} | {f(max(r['msgs_per_s'] for r in rs))} | "
+               f"{f(med(rs, 'p50_us') / 1e3, 2)} | {f(med(rs, 'p99_us') / 1e3, 2)} | {f(med(rs, 'gw_us'), 1)} | "
+               f"{f(med(rs, 'be_us'), 1)} | {sum(r['errors'] for r in rs)} |")
+out.append("")
+out.append("Medians over runs; p50/p99 are the medians of each run's percentiles. CPU: utime+stime of the variant's "
+           "gateway (of its backend) over the whole loadgen run, divided by every echo completed in it.")
+out.append("")
+comparisons = [
+    ("https/1.1", "http/1.1", "msgs/s ≥ 0.8×", lambda m: m >= 0.8),
+    ("https/2", "https/1.1", "", None),
+    ("h2c", "http/1.1", "", None),
+    ("https/2", "h2c", "", None),
+    ("http/1.1", "http/1.1 (old)", "msgs/s ≥ 0.95× (no slower than before, within 5 %)", lambda m: m >= 0.95),
+    ("h2c", "h2c (old)", "", None),
+]
+table = []
+for a, b, target, met in comparisons:
+    if not of(a) or not of(b):
+        continue
+    m, tp = ratios(a, b, "msgs_per_s")
+    _, lat = ratios(a, b, "p50_us")
+    _, p99 = ratios(a, b, "p99_us")
+    _, cpu = ratios(a, b, "gw_us")
+    verdict = f"{target} — {'met' if met(m) else '**NOT met**'}" if met and m is not None else target
+    table.append(f"| {a} ÷ {b} | {tp} | {lat} | {p99} | {cpu} | {verdict} |")
+if table:
+    out.append("| ratio, pair by pair (same round) | msgs/s | p50 | p99 | gateway CPU / invocation | target |")
+    out.append("| --- | ---: | ---: | ---: | ---: | --- |")
+    out += table
+    out.append("")
+for r in failed:
+    out.append(f"- ⚠ {r['variant']}" + (f" round {r['run']}" if "run" in r else "") + f" failed: {r['reason']}")
+for v in variants:
+    errs = [r for r in of(v) if r["errors"]]
+    if errs:
+        out.append(f"- ⚠ {v} lost connections: " + ", ".join(f"round {r['run']}: {r['errors']} ({r['first_error']})" for r in errs))
+if int(lost):
+    out.append(f"- ⚠ {lost} transport run(s) gave no result (see the failures above).")
+out.append(f"- fn-backend served {plain_served} (cleartext) and {tls_served} (TLS); loadgen counted "
+           f"{sum(r['messages_total'] for r in runs):,} echoes in these runs (smoke tests besides).")
+out.append("")
+out.append("<details><summary>all transport runs</summary>")
+out.append("")
+out.append("| round | position | variant | msgs/s | p50 ms | p99 ms | max ms | gateway CPU s | backend CPU s | echoes | errors |")
+out.append("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in sorted(runs, key=lambda r: (r["run"], r["position"])):
+    out.append(f"| {r['run']} | {r['position']} | {r['variant']} | {f(r['msgs_per_s'])} | {r['p50_us'] / 1e3:.2f} | "
+               f"{r['p99_us'] / 1e3:.2f} | {r['max_us'] / 1e3:.1f} | {r['gateway_cpu_s']:.2f} | {r['backend_cpu_s']:.2f} | "
+               f"{r['messages_total']:,} | {r['errors']} |")
+out.append("")
+out.append("</details>")
+print("\n".join(out))
+EOF
+fi
 bench_done

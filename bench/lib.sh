@@ -224,19 +224,33 @@ bench_start_listener() {
     bench_wait_listening "$OUT/$name.log" "$LISTENER_PID" "$what"
 }
 
-# bench_wait_ready PID URL WHAT LOG [SECS [STATUS]]: waits (SECS, 30 by default) until URL
-# answers HTTP STATUS (a glob; any 2xx by default); dies naming WHAT and its LOG when PID
-# exits first or time runs out.
-bench_wait_ready() {
-    local pid="$1" url="$2" what="$3" logf="$4" secs="${5:-30}" want="${6:-2??}" code=000 i
+# bench_try_ready PID URL [SECS [STATUS]]: waits (SECS, 30 by default) until URL answers
+# HTTP STATUS (a glob; any 2xx by default). Returns 1 when PID exits first (NOT_READY=
+# exited) or time runs out (NOT_READY="not ready after SECS s (last HTTP status ...)").
+bench_try_ready() {
+    local pid="$1" url="$2" secs="${3:-30}" want="${4:-2??}" code=000 i
     for i in $(seq 1 $((secs * 10))); do
-        kill -0 "$pid" 2>/dev/null || die "$what exited at start (see $logf)"
+        if ! kill -0 "$pid" 2>/dev/null; then
+            NOT_READY=exited
+            return 1
+        fi
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null || true)
         # shellcheck disable=SC2254 # STATUS is a pattern
         case "$code" in $want) return 0 ;; esac
         sleep 0.1
     done
-    die "$what not ready after $secs s (last HTTP status $code; see $logf)"
+    NOT_READY="not ready after $secs s (last HTTP status $code)"
+    return 1
+}
+
+# bench_wait_ready PID URL WHAT LOG [SECS [STATUS]]: bench_try_ready, dying naming WHAT
+# and its LOG when PID exits first or time runs out.
+bench_wait_ready() {
+    bench_try_ready "$1" "$2" "${5:-30}" "${6:-2??}" && return 0
+    case "$NOT_READY" in
+        exited) die "$3 exited at start (see $4)" ;;
+        *) die "$3 $NOT_READY; see $4" ;;
+    esac
 }
 
 # bench_gateway_toml FILE [SERVER_KEYS]: a gateway config on free ports (sets GW_PORT and
@@ -289,20 +303,34 @@ ${2:-}
 EOF
 }
 
-# bench_start_gateway NAME CONFIG [VAR=VALUE...]: starts GATEWAY with CONFIG on GW_PORT
-# and GW_MPORT (bench_gateway_toml sets them; pick them with bench_free_port for a config
+# bench_try_gateway NAME CONFIG [VAR=VALUE...]: starts GATEWAY with CONFIG on GW_PORT and
+# GW_MPORT (bench_gateway_toml sets them; pick them with bench_free_port for a config
 # without ports), with the VARs in its environment and its output appended to
-# OUT/NAME.log; waits for /readyz. Sets GW_PID and GW_URL.
-bench_start_gateway() {
-    local name="$1" config="$2" what="switchboard"
+# OUT/NAME.log; waits for /readyz. Sets GW_PID and GW_URL. Returns 1 (NOT_READY says why;
+# the gateway stopped) when it exits at start or is not ready in 30 s.
+bench_try_gateway() {
+    local name="$1" config="$2"
     shift 2
-    [ "$name" = switchboard ] || what="switchboard ($name)"
     env "$@" "$GATEWAY" serve --config "$config" --listen "127.0.0.1:$GW_PORT" \
         --management-listen "127.0.0.1:$GW_MPORT" >>"$OUT/$name.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
-    bench_wait_ready "$GW_PID" "http://127.0.0.1:$GW_MPORT/readyz" "$what" "$OUT/$name.log"
     GW_URL="ws://127.0.0.1:$GW_PORT/"
+    bench_try_ready "$GW_PID" "http://127.0.0.1:$GW_MPORT/readyz" && return 0
+    bench_stop "$GW_PID"
+    return 1
+}
+
+# bench_start_gateway NAME CONFIG [VAR=VALUE...]: bench_try_gateway, dying (naming the
+# log) when the gateway does not get ready.
+bench_start_gateway() {
+    local what="switchboard"
+    [ "$1" = switchboard ] || what="switchboard ($1)"
+    bench_try_gateway "$@" && return 0
+    case "$NOT_READY" in
+        exited) die "$what exited at start (see $OUT/$1.log)" ;;
+        *) die "$what $NOT_READY; see $OUT/$1.log" ;;
+    esac
 }
 
 # bench_ensure_peers: Node's ws (npm ci in bench/peers from its lock file) and Python's

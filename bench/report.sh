@@ -41,7 +41,8 @@
 #   edge: IDLE_RUNS [3] SETTLE [2] ECHO_RUNS [0: the matrix covers echo] CONNECT_RUNS [3]
 #     CONNECT_SECS [3] (also functions'); session: SESSION_RUNS [3] SESSION_SECS [3]
 #     SESSION_IDLE_RUNS [3] SESSION_IDLE_CONNS [5000]; compression: COMPRESSION_RUNS [3]
-#     COMPRESSION_SECS [2]; functions: FUNCTIONS_RUNS [5] FUNCTIONS_SECS [4] FUNCTIONS_REF_RUNS [3]; lambda:
+#     COMPRESSION_SECS [2]; functions: FUNCTIONS_RUNS [5] FUNCTIONS_SECS [4] FUNCTIONS_REF_RUNS [3]
+#     FUNCTIONS_TRANSPORT_RUNS [2] (rounds of http/1.1, https/1.1, https/2, h2c); lambda:
 #     LAMBDA_RUNS [3] LAMBDA_SECS [4]; fanout: FANOUT_RUNS [3] FANOUT_SECS [5]; cluster:
 #     DIRECT_RUNS [3] FAN_RUNS [3] FAN_SECS [5]
 # Raw results: target/report-bench/<ts>/{results.jsonl,scenarios.jsonl,meta.json,*.log};
@@ -82,7 +83,7 @@ declare -A KNOBS=(
     [edge]="IDLE_RUNS=${IDLE_RUNS:-3} SETTLE=${SETTLE:-2} ECHO_RUNS=${ECHO_RUNS:-0} CONNECT_RUNS=${CONNECT_RUNS:-3} CONNECT_SECS=${CONNECT_SECS:-3}"
     [session]="RUNS=${SESSION_RUNS:-3} SECS=${SESSION_SECS:-3} WARMUP=1 IDLE_RUNS=${SESSION_IDLE_RUNS:-3} IDLE_CONNS=${SESSION_IDLE_CONNS:-5000} SETTLE=2"
     [compression]="RUNS=${COMPRESSION_RUNS:-3} SECS=${COMPRESSION_SECS:-2} WARMUP=1 CONNS=100"
-    [functions]="RUNS=${FUNCTIONS_RUNS:-5} SECS=${FUNCTIONS_SECS:-4} LOW_CONNS=0 REF_RUNS=${FUNCTIONS_REF_RUNS:-3} CONNECT_RUNS=${CONNECT_RUNS:-3} CONNECT_SECS=${CONNECT_SECS:-3}"
+    [functions]="RUNS=${FUNCTIONS_RUNS:-5} SECS=${FUNCTIONS_SECS:-4} LOW_CONNS=0 REF_RUNS=${FUNCTIONS_REF_RUNS:-3} CONNECT_RUNS=${CONNECT_RUNS:-3} CONNECT_SECS=${CONNECT_SECS:-3} TRANSPORT_RUNS=${FUNCTIONS_TRANSPORT_RUNS:-2}"
     [lambda]="RUNS=${LAMBDA_RUNS:-3} SECS=${LAMBDA_SECS:-4} LAT_RUNS=3 LAT_SECS=3 PRIME_SECS=3 COLD_REPS=3"
     [fanout]="COUNTS=15000 SECS=${FANOUT_SECS:-5} RUNS=${FANOUT_RUNS:-3} STALLED=0"
     [cluster]="DIRECT_RUNS=${DIRECT_RUNS:-3} DIRECT_SECS=2 FAN_SECS=${FAN_SECS:-5} FAN_RUNS=${FAN_RUNS:-3}"
@@ -110,7 +111,8 @@ elif name == "compression":
     t = 6 + k["RUNS"] * 7 * (k["SECS"] + k["WARMUP"] + 0.7)
 elif name == "functions":
     t = 12 + (k["RUNS"] + k["REF_RUNS"]) * 2 * (k["SECS"] + 2.5) + k["CONNECT_RUNS"] * 2 * (k["CONNECT_SECS"] + 1.5) \
-        + (4 if k["REF_RUNS"] else 0)
+        + (4 if k["REF_RUNS"] else 0) \
+        + (6 + k["TRANSPORT_RUNS"] * 4 * (k["SECS"] + 2.5) if k["TRANSPORT_RUNS"] else 0)  # 4 variants
 elif name == "lambda":
     t = k["COLD_REPS"] * 3 * 3 + 8 + k["LAT_RUNS"] * 4 * (k["LAT_SECS"] + 1.5) \
         + (k["LAT_RUNS"] - 1) * 5 + 2 * k["PRIME_SECS"] + k["RUNS"] * 3 * (k["SECS"] + 2) \

@@ -19,6 +19,12 @@
 //! - `hyper`: hyper 1's server for both versions (the backend before the minimal one;
 //!   kept to show what the server costs).
 //!
+//! `--tls-dir DIR` (with `--server hyper`) serves TLS instead, for `https://` functions:
+//! at start it makes a test CA and a certificate for `127.0.0.1` and `localhost` signed by
+//! it, writes the CA to `DIR/ca.pem` (what the gateway's `tls_ca_file` names), and offers
+//! ALPN `h2` and `http/1.1`; hyper serves whichever the client then speaks. rustls on ring,
+//! as the gateway.
+//!
 //! Both systems get the same server. On 2 cores shared by the load generator, the
 //! gateway and this backend, the backend's CPU per request is a share of every figure;
 //! the minimal server keeps that share small (see docs/benchmarks.md).
@@ -29,8 +35,10 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bytes::{Buf, Bytes, BytesMut};
@@ -41,9 +49,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// Largest request body accepted (both modes); beyond it: 413.
 const MAX_BODY: usize = 8 << 20;
@@ -54,6 +64,8 @@ const MAX_HEADERS: usize = 64;
 /// What a client speaking HTTP/2 with prior knowledge sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const WS_EVENTS: &str = "application/websocket-events";
+/// Time a TLS client has to complete its handshake; a stalled one is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -85,6 +97,10 @@ struct Cli {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Serve TLS (ALPN h2 and http/1.1) with a test CA made at start, written to
+    /// DIR/ca.pem; the certificate names 127.0.0.1 and localhost. Needs --server hyper.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -92,6 +108,13 @@ fn main() -> Result<()> {
     if !cli.listen.ip().is_loopback() {
         bail!("refusing to listen on {}: loopback only", cli.listen);
     }
+    let tls = match (&cli.tls_dir, cli.server) {
+        (None, _) => None,
+        (Some(_), Server::Minimal) => {
+            bail!("--tls-dir needs --server hyper: the minimal server speaks cleartext only")
+        }
+        (Some(dir), Server::Hyper) => Some(TlsAcceptor::from(Arc::new(test_tls(dir)?))),
+    };
     let _ = switchboard_bench::raise_nofile_limit();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -99,10 +122,43 @@ fn main() -> Result<()> {
         rt.worker_threads(n);
     }
     rt.build()?
-        .block_on(serve(cli.listen, cli.mode, cli.server))
+        .block_on(serve(cli.listen, cli.mode, cli.server, tls))
 }
 
-async fn serve(listen: SocketAddr, mode: Mode, server: Server) -> Result<()> {
+/// Makes a test CA and a server certificate for `127.0.0.1` and `localhost` signed by it,
+/// writes the CA to `dir/ca.pem` (creating `dir`), and returns the server's TLS config:
+/// ring, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
+fn test_tls(dir: &Path) -> Result<rustls::ServerConfig> {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "fn-backend test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate()?)?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut leaf =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf.signed_by(&key, &ca)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn serve(
+    listen: SocketAddr,
+    mode: Mode,
+    server: Server,
+    tls: Option<TlsAcceptor>,
+) -> Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("listening on {}", listener.local_addr()?);
     let served = Arc::new(AtomicU64::new(0));
@@ -115,9 +171,12 @@ async fn serve(listen: SocketAddr, mode: Mode, server: Server) -> Result<()> {
                     accepted += 1;
                     let _ = stream.set_nodelay(true);
                     let served = served.clone();
-                    match server {
-                        Server::Minimal => tokio::spawn(serve_minimal(stream, mode, served)),
-                        Server::Hyper => tokio::spawn(serve_hyper(stream, mode, served)),
+                    match (&tls, server) {
+                        (Some(tls), _) => {
+                            tokio::spawn(serve_tls(tls.clone(), stream, mode, served))
+                        }
+                        (None, Server::Minimal) => tokio::spawn(serve_minimal(stream, mode, served)),
+                        (None, Server::Hyper) => tokio::spawn(serve_hyper(stream, mode, served)),
                     };
                 }
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -181,6 +240,14 @@ where
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), svc)
         .await;
+}
+
+/// Serves one TLS connection with hyper once its handshake is done; the client speaks
+/// HTTP/2 or HTTP/1.1 as ALPN settled it (hyper tells them apart by the preface).
+async fn serve_tls(tls: TlsAcceptor, stream: TcpStream, mode: Mode, served: Arc<AtomicU64>) {
+    if let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        serve_hyper(stream, mode, served).await;
+    }
 }
 
 async fn handle(mode: Mode, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -713,19 +780,31 @@ mod tests {
         }
     }
 
-    /// The minimal server on a real socket: keep-alive, pipelining, chunked bodies,
-    /// `Expect: 100-continue`, HTTP/1.0, refusals, and HTTP/2 handed to hyper.
-    #[tokio::test]
-    async fn minimal_server_over_a_socket() {
+    /// Listens on 127.0.0.1:0 and hands every connection to `serve` with the count of
+    /// requests served; returns the address and that count.
+    async fn listen<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicU64>)
+    where
+        F: Fn(TcpStream, Arc<AtomicU64>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicU64::new(0));
         let counter = served.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_minimal(stream, Mode::Lambda, counter.clone()));
+                tokio::spawn(serve(stream, counter.clone()));
             }
         });
+        (addr, served)
+    }
+
+    /// The minimal server on a real socket: keep-alive, pipelining, chunked bodies,
+    /// `Expect: 100-continue`, HTTP/1.0, refusals, and HTTP/2 handed to hyper.
+    #[tokio::test]
+    async fn minimal_server_over_a_socket() {
+        let (addr, served) =
+            listen(|stream, served| serve_minimal(stream, Mode::Lambda, served)).await;
         let event = r#"{"requestContext":{},"body":"hi","isBase64Encoded":false}"#;
         let answer = r#"{"statusCode":200,"body":"hi"}"#;
         let ok = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
@@ -809,6 +888,64 @@ mod tests {
         assert_eq!(body, answer.as_bytes());
         // 2 + 1 + 1 + 1 (the refused one is not counted) + 1 over HTTP/2.
         assert_eq!(served.load(Ordering::Relaxed), 6);
+    }
+
+    /// `--tls-dir`: a client trusting only the written `ca.pem` gets answers over
+    /// HTTP/1.1 and over HTTP/2, as ALPN chose, for both names on the certificate.
+    #[tokio::test]
+    async fn tls_server_answers_h1_and_h2() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, ServerName};
+
+        let dir = std::env::temp_dir().join(format!("fn-backend-tls-{}", std::process::id()));
+        let tls = TlsAcceptor::from(Arc::new(test_tls(&dir).unwrap()));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (addr, served) =
+            listen(move |stream, served| serve_tls(tls.clone(), stream, Mode::Lambda, served))
+                .await;
+        let event = r#"{"requestContext":{},"body":"hi","isBase64Encoded":false}"#;
+        for (alpn, name, version) in [
+            (&b"http/1.1"[..], "localhost", http::Version::HTTP_11),
+            (b"h2", "127.0.0.1", http::Version::HTTP_2),
+        ] {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from(name).unwrap(), tcp)
+                .await
+                .unwrap();
+            assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
+            let io = TokioIo::new(stream);
+            let req = Request::post(format!("https://{name}/"))
+                .body(Full::new(Bytes::from(event)))
+                .unwrap();
+            let resp = if version == http::Version::HTTP_2 {
+                let (mut send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                send.send_request(req).await.unwrap()
+            } else {
+                let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                send.send_request(req).await.unwrap()
+            };
+            assert_eq!((resp.status(), resp.version()), (StatusCode::OK, version));
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, &br#"{"statusCode":200,"body":"hi"}"#[..], "{name}");
+        }
+        assert_eq!(served.load(Ordering::Relaxed), 2);
     }
 
     #[test]
