@@ -429,7 +429,15 @@ impl Inner {
         let mut headers = base.clone();
         self.fields(invocation, event, |name, value| {
             // The values are valid (checked or written here), so none is dropped.
-            if let Ok(value) = HeaderValue::from_bytes(value) {
+            if let Ok(mut value) = HeaderValue::from_bytes(value) {
+                // Values that differ from one invocation to the next (ids, the signature,
+                // the length) are sent as never-indexed literals: HPACK would search its
+                // table for them and store each one only to evict it unused, and the
+                // signature must not sit in a table that later requests are compressed
+                // against. The route key and event type repeat and stay indexed.
+                if !matches!(name, "x-switchboard-route-key" | "x-switchboard-event-type") {
+                    value.set_sensitive(true);
+                }
                 headers.append(HeaderName::from_static(name), value);
             }
         });

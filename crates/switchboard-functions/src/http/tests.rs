@@ -224,3 +224,66 @@ fn the_host_header_leaves_out_the_default_port_of_the_scheme() {
     assert_eq!(host("http://fn.example:80/"), "fn.example");
     assert_eq!(host("http://fn.example:443/"), "fn.example:443");
 }
+
+#[test]
+fn per_invocation_http2_headers_are_never_indexed() {
+    use std::sync::Arc;
+
+    use switchboard_core::event::{ConnectionInfo, EventKind, Invocation};
+    use switchboard_core::id::IdGenerator;
+
+    let mut c = cfg("http://127.0.0.1:9/");
+    c.secret = Some("s3cret".into());
+    let invoker = HttpInvoker::new("f", &c, api()).unwrap();
+    let ids = IdGenerator::new("test-node");
+    let invocation = Invocation {
+        kind: EventKind::Message,
+        route_key: Arc::from("sendmessage"),
+        connection: Arc::new(ConnectionInfo {
+            id: ids.connection_id(),
+            connected_at_ms: 1,
+            source_ip: "127.0.0.1".parse().unwrap(),
+            user_agent: None,
+            path: "/".into(),
+            headers: vec![],
+            query: vec![],
+            subprotocol: None,
+            tls: false,
+            port: 80,
+            authorizer: None,
+        }),
+        request_id: ids.request_id(),
+        request_time_ms: 2,
+        body: None,
+        disconnect: None,
+        extension: None,
+    };
+    let mut base = HeaderMap::new();
+    base.insert("x-api-key", HeaderValue::from_static("k"));
+    let headers = invoker.inner.h2_headers(&base, &invocation, b"{}");
+    // HPACK (h2's encoder) sends sensitive values as never-indexed literals: what
+    // changes every invocation neither fills the table nor, for the signature, sits in
+    // it for later requests to be compressed against. What repeats stays indexable.
+    let mut sensitive: Vec<&str> = headers
+        .iter()
+        .filter(|(_, v)| v.is_sensitive())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    sensitive.sort();
+    assert_eq!(
+        sensitive,
+        [
+            "content-length",
+            "x-switchboard-connection-id",
+            "x-switchboard-request-id",
+            "x-switchboard-signature"
+        ]
+    );
+    for name in [
+        "x-api-key",
+        "x-switchboard-route-key",
+        "x-switchboard-event-type",
+    ] {
+        assert!(!headers[name].is_sensitive(), "{name}");
+    }
+}
