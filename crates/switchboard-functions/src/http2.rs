@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::h1::too_large;
+use crate::tls::TlsFailure;
 use crate::InvokeError;
 
 /// The receive window of each stream, advertised in `SETTINGS_INITIAL_WINDOW_SIZE`.
@@ -87,6 +88,10 @@ struct ConnState {
     closing: AtomicBool,
     /// `FIRST_*`: how the server's byte stream began.
     first: AtomicU8,
+    /// Over TLS: the first TLS error the stream met (a client certificate refused after
+    /// a TLS 1.3 handshake arrives as an alert on the first read). `h2` keeps only the
+    /// text of I/O errors, so it is caught here, under `h2`, to be reported as itself.
+    tls: Mutex<Option<TlsFailure>>,
 }
 
 /// Why a request did not get its answer on a connection.
@@ -176,6 +181,7 @@ impl Pool {
             dead: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             first: AtomicU8::new(FIRST_UNKNOWN),
+            tls: Mutex::new(None),
         });
         let io = Sniff::new(io, Arc::clone(&state));
         let (send, connection) = self
@@ -330,9 +336,18 @@ impl Conn {
         self.state.first.load(Ordering::Relaxed) == FIRST_SETTINGS
     }
 
+    /// The TLS failure that broke the connection, if that is what happened.
+    fn tls_failure(&self) -> Option<Fail> {
+        let failure = self.state.tls.lock().clone()?;
+        Some(Fail::Error(InvokeError::Tls(failure)))
+    }
+
     /// A failure before the request went out: a retry is safe, unless the server does not
     /// speak HTTP/2 at all.
     fn unsent(&self, e: &h2::Error) -> Fail {
+        if let Some(tls) = self.tls_failure() {
+            return tls;
+        }
         if !self.spoke_h2() {
             return Fail::Error(failed(NOT_H2));
         }
@@ -343,6 +358,9 @@ impl Conn {
 
     /// A failure once the request may have gone out.
     fn broke(&self, e: &h2::Error) -> Fail {
+        if let Some(tls) = self.tls_failure() {
+            return tls;
+        }
         if !self.spoke_h2() {
             return Fail::Error(failed(NOT_H2));
         }
@@ -401,6 +419,22 @@ struct Sniff<T> {
 const WRITE_BUFFER: usize = 64 * 1024;
 
 impl<T> Sniff<T> {
+    /// Notes a TLS error (the first one) so the invocations it fails report it as such.
+    fn note<V>(&self, poll: Poll<std::io::Result<V>>) -> Poll<std::io::Result<V>> {
+        if let Poll::Ready(Err(e)) = &poll {
+            if let Some(tls) = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                self.state
+                    .tls
+                    .lock()
+                    .get_or_insert_with(|| TlsFailure::from_rustls(tls));
+            }
+        }
+        poll
+    }
+
     fn new(io: T, state: Arc<ConnState>) -> Self {
         Self {
             io,
@@ -417,7 +451,8 @@ impl<T: AsyncWrite + Unpin> Sniff<T> {
     /// Writes `out` until it is empty (or the socket is full: `Pending`).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while self.sent < self.out.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
+            let poll = Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]);
+            match self.note(poll) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
                 }
@@ -440,6 +475,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniff<T> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        let poll = self.note(poll);
         if self.seen < 4 {
             let new = &buf.filled()[before..];
             let want = 3 - usize::from(self.seen);
@@ -526,6 +562,7 @@ mod tests {
                 dead: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
                 first: AtomicU8::new(FIRST_UNKNOWN),
+                tls: Mutex::new(None),
             }),
         )
     }

@@ -119,19 +119,41 @@ async fn a_certificate_for_another_host_is_refused() {
     assert_eq!(tls_label(result), "tls_hostname_mismatch");
 }
 
-#[tokio::test]
-async fn mutual_tls_needs_the_client_certificate() {
-    let ca = TestCa::new("mtls");
-    let server = h1_server(&ca.server_leaf(&["localhost"]), Some(&ca)).await;
+/// Without a client certificate each `versions` call is refused with its cause; with one
+/// the call goes through.
+async fn mutual_tls(server: &TlsFunction, ca: &TestCa, versions: &[HttpVersion]) {
     let client = ca.client_leaf();
-    let mut cfg = trusting(&ca, &server);
-    let without = call(&invoker(&cfg)).await;
-    assert_eq!(tls_label(without), "tls_client_certificate_refused");
-
+    let mut cfg = trusting(ca, server);
+    for &version in versions {
+        cfg.http_version = version;
+        let without = call(&invoker(&cfg)).await;
+        assert_eq!(tls_label(without), "tls_client_certificate_refused");
+    }
     cfg.tls_client_cert = Some(client.cert_file.clone());
     cfg.tls_client_key = Some(client.key_file.clone());
     let host = call(&invoker(&cfg)).await.unwrap();
     assert_eq!(host, format!("localhost:{}", server.port));
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_client_certificate() {
+    let ca = TestCa::new("mtls");
+    let server = h1_server(&ca.server_leaf(&["localhost"]), Some(&ca)).await;
+    mutual_tls(&server, &ca, &[HttpVersion::Auto]).await;
+    assert_eq!(server.counts.get(|c| &c.h1_requests), 1);
+}
+
+/// Over HTTP/2 too (the server picks `h2`): under TLS 1.3 the refusal is an alert that
+/// arrives after the handshake, on `h2`'s first read, and is still reported as itself.
+#[tokio::test]
+async fn mutual_tls_over_h2_needs_the_client_certificate() {
+    let ca = TestCa::new("mtls-h2");
+    let server = TlsFunction::builder(&ca.server_leaf(&["localhost"]))
+        .client_ca(&ca)
+        .start()
+        .await;
+    mutual_tls(&server, &ca, &[HttpVersion::Auto, HttpVersion::Http2]).await;
+    assert_eq!(server.counts.get(|c| &c.h2_requests), 1);
 }
 
 #[tokio::test]
