@@ -1,5 +1,5 @@
-//! Why a handshake was not authorized, typed, so the HTTP status, the metric label and
-//! the log reason are each chosen in one place from the variant.
+//! Why a handshake was not authorized, typed, so the HTTP status and body, the metric
+//! label and the log reason are each chosen in one place from the variant.
 //!
 //! Nothing here quotes a token: a reason names what was wrong, never the credential.
 
@@ -43,12 +43,51 @@ impl AuthError {
         }
     }
 
-    /// A short label for metrics: the kind of refusal.
+    /// The `reason` label of `switchboard_handshakes_rejected_total`: what a user can act
+    /// on, one of [`AuthError::LABELS`]. Several [`reason`](Self::reason)s share a label
+    /// (the claims checks, the causes of a failure), so the label set stays small and
+    /// fixed; the log line names the exact reason.
     pub fn label(&self) -> &'static str {
         match self {
-            Self::MissingIdentity(_) => "missing_identity",
-            Self::Denied(_) => "denied",
-            Self::Failed(_) => "failed",
+            Self::MissingIdentity(_) => "auth_missing",
+            Self::Denied(r) => match r {
+                Refusal::Malformed => "auth_malformed",
+                Refusal::AlgNone => "auth_alg_none",
+                Refusal::UnsupportedAlg | Refusal::UnknownKey | Refusal::BadSignature => {
+                    "auth_bad_signature"
+                }
+                Refusal::Expired => "auth_expired",
+                Refusal::NotYetValid
+                | Refusal::MissingExp
+                | Refusal::WrongIssuer
+                | Refusal::WrongAudience
+                | Refusal::NoSubject => "auth_claims",
+                Refusal::DeniedByFunction => "auth_denied",
+            },
+            Self::Failed(_) => "auth_error",
+        }
+    }
+
+    /// Every value [`label`](Self::label) takes.
+    pub const LABELS: [&'static str; 8] = [
+        "auth_missing",
+        "auth_malformed",
+        "auth_alg_none",
+        "auth_bad_signature",
+        "auth_expired",
+        "auth_claims",
+        "auth_denied",
+        "auth_error",
+    ];
+
+    /// The JSON body the handshake answers with, as API Gateway words it for the
+    /// [`status`](Self::status) (`{"message":"Forbidden"}`, ...): the same for every
+    /// reason of a status, so it tells a prober nothing the status does not.
+    pub fn body(&self) -> &'static str {
+        match self {
+            Self::MissingIdentity(_) => r#"{"message":"Unauthorized"}"#,
+            Self::Denied(_) => r#"{"message":"Forbidden"}"#,
+            Self::Failed(_) => r#"{"message":"Internal server error"}"#,
         }
     }
 }
@@ -166,57 +205,131 @@ impl Failure {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
-    /// Labels are snake_case and distinct, so they can become metric label values.
+    /// Every refusal, with its status, label, reason and body. Reasons and labels are
+    /// distinct snake_case words, so they read well as log fields and metric label values.
     #[test]
-    fn reasons_are_distinct_snake_case_labels() {
-        let all = [
-            Missing::NoToken.reason(),
-            Missing::IdentitySource.reason(),
-            Refusal::Malformed.reason(),
-            Refusal::AlgNone.reason(),
-            Refusal::UnsupportedAlg.reason(),
-            Refusal::UnknownKey.reason(),
-            Refusal::BadSignature.reason(),
-            Refusal::Expired.reason(),
-            Refusal::NotYetValid.reason(),
-            Refusal::MissingExp.reason(),
-            Refusal::WrongIssuer.reason(),
-            Refusal::WrongAudience.reason(),
-            Refusal::NoSubject.reason(),
-            Refusal::DeniedByFunction.reason(),
-            Failure::KeysNotLoaded.reason(),
-            Failure::Function(InvokeError::Timeout).reason(),
-            Failure::Answer(AnswerError::EmptyAnswer).reason(),
+    fn status_label_reason_and_body_follow_the_variant() {
+        use AuthError::{Denied, Failed, MissingIdentity};
+        let cases = [
+            (
+                MissingIdentity(Missing::NoToken),
+                401,
+                "auth_missing",
+                "no_token",
+            ),
+            (
+                MissingIdentity(Missing::IdentitySource),
+                401,
+                "auth_missing",
+                "missing_identity_source",
+            ),
+            (
+                Denied(Refusal::Malformed),
+                403,
+                "auth_malformed",
+                "malformed",
+            ),
+            (Denied(Refusal::AlgNone), 403, "auth_alg_none", "alg_none"),
+            (
+                Denied(Refusal::UnsupportedAlg),
+                403,
+                "auth_bad_signature",
+                "unsupported_alg",
+            ),
+            (
+                Denied(Refusal::UnknownKey),
+                403,
+                "auth_bad_signature",
+                "unknown_key",
+            ),
+            (
+                Denied(Refusal::BadSignature),
+                403,
+                "auth_bad_signature",
+                "bad_signature",
+            ),
+            (Denied(Refusal::Expired), 403, "auth_expired", "expired"),
+            (
+                Denied(Refusal::NotYetValid),
+                403,
+                "auth_claims",
+                "not_yet_valid",
+            ),
+            (
+                Denied(Refusal::MissingExp),
+                403,
+                "auth_claims",
+                "missing_exp",
+            ),
+            (
+                Denied(Refusal::WrongIssuer),
+                403,
+                "auth_claims",
+                "wrong_issuer",
+            ),
+            (
+                Denied(Refusal::WrongAudience),
+                403,
+                "auth_claims",
+                "wrong_audience",
+            ),
+            (Denied(Refusal::NoSubject), 403, "auth_claims", "no_subject"),
+            (
+                Denied(Refusal::DeniedByFunction),
+                403,
+                "auth_denied",
+                "denied_by_function",
+            ),
+            (
+                Failed(Failure::KeysNotLoaded),
+                500,
+                "auth_error",
+                "keys_not_loaded",
+            ),
+            (
+                Failed(Failure::Function(InvokeError::Timeout)),
+                500,
+                "auth_error",
+                "function_error",
+            ),
+            (
+                Failed(Failure::Answer(AnswerError::EmptyAnswer)),
+                500,
+                "auth_error",
+                "unusable_answer",
+            ),
         ];
-        let mut seen = std::collections::HashSet::new();
-        for r in all {
-            assert!(r.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{r}");
-            assert!(seen.insert(r), "{r} twice");
+        let (mut labels, mut reasons) = (HashSet::new(), HashSet::new());
+        let snake = |w: &str| w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        for (e, status, label, reason) in cases {
+            assert_eq!((e.status(), e.label(), e.reason()), (status, label, reason));
+            assert!(snake(label) && snake(reason), "{label} {reason}");
+            assert!(reasons.insert(reason), "{reason} twice");
+            let message = match status {
+                401 => "Unauthorized",
+                403 => "Forbidden",
+                _ => "Internal server error",
+            };
+            let body: serde_json::Value = serde_json::from_str(e.body()).unwrap();
+            assert_eq!(body, serde_json::json!({ "message": message }), "{e:?}");
+            assert!(AuthError::LABELS.contains(&label), "{label}");
+            labels.insert(label);
         }
-    }
-
-    #[test]
-    fn status_label_and_detail_follow_the_variant() {
-        let e = AuthError::Denied(Refusal::Expired);
         assert_eq!(
-            (e.status(), e.label(), e.reason()),
-            (403, "denied", "expired")
-        );
-        assert_eq!(e.to_string(), "denied: expired");
-        let e = AuthError::MissingIdentity(Missing::NoToken);
-        assert_eq!(
-            (e.status(), e.label(), e.reason()),
-            (401, "missing_identity", "no_token")
-        );
-        let e = AuthError::Failed(Failure::Function(InvokeError::Timeout));
-        assert_eq!(
-            (e.status(), e.label(), e.reason()),
-            (500, "failed", "function_error")
+            labels.len(),
+            AuthError::LABELS.len(),
+            "every label is reachable"
         );
         assert_eq!(
-            e.to_string(),
+            AuthError::Denied(Refusal::Expired).to_string(),
+            "denied: expired"
+        );
+        assert_eq!(
+            AuthError::Failed(Failure::Function(InvokeError::Timeout)).to_string(),
             "authorizer failed: authorizer function: function timed out"
         );
     }

@@ -3,9 +3,10 @@
 //!
 //! An [`Authorizer`] looks at a [`Handshake`] and answers an [`Identity`] (which becomes
 //! `requestContext.authorizer` on every later event of the connection) or an
-//! [`AuthError`], whose [`status`](AuthError::status) the handshake answers with:
-//! 401 when no credential was presented, 403 when it was refused, 500 when the
-//! authorizer itself could not decide.
+//! [`AuthError`], whose [`status`](AuthError::status) and [`body`](AuthError::body) the
+//! handshake answers with: 401 `{"message":"Unauthorized"}` when no credential was
+//! presented, 403 `{"message":"Forbidden"}` when it was refused, 500
+//! `{"message":"Internal server error"}` when the authorizer itself could not decide.
 //!
 //! Two kinds:
 //!

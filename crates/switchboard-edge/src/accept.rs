@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::conn::Conn;
-use crate::handshake::{Accept, Reject};
+use crate::handshake::{auth_refusal, Accept, Reject};
 use crate::inner::{log_invocation, EdgeInner};
 use crate::metrics::EdgeMetrics;
 use crate::moves::TakeAnswer;
@@ -115,11 +115,29 @@ pub(crate) async fn authorize(
             Ok(Some(id))
         }
         Err(e) => {
-            // `e.reason()` names the refusal (`expired`, `bad_signature`, `no_token`, ...);
-            // the metric counts the kind of refusal, which bounds its label values.
             edge.metrics.reject(e.label());
-            debug!(conn = %info.id, reason = e.reason(), status = e.status(), error = %e, "handshake refused by the authorizer");
-            Err(status_only(e.status(), StatusCode::FORBIDDEN))
+            log_refusal(edge, &e, info);
+            Err(auth_refusal(&e))
+        }
+    }
+}
+
+/// One line for a refused handshake: at `info` (`warn` when the authorizer could not
+/// decide: the operator's problem, not the client's) for the first refusal of its label
+/// and then at most one per label per second, with the count not logged since; the others
+/// at `debug`. It names the reason and the client's address, never the credential (an
+/// [`AuthError`](switchboard_auth::AuthError) holds none).
+fn log_refusal(edge: &EdgeInner, e: &switchboard_auth::AuthError, info: &ConnectionInfo) {
+    let (reason, status, client) = (e.reason(), e.status(), info.source_ip);
+    match edge.refusal_log.admit(e.label(), Instant::now()) {
+        Some(suppressed) if status >= 500 => {
+            warn!(%client, reason, status, error = %e, suppressed, "handshake refused: the authorizer could not decide");
+        }
+        Some(suppressed) => {
+            info!(%client, reason, status, suppressed, "handshake refused by the authorizer");
+        }
+        None => {
+            debug!(conn = %info.id, %client, reason, status, error = %e, "handshake refused by the authorizer");
         }
     }
 }

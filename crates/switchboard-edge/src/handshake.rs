@@ -7,7 +7,9 @@
 //! `[static]`, or [`Decision::Reject`]. The stateful steps at the door run after it in
 //! `server::handle`, in this order: the per-IP token bucket, a session's resume, the
 //! connection slot, the authorizer and `$connect`; the first three refuse with a
-//! [`Reject`] too, so every status, body and metric label of a refusal is chosen here.
+//! [`Reject`] too, and the authorizer's refusals are answered by [`auth_refusal`], so every
+//! status and body the gateway picks for a refusal at the door is chosen here (`$connect`
+//! refuses with the function's own).
 
 use std::net::IpAddr;
 
@@ -189,6 +191,20 @@ impl Reject {
         }
         r
     }
+}
+
+/// The answer to a handshake the authorizer refused, shaped as API Gateway's: 401
+/// `{"message":"Unauthorized"}` without a credential, 403 `{"message":"Forbidden"}` for a
+/// refused one, 500 `{"message":"Internal server error"}` when the authorizer could not
+/// decide. The body never says why: the log line and the metric label do.
+pub(crate) fn auth_refusal(e: &switchboard_auth::AuthError) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(e.body().as_bytes())));
+    *r.status_mut() = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Decides a request. `shutting_down` is the edge's state, read by the caller.

@@ -162,6 +162,8 @@ pub struct EdgeInner {
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) static_files: Option<StaticConfig>,
     pub(crate) authorizer: Option<Arc<switchboard_auth::Authorizer>>,
+    /// How often the authorizer's refusals are logged.
+    pub(crate) refusal_log: crate::refusal_log::RefusalLog,
     /// How other nodes are reached; `local` on a single node.
     pub(crate) backplane: Arc<dyn switchboard_cluster::Backplane>,
     /// Resumable sessions by connection, each with the proof its token must match.

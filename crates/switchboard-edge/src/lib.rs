@@ -27,6 +27,7 @@ mod moves;
 pub mod ops;
 mod outbound;
 mod parked;
+mod refusal_log;
 mod registry;
 pub mod server;
 mod session;

@@ -145,6 +145,7 @@ impl Edge {
                 tls,
                 static_files: config.static_files.clone(),
                 authorizer,
+                refusal_log: Default::default(),
                 backplane,
                 sessions: Mutex::new(HashMap::new()),
                 moves: Mutex::new(crate::away::Moves::default()),

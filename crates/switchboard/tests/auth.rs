@@ -72,6 +72,29 @@ fn status_of(r: Result<Client, String>) -> u16 {
     }
 }
 
+/// Extra request headers.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// A refused handshake's answer: (status, Content-Type, body). The request asks the
+/// gateway to close after answering, so the body is read to its end.
+async fn refusal(addr: std::net::SocketAddr, headers: Headers<'_>) -> (u16, String, String) {
+    let mut req = String::from(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let resp = raw_request(addr, req.as_bytes()).await;
+    let (status, body) = parse_status(&resp);
+    let content_type = header(resp.split("\r\n\r\n").next().unwrap(), "content-type");
+    (status, content_type.unwrap_or_default(), body)
+}
+
+fn rejected(label: &str) -> String {
+    format!("switchboard_handshakes_rejected_total{{reason=\"{label}\"}}")
+}
+
 #[tokio::test]
 async fn jwt_tokens_from_every_position_and_every_refusal() {
     let fs = FunctionServer::start(|e| {
@@ -150,35 +173,117 @@ async fn jwt_tokens_from_every_position_and_every_refusal() {
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(good_claims().to_string())
     );
-    let cases: Vec<(String, u16)> = vec![
-        (String::new(), 401),
-        (jwt(expired, SECRET), 403),
-        (jwt(early, SECRET), 403),
-        (jwt(wrong_aud, SECRET), 403),
+    let bad_signature = jwt(good_claims(), "a-different-secret-of-32-bytes-or-more");
+    let expired = jwt(expired, SECRET);
+    // Each refusal: its status, AWS's message for it, its metric label and its log reason.
+    let cases: Vec<(String, u16, &str, &str, &str)> = vec![
         (
-            jwt(good_claims(), "a-different-secret-of-32-bytes-or-more"),
-            403,
+            String::new(),
+            401,
+            "Unauthorized",
+            "auth_missing",
+            "no_token",
         ),
-        (none_alg, 403),
-        ("not.a.jwt".into(), 403),
+        (expired.clone(), 403, "Forbidden", "auth_expired", "expired"),
+        (
+            jwt(early, SECRET),
+            403,
+            "Forbidden",
+            "auth_claims",
+            "not_yet_valid",
+        ),
+        (
+            jwt(wrong_aud, SECRET),
+            403,
+            "Forbidden",
+            "auth_claims",
+            "wrong_audience",
+        ),
+        (
+            bad_signature.clone(),
+            403,
+            "Forbidden",
+            "auth_bad_signature",
+            "bad_signature",
+        ),
+        (
+            none_alg.clone(),
+            403,
+            "Forbidden",
+            "auth_alg_none",
+            "alg_none",
+        ),
+        (
+            "not.a.jwt".into(),
+            403,
+            "Forbidden",
+            "auth_malformed",
+            "malformed",
+        ),
     ];
-    for (token, want) in cases {
-        let headers = if token.is_empty() {
-            vec![]
+    for (token, status, message, label, _) in &cases {
+        let before = gw.metric(&rejected(label)).await;
+        let bearer = format!("Bearer {token}");
+        let headers: Headers = if token.is_empty() {
+            &[]
         } else {
-            vec![("Authorization", format!("Bearer {token}"))]
+            &[("Authorization", &bearer)]
         };
+        let (got, content_type, body) = refusal(gw.ws, headers).await;
+        assert_eq!(got, *status, "{token}");
+        assert_eq!(content_type, "application/json", "{token}");
         assert_eq!(
-            status_of(connect_with(gw.ws, hs(headers, "/".into())).await),
-            want,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "message": message }),
             "{token}"
         );
+        assert_eq!(gw.metric(&rejected(label)).await, before + 1.0, "{label}");
+    }
+    let metrics = gw.metrics().await;
+    for old in ["denied", "missing_identity", "failed"] {
+        assert!(!metrics.contains(&rejected(old)), "{old}");
     }
     assert_eq!(
         fs.events_of("CONNECT").len(),
         3,
         "refused handshakes never reach $connect"
     );
+
+    // Each refusal is logged once with its reason and the client's address, at INFO for
+    // the first of its label (the second `auth_claims` within a second drops to DEBUG);
+    // no token is logged.
+    drop((c, via_protocol));
+    let (_, log) = tokio::task::spawn_blocking(move || gw.terminate())
+        .await
+        .unwrap();
+    let mut labels_seen = Vec::new();
+    for (token, _, _, label, reason) in &cases {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("handshake refused by the authorizer")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "one line for {reason}:\n{log}");
+        assert!(lines[0].contains("client=127.0.0.1"), "{}", lines[0]);
+        if !labels_seen.contains(label) {
+            assert!(lines[0].contains(" INFO "), "{}", lines[0]);
+            labels_seen.push(label);
+        }
+        if !token.is_empty() {
+            assert!(
+                !log.contains(token.as_str()),
+                "the token is in the log:\n{log}"
+            );
+        }
+    }
+    // The signature is what makes a token a credential: no part of one is logged either,
+    // nor of the good one that travelled in the query string.
+    for token in [&expired, &bad_signature, &good] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a signature is in the log");
+    }
 }
 
 #[tokio::test]
@@ -258,16 +363,37 @@ two_way = true
         auth.get("nested").is_none(),
         "only strings, numbers and booleans pass"
     );
-    assert_eq!(status_of(connect_with(gw.ws, with_key("bad")).await), 403);
-    assert_eq!(
-        status_of(connect_with(gw.ws, with_key("broken")).await),
-        500
-    );
-    assert_eq!(status_of(connect_with(gw.ws, with_key("slow")).await), 500);
-    assert_eq!(
-        status_of(connect_with(gw.ws, Handshake::default()).await),
-        401
-    );
+    // Deny, a failing function, a slow one and no identity source, as AWS answers them.
+    let cases: [(Headers, u16, &str, &str); 4] = [
+        (&[("X-Key", "bad")], 403, "Forbidden", "auth_denied"),
+        (
+            &[("X-Key", "broken")],
+            500,
+            "Internal server error",
+            "auth_error",
+        ),
+        (
+            &[("X-Key", "slow")],
+            500,
+            "Internal server error",
+            "auth_error",
+        ),
+        (&[], 401, "Unauthorized", "auth_missing"),
+    ];
+    for (headers, status, message, label) in cases {
+        let before = gw.metric(&rejected(label)).await;
+        let (got, content_type, body) = refusal(gw.ws, headers).await;
+        assert_eq!(
+            (got, content_type.as_str()),
+            (status, "application/json"),
+            "{headers:?}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "message": message })
+        );
+        assert_eq!(gw.metric(&rejected(label)).await, before + 1.0, "{label}");
+    }
     // Cache: a second "good" handshake does not ask the function again.
     let asked = fs
         .events

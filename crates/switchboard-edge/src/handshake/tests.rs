@@ -577,3 +577,57 @@ fn sessions_and_resume_tokens() {
     assert_eq!(a.subprotocol, None);
     assert_eq!(a.query, q(&[("sb_session", "tok")]));
 }
+
+#[tokio::test]
+async fn authorizer_refusals_answer_as_api_gateway() {
+    use http_body_util::BodyExt;
+    use switchboard_auth::{AuthError, Failure, Missing, Refusal};
+    let cases = [
+        (
+            AuthError::MissingIdentity(Missing::NoToken),
+            401,
+            r#"{"message":"Unauthorized"}"#,
+        ),
+        (
+            AuthError::Denied(Refusal::Expired),
+            403,
+            r#"{"message":"Forbidden"}"#,
+        ),
+        (
+            AuthError::Denied(Refusal::AlgNone),
+            403,
+            r#"{"message":"Forbidden"}"#,
+        ),
+        (
+            AuthError::Failed(Failure::KeysNotLoaded),
+            500,
+            r#"{"message":"Internal server error"}"#,
+        ),
+    ];
+    for (e, status, body) in cases {
+        let r = super::auth_refusal(&e);
+        assert_eq!(r.status(), status, "{e:?}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let got = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], body.as_bytes(), "{e:?}");
+    }
+}
+
+/// Every `reason` label of `switchboard_handshakes_rejected_total` decided here or by the
+/// authorizer has a row in docs/config.md's table of them.
+#[test]
+fn every_refusal_label_is_documented() {
+    let docs = include_str!("../../../../docs/config.md");
+    let table = docs
+        .split_once("### Why handshakes are refused")
+        .expect("the section")
+        .1;
+    let labels = Reject::ALL
+        .iter()
+        .map(|r| r.label())
+        .chain(switchboard_auth::AuthError::LABELS);
+    for label in labels {
+        let row = format!("\n| `{label}` |");
+        assert!(table.contains(&row), "{label} undocumented");
+    }
+}
