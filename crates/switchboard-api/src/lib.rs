@@ -6,15 +6,18 @@
 //! accepts connections and its backplane is usable, and 503 once shutdown has begun, so a
 //! load balancer stops sending new clients before connections are closed.
 //!
-//! What the door refuses before any route is matched ([`serve`], [`router`]): a request
-//! head over [`HeadLimits`] (431, from hyper, with no more of it buffered), and a path with
-//! a `.` or `..` segment (400); empty path segments are dropped before routing. So a
-//! signature can only reach the route its path names. The management handlers then check
+//! What the door refuses before any route is matched ([`serve`], [`router`]): a peer
+//! outside `[management] allow_ips` or inside `deny_ips` ([`PeerRules`], 403 to every
+//! request of its connection), a request head over [`HeadLimits`] (431, from hyper, with
+//! no more of it buffered), and a path with a `.` or `..` segment (400); empty path
+//! segments are dropped before routing. So a signature can only reach the route its path
+//! names. The management handlers then check
 //! credentials from the head alone before they read a body ([`connections`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,16 +28,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper::server::conn::http1::Builder;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use switchboard_cluster::Backplane;
+use switchboard_core::access::IpRules;
 use switchboard_core::config::{ManagementConfig, DEFAULT_MAX_REQUEST_HEADERS};
 use switchboard_edge::metrics::ReasonLabel;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub mod connections;
 pub mod sigv4;
@@ -67,9 +72,9 @@ impl ManagementMetrics {
         );
     }
 
-    /// Counts one refusal.
-    pub fn refuse(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    /// Counts one refusal; returns how many of its reason there have been.
+    pub fn refuse(&self, reason: &'static str) -> u64 {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc() + 1
     }
 }
 
@@ -175,6 +180,74 @@ impl From<&ManagementConfig> for HeadLimits {
     }
 }
 
+/// `[management] allow_ips` and `deny_ips`, matched on the TCP peer's address (the
+/// management listener sits behind no proxy whose `X-Forwarded-For` could be believed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerRules {
+    /// Networks allowed; when not empty, every other address is refused.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Networks refused, even when in `allow`.
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl From<&ManagementConfig> for PeerRules {
+    fn from(m: &ManagementConfig) -> Self {
+        Self {
+            allow: m.allow_ips.clone(),
+            deny: m.deny_ips.clone(),
+        }
+    }
+}
+
+impl PeerRules {
+    /// Whether `ip` may use the management listener.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        IpRules {
+            allow: &self.allow,
+            deny: &self.deny,
+        }
+        .permits(ip)
+    }
+}
+
+/// How long a refused peer's connection may take to send the request it is refused.
+const REFUSED_CONNECTION_BUDGET: Duration = Duration::from_secs(5);
+
+/// Answers 403 to a peer [`PeerRules`] refuses: one request, then the connection closes.
+/// Counted once a connection (`management_refused{reason="ip_denied"}`), and logged with the
+/// peer at info for the first and then at each power of two of the count, at debug
+/// otherwise, so a flood of refused connections writes a few dozen lines.
+fn refuse_peer(
+    builder: &Builder,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    metrics: &ManagementMetrics,
+) {
+    let n = metrics.refuse("ip_denied");
+    if n.is_power_of_two() {
+        info!(%peer, refused_total = n, "management connection refused by [management] allow_ips/deny_ips");
+    } else {
+        debug!(%peer, "management connection refused by [management] allow_ips/deny_ips");
+    }
+    let service = hyper::service::service_fn(|_req| async {
+        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"connections from this address are not allowed\n",
+        )));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Ok::<_, std::convert::Infallible>(r)
+    });
+    let mut builder = builder.clone();
+    builder.keep_alive(false);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(REFUSED_CONNECTION_BUDGET, conn).await;
+    });
+}
+
 /// Serves `router` on `listener` over HTTP/1.1 until `shutdown` completes, then lets the
 /// requests in flight finish (idle keep-alive connections close at once) and returns when
 /// every connection has ended.
@@ -182,15 +255,17 @@ impl From<&ManagementConfig> for HeadLimits {
 /// Each connection's request heads are bounded by `limits`: hyper answers 431 itself once
 /// a head passes `max_bytes` or has more than `max_headers` lines, and its read buffer is
 /// capped at `max_bytes` (at least hyper's floor of 8 KiB), so no more than that of a head
-/// is held. Bodies stream through that buffer in pieces of at most that size.
+/// is held. Bodies stream through that buffer in pieces of at most that size. A peer `peers`
+/// refuses gets 403 whatever it asks.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HeadLimits,
+    peers: PeerRules,
     metrics: ManagementMetrics,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = Builder::new();
     builder
         .max_header_size(limits.max_bytes)
         .max_buf_size(limits.max_bytes.max(8192))
@@ -217,6 +292,10 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        if !peers.permits(peer.ip()) {
+            refuse_peer(&builder, stream, peer, &metrics);
+            continue;
+        }
         let service = TowerToHyperService::new(router.clone());
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let metrics = metrics.clone();

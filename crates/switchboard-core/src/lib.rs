@@ -1,5 +1,6 @@
 //! switchboard's sans-IO model: everything the gateway decides, without sockets.
 //!
+//! - [`access`]: which origins and client addresses may connect;
 //! - [`config`]: the configuration tree and its validation;
 //! - [`id`]: connection and request ids (a connection id names its node);
 //! - [`event`]: what a function is invoked with and answers;
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod b64;
 pub mod config;
 pub mod event;

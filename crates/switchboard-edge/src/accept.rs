@@ -1,6 +1,7 @@
 //! After the handshake decision: the authorizer, `$connect`, the 101 and the hand-off of
 //! the raw stream to a connection task (or to a resumed session).
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -400,6 +401,30 @@ where
 /// Counts a refusal at the door and answers it.
 pub(crate) fn refuse(m: &EdgeMetrics, reject: Reject) -> Response<Full<Bytes>> {
     m.reject(reject.label());
+    reject.response()
+}
+
+/// Counts a refusal by `[access]` and answers it. Logged with the client address (and the
+/// `Origin`): at info for the first of its reason and then at each power of two of the
+/// count, so a flood from a refused address writes a few dozen lines, not one a request;
+/// every other one at debug.
+pub(crate) fn refuse_access(
+    m: &EdgeMetrics,
+    reject: Reject,
+    client: IpAddr,
+    origin: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    let reason = reject.label();
+    let n = m
+        .handshakes_rejected
+        .get_or_create(&crate::metrics::ReasonLabel { reason })
+        .inc()
+        + 1;
+    if n.is_power_of_two() {
+        info!(%client, ?origin, reason, refused_total = n, "handshake refused by [access]");
+    } else {
+        debug!(%client, ?origin, reason, "handshake refused by [access]");
+    }
     reject.response()
 }
 

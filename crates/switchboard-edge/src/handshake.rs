@@ -4,18 +4,22 @@
 //! [`Policy`] and whether the edge is shutting down: no I/O, no clock, no shared state.
 //! It answers [`Decision::Accept`] with everything negotiated (accept key, source address,
 //! subprotocol, permessage-deflate, resume token), [`Decision::Static`] for a page under
-//! `[static]`, or [`Decision::Reject`]. The stateful steps at the door run after it in
-//! `server::handle`, in this order: the per-IP token bucket, a session's resume, the
-//! connection slot, the authorizer and `$connect`; the first three refuse with a
-//! [`Reject`] too, and the authorizer's refusals are answered by [`auth_refusal`], so every
-//! status and body the gateway picks for a refusal at the door is chosen here (`$connect`
-//! refuses with the function's own).
+//! `[static]`, or [`Decision::Reject`]. Access control comes first: a client address
+//! outside `[access] allow_ips`/`deny_ips` is refused before anything else is read, and a
+//! handshake from an origin `[access] allowed_origins` does not allow (by default, one
+//! other than the request's `Host`) before any stateful step. The stateful steps at the
+//! door run after it in `server::handle`, in this order: the per-IP token bucket, a
+//! session's resume, the connection slot, the authorizer and `$connect`; the first three
+//! refuse with a [`Reject`] too, and the authorizer's refusals are answered by
+//! [`auth_refusal`], so every status, body and metric label the gateway picks for a
+//! refusal at the door is chosen here (`$connect` refuses with the function's own).
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use switchboard_core::access::{origin_allowed, IpRules, OriginPattern};
 use switchboard_ws::deflate::{self, DeflateConfig, DeflateParams};
 use switchboard_ws::handshake as ws;
 
@@ -37,6 +41,11 @@ pub(crate) struct Policy<'a> {
     /// `limits.max_request_head_bytes` and `limits.max_request_headers`.
     pub max_head_bytes: usize,
     pub max_headers: usize,
+    /// `access.allowed_origins` (empty: same origin only) and `access.require_origin`.
+    pub allowed_origins: &'a [OriginPattern],
+    pub require_origin: bool,
+    /// `access.allow_ips` and `access.deny_ips`, on the client address.
+    pub ips: IpRules<'a>,
 }
 
 /// What to do with a request.
@@ -104,12 +113,17 @@ pub(crate) enum Reject {
     MaxConnections,
     /// A resume of a session attached to another connection: 409.
     SessionInUse,
+    /// The client address is outside `access.allow_ips` or inside `access.deny_ips`: 403.
+    IpDenied,
+    /// A handshake from an origin `access.allowed_origins` does not allow, or without
+    /// `Origin` under `access.require_origin`: 403.
+    Origin,
 }
 
 impl Reject {
     /// Every refusal, for tests.
     #[cfg(test)]
-    pub const ALL: [Reject; 10] = [
+    pub const ALL: [Reject; 12] = [
         Reject::NotWebSocket,
         Reject::Method,
         Reject::HttpVersion,
@@ -120,6 +134,8 @@ impl Reject {
         Reject::RateLimited,
         Reject::MaxConnections,
         Reject::SessionInUse,
+        Reject::IpDenied,
+        Reject::Origin,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -131,6 +147,7 @@ impl Reject {
             Reject::ShuttingDown | Reject::MaxConnections => StatusCode::SERVICE_UNAVAILABLE,
             Reject::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reject::SessionInUse => StatusCode::CONFLICT,
+            Reject::IpDenied | Reject::Origin => StatusCode::FORBIDDEN,
         }
     }
 
@@ -145,6 +162,8 @@ impl Reject {
             Reject::RateLimited => "rate_limited",
             Reject::MaxConnections => "max_connections",
             Reject::SessionInUse => "session_in_use",
+            Reject::IpDenied => "ip_denied",
+            Reject::Origin => "origin",
         }
     }
 
@@ -162,6 +181,8 @@ impl Reject {
             Reject::RateLimited => "too many new connections from this address\n",
             Reject::MaxConnections => "connection limit reached\n",
             Reject::SessionInUse => "session is attached to another connection\n",
+            Reject::IpDenied => "connections from this address are not allowed\n",
+            Reject::Origin => "WebSocket connections from this origin are not allowed\n",
         }
     }
 
@@ -220,6 +241,11 @@ pub(crate) fn decide<B>(
     if head_over(req, policy) {
         return Decision::Reject(Reject::HeadTooLarge);
     }
+    // Pages under `[static]` too: a refused address is refused everything.
+    let source_ip = source_ip(policy.trusted_proxies, peer, headers);
+    if !policy.ips.permits(source_ip) {
+        return Decision::Reject(Reject::IpDenied);
+    }
     let is_upgrade = has_token(headers, header::CONNECTION, "upgrade")
         && has_token(headers, header::UPGRADE, "websocket");
     let method = req.method();
@@ -250,6 +276,20 @@ pub(crate) fn decide<B>(
         }
         _ => return Decision::Reject(Reject::Key),
     };
+    if !origin_allowed(
+        policy.allowed_origins,
+        policy.require_origin,
+        // An `Origin` that is not text names no origin, so it is refused like `null`.
+        headers
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or("")),
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str())),
+    ) {
+        return Decision::Reject(Reject::Origin);
+    }
     if shutting_down {
         return Decision::Reject(Reject::ShuttingDown);
     }
@@ -294,7 +334,7 @@ pub(crate) fn decide<B>(
     }
     Decision::Accept(Accept {
         accept_key,
-        source_ip: source_ip(policy.trusted_proxies, peer, headers),
+        source_ip,
         subprotocol,
         deflate,
         session,
@@ -332,7 +372,11 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 /// proxy: the rightmost address that is not itself a trusted proxy (the leftmost if all
 /// are). An entry that is not an address ends the walk at the nearest trusted hop, since
 /// whatever lies left of it may have been written by the client.
-fn source_ip(trusted_proxies: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn source_ip(
+    trusted_proxies: &[ipnet::IpNet],
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
     let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
     if !trusted(&peer) {
         return peer;

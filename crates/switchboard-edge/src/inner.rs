@@ -45,6 +45,11 @@ pub(crate) struct Settings {
     pub deflate: Option<DeflateConfig>,
     pub subprotocols: Vec<String>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[access]`: origins and client addresses allowed to connect.
+    pub allowed_origins: Vec<switchboard_core::access::OriginPattern>,
+    pub require_origin: bool,
+    pub allow_ips: Vec<ipnet::IpNet>,
+    pub deny_ips: Vec<ipnet::IpNet>,
     pub reject_binary: bool,
     pub connect_budget: Duration,
     pub resume: Option<ResumeSettings>,
@@ -63,6 +68,12 @@ impl Settings {
             static_files,
             max_head_bytes: self.max_head_bytes,
             max_headers: self.max_headers,
+            allowed_origins: &self.allowed_origins,
+            require_origin: self.require_origin,
+            ips: switchboard_core::access::IpRules {
+                allow: &self.allow_ips,
+                deny: &self.deny_ips,
+            },
         }
     }
 }

@@ -28,8 +28,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::accept::{
-    apply_identity, authorize, connection_info, invoke_connect, open, refuse, resume, switching,
-    take_session, Opening,
+    apply_identity, authorize, connection_info, invoke_connect, open, refuse, refuse_access,
+    resume, switching, take_session, Opening,
 };
 use crate::handshake::{self, Decision, Reject};
 use crate::inner::{EdgeInner, IpLimiter, ResumeSettings, Settings};
@@ -89,6 +89,10 @@ impl Edge {
             }),
             subprotocols: config.server.subprotocols.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
+            allowed_origins: config.access.allowed_origins.clone(),
+            require_origin: config.access.require_origin,
+            allow_ips: config.access.allow_ips.clone(),
+            deny_ips: config.access.deny_ips.clone(),
             reject_binary: config.router.binary == switchboard_core::config::BinaryMode::Reject,
             connect_budget: secs(30),
             op_timeout: Duration::from_millis(config.cluster.op_timeout_ms.max(1)),
@@ -304,6 +308,10 @@ where
     let policy = s.policy(edge.static_files.is_some());
     let accept = match handshake::decide(&req, peer.ip(), &policy, edge.shutdown.is_cancelled()) {
         Decision::Accept(a) => a,
+        Decision::Reject(r @ (Reject::IpDenied | Reject::Origin)) => {
+            let client = handshake::source_ip(&s.trusted_proxies, peer.ip(), req.headers());
+            return refuse_access(m, r, client, req.headers().get(http::header::ORIGIN));
+        }
         Decision::Reject(r) => return refuse(m, r),
         Decision::Static { head } => {
             let st = edge.static_files.as_ref().expect("decided with [static]");

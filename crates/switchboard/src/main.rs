@@ -386,6 +386,7 @@ async fn serve(cfg: Config, dev: Option<PathBuf>) -> Result<()> {
             mgmt_listener,
             router,
             limits,
+            switchboard_api::PeerRules::from(&cfg.management),
             mgmt_metrics,
             async move {
                 let _ = stopped.await;

@@ -1,4 +1,5 @@
-//! `[management]`: how calls to the management API authenticate, and its request bounds.
+//! `[management]`: how calls to the management API authenticate, who may call it, and its
+//! request bounds.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,12 @@ pub struct ManagementConfig {
     /// Most header lines in a request head on the management listener; beyond it: HTTP
     /// 431. Default 100.
     pub max_request_headers: usize,
+    /// Client addresses allowed on the management listener (CIDRs, the TCP peer); when not
+    /// empty, every other address is refused with 403. Default: empty (all).
+    pub allow_ips: Vec<ipnet::IpNet>,
+    /// Addresses refused with 403 on the management listener (CIDRs), even when in
+    /// `allow_ips`. Default: none.
+    pub deny_ips: Vec<ipnet::IpNet>,
 }
 
 impl Default for ManagementConfig {
@@ -34,6 +41,8 @@ impl Default for ManagementConfig {
             clock_skew_secs: 300,
             max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod access;
 mod authorizer;
 mod cluster;
 mod functions;
@@ -17,6 +18,7 @@ mod routes;
 mod server;
 mod validate;
 
+pub use self::access::AccessConfig;
 pub use self::authorizer::{AuthorizerConfig, JwtConfig, RequestAuthorizerConfig, TokenSource};
 pub use self::cluster::{
     derive_namespace, is_valid_namespace, BackplaneKind, ClusterConfig, NAMESPACE_MAX,
@@ -71,6 +73,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Resumable sessions for clients of the `switchboard.v1` subprotocol.
     pub resume: ResumeConfig,
+    /// Which origins and client addresses may open a WebSocket.
+    pub access: AccessConfig,
 }
 
 /// A configuration that does not make sense; the message names the key.

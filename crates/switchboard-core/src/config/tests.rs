@@ -429,3 +429,32 @@ fn odd_names_are_quoted_in_error_keys() {
         ]
     );
 }
+
+#[test]
+fn access_lists_parse_and_bad_entries_name_their_line() {
+    let c: Config = toml::from_str(
+        "[access]\nallowed_origins = [\"https://chat.example.com\", \"https://*.example.org\"]\n\
+         require_origin = true\nallow_ips = [\"10.0.0.0/8\", \"::1/128\"]\ndeny_ips = [\"10.1.0.0/16\"]\n\
+         [management]\nallow_ips = [\"127.0.0.1/32\"]\ndeny_ips = [\"127.0.0.2/32\"]\n",
+    )
+    .unwrap();
+    c.validate().unwrap();
+    let a = &c.access;
+    assert_eq!(a.allowed_origins.len(), 2);
+    assert!(a.require_origin);
+    assert_eq!(a.allow_ips.len(), 2);
+    assert_eq!(a.deny_ips.len(), 1);
+    assert_eq!(c.management.allow_ips.len(), 1);
+    assert_eq!(c.management.deny_ips.len(), 1);
+    let d: Config = toml::from_str("").unwrap();
+    assert!(d.access.allowed_origins.is_empty() && !d.access.require_origin);
+    assert!(d.access.allow_ips.is_empty() && d.management.deny_ips.is_empty());
+    // A path after the origin is a mistake browsers never send: refused at load.
+    let text = "[access]\n\nallowed_origins = [\"https://chat.example.com/\"]\n";
+    let e = toml::from_str::<Config>(text).unwrap_err();
+    assert!(e.to_string().contains("is not an origin"), "{e}");
+    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+    assert_eq!(line, Some(3), "{e}");
+    let e = toml::from_str::<Config>("[management]\ndeny_ips = [\"10.0.0.0/33\"]\n").unwrap_err();
+    assert!(e.to_string().contains("deny_ips"), "{e}");
+}

@@ -6,10 +6,12 @@
 //! (503 only when shutting down) with a label of `switchboard_handshakes_rejected_total`;
 //! and an accept keeps the protocol's promises: GET over HTTP/1.1 with version 13 and a
 //! valid key answered with its accept value, a subprotocol the client offered, a source
-//! address that is the peer or one the header named, and no resume parameter in the query.
+//! address that is the peer or one the header named, and no resume parameter in the query;
+//! an address the IP lists refuse, or an origin the origin rules refuse, is never accepted.
 
 use std::net::IpAddr;
 
+use switchboard_core::access::{IpRules, Origin, OriginPattern};
 use switchboard_fuzz::proptest::collection::vec;
 use switchboard_fuzz::proptest::prelude::*;
 use switchboard_ws::deflate::DeflateConfig;
@@ -30,6 +32,8 @@ const LABELS: &[&str] = &[
     "session_in_use",
     "session_proof",
     "head_too_large",
+    "ip_denied",
+    "origin",
 ];
 
 const NAMES: &[&str] = &[
@@ -41,6 +45,7 @@ const NAMES: &[&str] = &[
     "sec-websocket-extensions",
     "x-forwarded-for",
     "host",
+    "origin",
     "x-noise",
 ];
 
@@ -57,6 +62,11 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
         Just(b"permessage-deflate; server_max_window_bits=9, x".to_vec()),
         Just(b"10.0.0.2, 198.51.100.1".to_vec()),
         Just(b"::1, unknown, 10.1.2.3".to_vec()),
+        Just(b"https://chat.example.com".to_vec()),
+        Just(b"https://a.example.org:8443".to_vec()),
+        Just(b"http://example.com".to_vec()),
+        Just(b"example.com".to_vec()),
+        Just(b"null".to_vec()),
         "[ -~]{0,40}".prop_map(String::into_bytes),
         vec(any::<u8>(), 0..40),
     ]
@@ -77,6 +87,10 @@ struct Input {
     max_head_bytes: usize,
     max_headers: usize,
     shutting_down: bool,
+    /// 0: same origin only, 1: a list, 2: `*`.
+    origins: u8,
+    require_origin: bool,
+    ip_lists: bool,
 }
 
 fn input() -> impl Strategy<Value = Input> {
@@ -103,11 +117,13 @@ fn input() -> impl Strategy<Value = Input> {
             prop_oneof![0usize..20, Just(100)],
             prop::bool::weighted(0.1),
         ),
+        (0u8..3, any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
                 (method, http10, valid, query, headers, peer),
                 (resume, static_files, deflate, max_head_bytes, max_headers, shutting_down),
+                (origins, require_origin, ip_lists),
             )| Input {
                 method,
                 http10,
@@ -121,6 +137,9 @@ fn input() -> impl Strategy<Value = Input> {
                 max_head_bytes,
                 max_headers,
                 shutting_down,
+                origins,
+                require_origin,
+                ip_lists,
             },
         )
 }
@@ -156,6 +175,29 @@ fn fuzz_edge_handshake_decision() {
         let subprotocols = vec!["chat".to_owned(), "switchboard.v1".to_owned()];
         let trusted = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
         let deflate = DeflateConfig::default();
+        let origins: Vec<OriginPattern> = match i.origins {
+            0 => Vec::new(),
+            1 => ["https://chat.example.com", "https://*.example.org:8443"]
+                .iter()
+                .map(|o| OriginPattern::parse(o).unwrap())
+                .collect(),
+            _ => vec![OriginPattern::parse("*").unwrap()],
+        };
+        let (allow, deny): (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>) = if i.ip_lists {
+            (
+                vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ],
+                vec!["10.1.0.0/16".parse().unwrap()],
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let ips = IpRules {
+            allow: &allow,
+            deny: &deny,
+        };
         let policy = Policy {
             subprotocols: &subprotocols,
             trusted_proxies: &trusted,
@@ -164,6 +206,9 @@ fn fuzz_edge_handshake_decision() {
             static_files: i.static_files,
             max_head_bytes: i.max_head_bytes,
             max_headers: i.max_headers,
+            allowed_origins: &origins,
+            require_origin: i.require_origin,
+            ips,
         };
         let h = req.headers();
         match decide(&req, i.peer, &policy, i.shutting_down) {
@@ -213,6 +258,22 @@ fn fuzz_edge_handshake_decision() {
                     .flat_map(|v| v.split(','))
                     .any(|e| e.trim().parse() == Ok(a.source_ip));
                 prop_assert!(a.source_ip == i.peer || named, "{}", a.source_ip);
+                prop_assert!(ips.permits(a.source_ip), "{}", a.source_ip);
+                let origin = h.get("origin").map(|v| v.to_str().unwrap_or(""));
+                prop_assert!(origin.is_some() || !i.require_origin);
+                if let Some(o) = origin {
+                    let host = h.get("host").and_then(|v| v.to_str().ok());
+                    prop_assert!(
+                        origins.iter().any(|p| p.allows(o))
+                            || (origins.is_empty()
+                                && host.is_some_and(|host| {
+                                    Origin::parse(o).is_some_and(|o| o.is_host(host))
+                                })),
+                        "{} from {:?}",
+                        o,
+                        host
+                    );
+                }
             }
         }
         Ok(())

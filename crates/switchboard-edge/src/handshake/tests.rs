@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use http::{request::Builder, Request, StatusCode, Version};
+use switchboard_core::access::{IpRules, OriginPattern};
 use switchboard_ws::deflate::DeflateConfig;
 
 use super::{decide, Accept, Decision, Policy, Reject, Resume};
@@ -45,6 +46,10 @@ struct Conf {
     static_files: bool,
     max_head_bytes: usize,
     max_headers: usize,
+    origins: Vec<OriginPattern>,
+    require_origin: bool,
+    allow_ips: Vec<ipnet::IpNet>,
+    deny_ips: Vec<ipnet::IpNet>,
 }
 
 impl Default for Conf {
@@ -57,6 +62,10 @@ impl Default for Conf {
             static_files: false,
             max_head_bytes: 16 * 1024,
             max_headers: 100,
+            origins: Vec::new(),
+            require_origin: false,
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
         }
     }
 }
@@ -71,6 +80,12 @@ impl Conf {
             static_files: self.static_files,
             max_head_bytes: self.max_head_bytes,
             max_headers: self.max_headers,
+            allowed_origins: &self.origins,
+            require_origin: self.require_origin,
+            ips: IpRules {
+                allow: &self.allow_ips,
+                deny: &self.deny_ips,
+            },
         }
     }
 
@@ -321,6 +336,8 @@ fn refusals_keep_their_statuses_labels_and_headers() {
         (Reject::RateLimited, 429, "rate_limited"),
         (Reject::MaxConnections, 503, "max_connections"),
         (Reject::SessionInUse, 409, "session_in_use"),
+        (Reject::IpDenied, 403, "ip_denied"),
+        (Reject::Origin, 403, "origin"),
     ];
     assert_eq!(cases.len(), Reject::ALL.len());
     for (reject, status, label) in cases {
@@ -630,4 +647,174 @@ fn every_refusal_label_is_documented() {
         let row = format!("\n| `{label}` |");
         assert!(table.contains(&row), "{label} undocumented");
     }
+}
+
+/// A valid handshake to `example.com` with an `Origin` (none when `origin` is empty).
+fn from_origin(origin: &str) -> Request<()> {
+    if origin.is_empty() {
+        without("origin")
+    } else {
+        with("origin", origin)
+    }
+}
+
+#[test]
+fn origins_at_the_door() {
+    use Decision::Reject as R;
+    let same_origin = Conf::default();
+    let listed = Conf {
+        origins: ["https://chat.example.net", "https://*.example.org"]
+            .iter()
+            .map(|o| OriginPattern::parse(o).unwrap())
+            .collect(),
+        ..Conf::default()
+    };
+    let required = Conf {
+        require_origin: true,
+        ..Conf::default()
+    };
+    let any = Conf {
+        origins: vec![OriginPattern::parse("*").unwrap()],
+        ..Conf::default()
+    };
+    let refused = Some(Reject::Origin);
+    let cases: Vec<(&str, &Conf, &str, Option<Reject>)> = vec![
+        ("same origin", &same_origin, "https://example.com", None),
+        (
+            "same origin, any case",
+            &same_origin,
+            "HTTPS://Example.COM",
+            None,
+        ),
+        (
+            "same host, another port",
+            &same_origin,
+            "http://example.com:8080",
+            refused,
+        ),
+        (
+            "another host",
+            &same_origin,
+            "https://evil.example",
+            refused,
+        ),
+        ("a sandboxed page", &same_origin, "null", refused),
+        ("no Origin", &same_origin, "", None),
+        ("listed", &listed, "https://chat.example.net", None),
+        ("wildcard-listed", &listed, "https://a.example.org", None),
+        (
+            "the wildcard's own host",
+            &listed,
+            "https://example.org",
+            refused,
+        ),
+        ("unlisted", &listed, "https://evil.example", refused),
+        // A list replaces the same-origin rule.
+        (
+            "same origin, unlisted",
+            &listed,
+            "https://example.com",
+            refused,
+        ),
+        ("no Origin with a list", &listed, "", None),
+        ("no Origin, required", &required, "", refused),
+        (
+            "same origin, required",
+            &required,
+            "https://example.com",
+            None,
+        ),
+        ("any origin", &any, "https://evil.example", None),
+    ];
+    for (name, conf, origin, want) in cases {
+        match (conf.decide(&from_origin(origin)), want) {
+            (Decision::Accept(_), None) => {}
+            (got, Some(want)) => assert_eq!(got, R(want), "{name}"),
+            (got, None) => panic!("{name}: expected an accept, got {got:?}"),
+        }
+    }
+    // An Origin that is not text names no origin.
+    let mut r = ws().body(()).unwrap();
+    r.headers_mut().insert(
+        "origin",
+        http::HeaderValue::from_bytes(b"https://ex\xffample.com").unwrap(),
+    );
+    assert_eq!(same_origin.decide(&r), R(Reject::Origin));
+    // Pages are not handshakes: `[static]` answers them whatever their Origin.
+    let pages = Conf {
+        static_files: true,
+        ..Conf::default()
+    };
+    let mut page = Request::get("/app.js")
+        .header("host", "example.com")
+        .header("origin", "https://evil.example")
+        .body(())
+        .unwrap();
+    assert_eq!(pages.decide(&page), Decision::Static { head: false });
+    // A malformed handshake is told what is wrong with it first.
+    page.headers_mut()
+        .insert("upgrade", "websocket".parse().unwrap());
+    page.headers_mut()
+        .insert("connection", "upgrade".parse().unwrap());
+    assert_eq!(pages.decide(&page), R(Reject::WsVersion));
+}
+
+#[test]
+fn ip_lists_at_the_door() {
+    use Decision::Reject as R;
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let conf = Conf {
+        trusted: vec![net("10.0.0.0/8")],
+        allow_ips: vec![net("198.51.100.0/24"), net("2001:db8::/32")],
+        deny_ips: vec![net("198.51.100.66/32"), net("10.9.0.0/16")],
+        static_files: true,
+        ..Conf::default()
+    };
+    let denied = Some(Reject::IpDenied);
+    let cases: [(&str, &[&str], Option<Reject>); 9] = [
+        ("198.51.100.7", &[], None),
+        ("2001:db8::1", &[], None),
+        // Outside a non-empty allow list.
+        ("203.0.113.7", &[], denied),
+        ("2001:db9::1", &[], denied),
+        // Deny wins over allow.
+        ("198.51.100.66", &[], denied),
+        // Evaluated on the client address, after the trusted proxy.
+        ("10.0.0.1", &["198.51.100.7"], None),
+        ("10.0.0.1", &["198.51.100.66"], denied),
+        ("10.0.0.1", &["203.0.113.7"], denied),
+        // An untrusted peer's header does not buy it an allowed address.
+        ("203.0.113.7", &["198.51.100.7"], denied),
+    ];
+    for (peer, forwarded, want) in cases {
+        let mut b = ws();
+        for f in forwarded {
+            b = b.header("x-forwarded-for", *f);
+        }
+        let got = decide(
+            &b.body(()).unwrap(),
+            peer.parse().unwrap(),
+            &conf.policy(),
+            false,
+        );
+        match (got, want) {
+            (Decision::Accept(_), None) => {}
+            (got, Some(want)) => assert_eq!(got, R(want), "{peer} {forwarded:?}"),
+            (got, None) => panic!("{peer} {forwarded:?}: expected an accept, got {got:?}"),
+        }
+    }
+    // Refused before anything else is read: pages and malformed requests too.
+    let page = Request::get("/")
+        .header("host", "example.com")
+        .body(())
+        .unwrap();
+    let peer: IpAddr = "203.0.113.7".parse().unwrap();
+    assert_eq!(
+        decide(&page, peer, &conf.policy(), false),
+        R(Reject::IpDenied)
+    );
+    assert_eq!(
+        decide(&without("sec-websocket-key"), peer, &conf.policy(), true),
+        R(Reject::IpDenied)
+    );
 }

@@ -43,6 +43,7 @@ enum Kind {
     Enum(&'static [&'static str]),
     Texts,
     Cidrs,
+    Origins,
     Expression,
 }
 
@@ -118,6 +119,17 @@ const SECTIONS: &[(&str, &[(&str, Kind)])] = &[
             ("clock_skew_secs", Secs),
             ("max_request_head_bytes", Count),
             ("max_request_headers", Count),
+            ("allow_ips", Cidrs),
+            ("deny_ips", Cidrs),
+        ],
+    ),
+    (
+        "access",
+        &[
+            ("allowed_origins", Origins),
+            ("require_origin", Bool),
+            ("allow_ips", Cidrs),
+            ("deny_ips", Cidrs),
         ],
     ),
     (
@@ -300,6 +312,17 @@ fn value(kind: Kind) -> BoxedStrategy<String> {
             Just("[\"10.0.0.0/8\", \"::1/128\"]".to_owned()),
             Just("[\"10.0.0.0/33\"]".to_owned()),
             Just("[]".to_owned()),
+            wrong,
+        ]
+        .boxed(),
+        Origins => prop_oneof![
+            Just("[\"https://chat.example.com\", \"https://*.example.org:8443\"]".to_owned()),
+            Just("[\"*\"]".to_owned()),
+            Just("[]".to_owned()),
+            Just("[\"https://chat.example.com/\"]".to_owned()),
+            Just("[\"https://*.*.example.org\"]".to_owned()),
+            Just("[\"chat.example.com\"]".to_owned()),
+            vec(text, 0..3).prop_map(|v| format!("[{}]", v.join(", "))),
             wrong,
         ]
         .boxed(),

@@ -27,6 +27,8 @@ function = "echo"
 two_way = true
 "#;
 
+const LOOPBACK: &str = "127.0.0.1:0";
+
 pub struct Gateway {
     pub child: Child,
     pub ws: SocketAddr,
@@ -42,6 +44,17 @@ impl Gateway {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_listening(config, LOOPBACK, LOOPBACK, env)
+    }
+
+    /// Starts the gateway with `config`, its listeners on `listen` and `management`
+    /// (`[::]:0` takes IPv4 and IPv6 clients alike).
+    pub fn start_listening(
+        config: &str,
+        listen: &str,
+        management: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "switchboard-test-{}-{}",
             std::process::id(),
@@ -50,7 +63,7 @@ impl Gateway {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("switchboard.toml");
         std::fs::write(&path, config).unwrap();
-        Self::start_path(&path, dir, env)
+        Self::start_path(&path, dir, (listen, management), env)
     }
 
     /// Starts the gateway with an existing config file (e.g. an example's).
@@ -61,19 +74,19 @@ impl Gateway {
             rand_suffix()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        Self::start_path(path, dir, env)
+        Self::start_path(path, dir, (LOOPBACK, LOOPBACK), env)
     }
 
-    fn start_path(path: &std::path::Path, dir: PathBuf, env: &[(&str, &str)]) -> Self {
+    fn start_path(
+        path: &std::path::Path,
+        dir: PathBuf,
+        (listen, management): (&str, &str),
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.args(["serve", "--config"])
             .arg(path)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--management-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--listen", listen, "--management-listen", management])
             .env("SWITCHBOARD_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -202,6 +215,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let resp = raw_request(addr, raw.as_bytes()).await;
     parse_status(&resp)
+}
+
+/// A TCP connection to `addr` from the local address `from` (port chosen by the system),
+/// so a test can be a client at 127.0.0.2 or ::1.
+pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
 }
 
 /// Sends raw bytes, returns everything the server answers until it closes (5 s max).
