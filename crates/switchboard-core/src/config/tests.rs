@@ -429,3 +429,26 @@ fn odd_names_are_quoted_in_error_keys() {
         ]
     );
 }
+
+/// `$connect` and `$disconnect` carry no client message: a schema there would never be
+/// checked, so it is refused rather than silently ignored.
+#[test]
+fn schemas_belong_to_message_routes() {
+    let keys = refused(
+        r#"
+        [functions.f]
+        kind = "builtin"
+        name = "echo"
+        [routes."$connect"]
+        function = "f"
+        schema = "c.json"
+        [routes."$default"]
+        function = "f"
+        schema = "d.json"
+        [routes.send]
+        function = "f"
+        schema = "s.json"
+        "#,
+    );
+    assert_eq!(keys, ["routes.\"$connect\".schema"]);
+}
