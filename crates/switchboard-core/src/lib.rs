@@ -6,6 +6,7 @@
 //! - [`event`]: what a function is invoked with and answers;
 //! - [`json`]: JSON written by hand for the per-invocation event;
 //! - [`route`]: route selection and the route table;
+//! - [`schema`]: per-route message schemas, compiled at start and checked per message;
 //! - [`groups`]: group and user membership;
 //! - [`limit`]: rate limiting, told the time by the caller;
 //! - [`ops`]: the operations on connections, as data (what every entry point asks for).
@@ -22,6 +23,7 @@ pub mod json;
 pub mod limit;
 pub mod ops;
 pub mod route;
+pub mod schema;
 pub mod text;
 
 pub use id::ConnectionId;

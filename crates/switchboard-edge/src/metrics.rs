@@ -42,6 +42,8 @@ pub struct EdgeMetrics {
     pub closes: Family<CodeLabel, Counter>,
     /// Messages dropped because a connection's outbound queue was full.
     pub outbound_queue_drops: Counter,
+    /// Messages refused before their function was invoked, by reason (`schema`).
+    pub messages_rejected: Family<ReasonLabel, Counter>,
     /// Function invocations that failed, by reason.
     pub invoke_errors: Family<ReasonLabel, Counter>,
     /// Operations (management API, other nodes' requests) that failed, by reason.
@@ -105,6 +107,11 @@ impl EdgeMetrics {
             "outbound_queue_drops",
             "Messages dropped because a connection's outbound queue was full",
             self.outbound_queue_drops.clone(),
+        );
+        r.register(
+            "messages_rejected",
+            "Messages refused before their function was invoked, by reason",
+            self.messages_rejected.clone(),
         );
         r.register(
             "invoke_errors",

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use switchboard_core::config::Config;
 use switchboard_core::id::IdGenerator;
 use switchboard_core::route::{RouteTable, SelectionExpression};
+use switchboard_core::schema::MessageSchema;
 use switchboard_functions::Function;
 use switchboard_ws::deflate::DeflateConfig;
 use switchboard_ws::Limits;
@@ -112,6 +113,15 @@ impl Edge {
                 .get(&route.function)
                 .ok_or_else(|| EdgeError::Config(format!("no function {:?}", route.function)))?
                 .clone();
+            let schema = match &route.schema {
+                None => None,
+                Some(path) => Some(Arc::new(MessageSchema::load(path).map_err(|e| {
+                    EdgeError::Config(format!(
+                        "routes.{}.schema: {e}",
+                        switchboard_core::config::table_key(key)
+                    ))
+                })?)),
+            };
             routes.push((
                 key.clone(),
                 RouteTarget {
@@ -120,6 +130,7 @@ impl Edge {
                     two_way: route.two_way,
                     parallel: route.parallel,
                     function_name: Arc::from(route.function.as_str()),
+                    schema,
                 },
             ));
         }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use switchboard_core::schema::MessageSchema;
 use switchboard_functions::Function;
 
 /// What a route leads to.
@@ -17,4 +18,6 @@ pub struct RouteTarget {
     pub parallel: bool,
     /// The function's configured name (for logs).
     pub function_name: Arc<str>,
+    /// The schema a message must pass before the function is invoked, compiled at start.
+    pub schema: Option<Arc<MessageSchema>>,
 }

@@ -94,6 +94,7 @@ fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
                 function: function.to_owned(),
                 two_way: true,
                 parallel,
+                schema: None,
             },
         );
     }

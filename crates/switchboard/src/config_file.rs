@@ -254,6 +254,11 @@ fn resolve_paths(config: &mut Config, base: &Path) {
             _ => {}
         }
     }
+    for r in config.routes.values_mut() {
+        if let Some(s) = &mut r.schema {
+            fix(s);
+        }
+    }
     if let Some(switchboard_core::config::AuthorizerConfig::Jwt(j)) = &mut config.authorizer {
         for k in &mut j.public_keys {
             fix(k);

@@ -24,6 +24,13 @@ pub fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         };
         found.push(error(key, e.problem()));
     }
+    for (key, route) in &config.routes {
+        if let Some(path) = &route.schema {
+            if let Err(why) = switchboard_core::schema::MessageSchema::load(path) {
+                found.push(error(format!("routes.{}.schema", table_key(key)), why));
+            }
+        }
+    }
     if let Some(authorizer) = &config.authorizer {
         if let AuthorizerConfig::Request(r) = authorizer {
             // A missing function is `validate`'s to report.

@@ -223,6 +223,23 @@ fn cases() -> Vec<Case> {
             want: "{dir}/switchboard.toml:7:21: authorizer.identity_sources[0]: ",
         },
         case(
+            "route-schema-missing",
+            &format!("{http}[routes.send]\nfunction = \"f\"\nschema = \"send.json\"\n"),
+            "{dir}/switchboard.toml:6:1: routes.send.schema: {dir}/send.json: No such file",
+        ),
+        Case {
+            name: "route-schema-not-json",
+            config: format!("{http}[routes.\"$default\"]\nfunction = \"f\"\nschema = \"d.json\"\n"),
+            files: vec![("d.json", "{\"type\": ".into())],
+            want: "{dir}/switchboard.toml:6:1: routes.\"$default\".schema: {dir}/d.json: not JSON: ",
+        },
+        Case {
+            name: "route-schema-invalid",
+            config: format!("{http}[routes.send]\nfunction = \"f\"\nschema = \"send.json\"\n"),
+            files: vec![("send.json", "{\"type\": \"strin\"}".into())],
+            want: "{dir}/switchboard.toml:6:1: routes.send.schema: {dir}/send.json: not a valid JSON Schema: ",
+        },
+        case(
             "redis-bad-url",
             "[server]\nnode_id = \"a\"\n[cluster]\nbackplane = \"redis\"\nurls = [\"bogus://x\"]\n",
             "{dir}/switchboard.toml:5:9: cluster.urls[0]: \"bogus://x\": ",
@@ -274,8 +291,10 @@ fn a_config_with_its_files_in_place_passes() {
                  [functions.f]\nkind = \"lambda\"\ndir = \".\"\nhandler = \"app.handler\"\nruntime = \"python\"\n\
                  [functions.h]\nkind = \"http\"\nurl = \"https://localhost/\"\ntls_ca_file = \"cert.pem\"\n\
                  tls_client_cert = \"cert.pem\"\ntls_client_key = \"key.pem\"\n\
-                 [functions.h2]\nkind = \"http\"\nurl = \"https://localhost/\"\nhttp_version = \"2\"\n",
+                 [functions.h2]\nkind = \"http\"\nurl = \"https://localhost/\"\nhttp_version = \"2\"\n\
+                 [routes.send]\nfunction = \"h\"\nschema = \"send.json\"\n",
             ),
+            ("send.json", r#"{"type": "object", "required": ["text"]}"#),
             ("cert.pem", &cert.cert.pem()),
             ("key.pem", &cert.signing_key.serialize_pem()),
         ],

@@ -45,4 +45,8 @@ pub struct RouteConfig {
     /// connection to finish. Default false: a connection's messages are invoked in order.
     #[serde(default)]
     pub parallel: bool,
+    /// A JSON Schema file (draft 2020-12 or 7; relative to the config file) that every
+    /// message on this route must pass before the function is invoked. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<std::path::PathBuf>,
 }

@@ -458,3 +458,26 @@ fn access_lists_parse_and_bad_entries_name_their_line() {
     let e = toml::from_str::<Config>("[management]\ndeny_ips = [\"10.0.0.0/33\"]\n").unwrap_err();
     assert!(e.to_string().contains("deny_ips"), "{e}");
 }
+
+/// `$connect` and `$disconnect` carry no client message: a schema there would never be
+/// checked, so it is refused rather than silently ignored.
+#[test]
+fn schemas_belong_to_message_routes() {
+    let keys = refused(
+        r#"
+        [functions.f]
+        kind = "builtin"
+        name = "echo"
+        [routes."$connect"]
+        function = "f"
+        schema = "c.json"
+        [routes."$default"]
+        function = "f"
+        schema = "d.json"
+        [routes.send]
+        function = "f"
+        schema = "s.json"
+        "#,
+    );
+    assert_eq!(keys, ["routes.\"$connect\".schema"]);
+}

@@ -165,6 +165,12 @@ impl Config {
                     format!("no function named {:?} in [functions]", route.function),
                 ));
             }
+            if route.schema.is_some() && (key == "$connect" || key == "$disconnect") {
+                errors.push(err(
+                    format!("{path}.schema"),
+                    "only message routes ($default and custom keys) carry messages to check",
+                ));
+            }
         }
         for (name, f) in &self.functions {
             if let FunctionConfig::Http(h) = f {

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use switchboard_core::config::BuiltinName;
 use switchboard_core::event::{EventKind, FunctionResponse, Invocation, Payload};
 use switchboard_core::groups::pattern_matches;
+use switchboard_core::schema::{MessageSchema, SchemaError};
 use switchboard_functions::{Builtin, Function, InvokeError};
 use switchboard_ws::close_code;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -135,6 +136,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.error_frame("Forbidden", &rid);
                 continue;
             };
+            if let Some(schema) = &target.schema {
+                if let Err(errors) = check_schema(schema, &payload) {
+                    self.refuse_invalid(&errors);
+                    continue;
+                }
+            }
             match &target.function {
                 Function::Builtin(b)
                     if matches!(b.0, BuiltinName::JoinGroup | BuiltinName::LeaveGroup) =>
@@ -263,13 +270,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// The AWS-shaped error frame.
     pub(super) fn error_frame(&mut self, message: &str, request_id: &str) {
-        let body = serde_json::json!({
+        let body = self.error_body(message, request_id);
+        self.send_message(body.to_string().as_bytes(), false);
+    }
+
+    fn error_body(&self, message: &str, request_id: &str) -> serde_json::Value {
+        serde_json::json!({
             "message": message,
             "connectionId": self.handle.info.id.encode().as_str(),
             "requestId": request_id,
-        });
+        })
+    }
+
+    /// A message its route's schema refused: counted, and answered with the error frame
+    /// plus where and why (at most [`MAX_ERRORS`]); the function is not invoked.
+    ///
+    /// [`MAX_ERRORS`]: switchboard_core::schema::MAX_ERRORS
+    fn refuse_invalid(&mut self, errors: &[SchemaError]) {
+        self.edge
+            .metrics
+            .messages_rejected
+            .get_or_create(&crate::metrics::ReasonLabel { reason: "schema" })
+            .inc();
+        let rid = self.edge.ids.request_id();
+        let mut body = self.error_body("Invalid request body", &rid);
+        body["errors"] = errors
+            .iter()
+            .map(|e| serde_json::json!({"instancePath": e.instance_path, "message": e.message}))
+            .collect();
         self.send_message(body.to_string().as_bytes(), false);
     }
+}
+
+/// Whether a message passes its route's schema. A schema describes JSON text: a binary
+/// frame is refused whatever its bytes.
+fn check_schema(schema: &MessageSchema, payload: &Payload) -> Result<(), Vec<SchemaError>> {
+    if payload.binary {
+        return Err(vec![SchemaError {
+            instance_path: String::new(),
+            message: "a binary message; this route takes JSON text".into(),
+        }]);
+    }
+    schema.check(&payload.data)
 }
 
 /// On shutdown, waits for a closed connection's invocations still in flight until the
