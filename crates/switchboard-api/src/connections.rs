@@ -342,9 +342,7 @@ pub async fn handle(State(api): State<Arc<ConnectionsApi>>, req: Request) -> Res
             }
         }
         Method::GET => Op::Get { id },
-        Method::DELETE => Op::Close {
-            to: Target::Connection { id },
-        },
+        Method::DELETE => Op::close(Target::Connection { id }),
         _ => {
             return aws_error(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -72,10 +72,13 @@ pub enum Op {
         /// A binary frame (else text).
         binary: bool,
     },
-    /// Close with 1000 (`Deleted`): one connection, a group's members, a user's connections.
+    /// Close: one connection, a group's members, a user's connections.
     Close {
         /// Whom.
         to: Target,
+        /// Why, which decides the close code (1000 unless said otherwise).
+        #[serde(default, skip_serializing_if = "CloseWhy::is_deleted")]
+        why: CloseWhy,
     },
     /// Add a connection to a group.
     Join {
@@ -110,6 +113,18 @@ pub enum Op {
         /// The connection.
         id: ConnectionId,
     },
+    /// Count a user's connections (and those older than `rank_of`) and list its `oldest`
+    /// ones (at most [`Op::MAX_OLDEST`]), oldest first: what
+    /// `access.max_connections_per_user` checks.
+    UserConnections {
+        /// The user.
+        user: String,
+        /// How many of the oldest to list.
+        oldest: u32,
+        /// A connection whose rank by age is wanted: the answer counts those older.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rank_of: Option<UserConnection>,
+    },
     /// List a group's members: up to `limit` after `after`, in id order.
     Members {
         /// The group.
@@ -122,17 +137,46 @@ pub enum Op {
     },
 }
 
+/// Why connections are closed, which picks the close code and reason the client gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CloseWhy {
+    /// Asked for (the management API, a builtin): 1000.
+    #[default]
+    Deleted,
+    /// A newer connection of its user went over `access.max_connections_per_user` with
+    /// `on_user_limit = "close_oldest"`: 1008.
+    UserLimit,
+}
+
+impl CloseWhy {
+    fn is_deleted(&self) -> bool {
+        *self == CloseWhy::Deleted
+    }
+}
+
 impl Op {
+    /// Most connections an [`Op::UserConnections`] lists per node.
+    pub const MAX_OLDEST: u32 = 64;
+
+    /// A close with 1000, as the management API asks for it.
+    pub fn close(to: Target) -> Op {
+        Op::Close {
+            to,
+            why: CloseWhy::Deleted,
+        }
+    }
+
     /// The connection the operation addresses, if it addresses exactly one.
     pub fn connection(&self) -> Option<ConnectionId> {
         match self {
-            Op::Send { to, .. } | Op::Close { to } => to.connection(),
+            Op::Send { to, .. } | Op::Close { to, .. } => to.connection(),
             Op::Join { id, .. }
             | Op::Leave { id, .. }
             | Op::SetState { id, .. }
             | Op::SetUser { id, .. }
             | Op::Get { id } => Some(*id),
-            Op::Members { .. } => None,
+            Op::Members { .. } | Op::UserConnections { .. } => None,
         }
     }
 
@@ -140,7 +184,8 @@ impl Op {
     /// state. An operation that fails here is refused the same on every node.
     pub fn validate(&self) -> Result<(), OpError> {
         match self {
-            Op::Send { to, .. } | Op::Close { to } => to.validate(),
+            Op::Send { to, .. } | Op::Close { to, .. } => to.validate(),
+            Op::UserConnections { user, .. } => check_user(user),
             Op::Join { group, .. } | Op::Leave { group, .. } | Op::Members { group, .. } => {
                 check_group(group)
             }
@@ -160,6 +205,7 @@ impl Op {
             Op::SetUser { .. } => "set_user",
             Op::Get { .. } => "get",
             Op::Members { .. } => "members",
+            Op::UserConnections { .. } => "user_connections",
         }
     }
 }
@@ -246,6 +292,16 @@ pub struct ConnectionView {
     pub subprotocol: Option<String>,
 }
 
+/// One of a user's connections, as [`Outcome::UserConnections`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserConnection {
+    /// When it opened (ms since the epoch): the order of age.
+    pub connected_at_ms: u64,
+    /// The connection (ties of age broken by id).
+    pub id: ConnectionId,
+}
+
 /// What an operation did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -291,6 +347,17 @@ pub enum Outcome {
     Connection {
         /// What it shows.
         view: Box<ConnectionView>,
+    },
+    /// A user's connections.
+    UserConnections {
+        /// How many, on the nodes counted.
+        count: u64,
+        /// How many of them are older than the connection asked about (0 if none was).
+        older: u64,
+        /// The oldest, oldest first, at most the number asked for.
+        oldest: Vec<UserConnection>,
+        /// Which nodes are counted.
+        nodes: Coverage,
     },
     /// A page of a group's members.
     Members {
@@ -436,7 +503,19 @@ mod tests {
                 data: Bytes::from_static(&[0, 255]),
                 binary: true,
             },
-            Op::Close { to: Target::All },
+            Op::close(Target::All),
+            Op::Close {
+                to: Target::User { user: "u".into() },
+                why: CloseWhy::UserLimit,
+            },
+            Op::UserConnections {
+                user: "u".into(),
+                oldest: 2,
+                rank_of: Some(UserConnection {
+                    connected_at_ms: 3,
+                    id: id(),
+                }),
+            },
             Op::Join {
                 id: id(),
                 group: "g".into(),
@@ -459,7 +538,16 @@ mod tests {
             let text = serde_json::to_string(&op).unwrap();
             assert_eq!(serde_json::from_str::<Op>(&text).unwrap(), op, "{text}");
         }
-        let answers: [Result<Outcome, OpError>; 3] = [
+        let answers: [Result<Outcome, OpError>; 4] = [
+            Ok(Outcome::UserConnections {
+                count: 2,
+                older: 1,
+                oldest: vec![UserConnection {
+                    connected_at_ms: 7,
+                    id: id(),
+                }],
+                nodes: Coverage::ONE,
+            }),
             Ok(Outcome::Sent {
                 counts: Counts {
                     recipients: 3,
@@ -484,6 +572,19 @@ mod tests {
         }
     }
 
+    /// A close for 1000 reads as nodes of the previous release wrote it, without `why`.
+    #[test]
+    fn a_plain_close_carries_no_reason_on_the_wire() {
+        let text = serde_json::to_string(&Op::close(Target::All)).unwrap();
+        assert!(!text.contains("why"), "{text}");
+        let limited = Op::Close {
+            to: Target::All,
+            why: CloseWhy::UserLimit,
+        };
+        let text = serde_json::to_string(&limited).unwrap();
+        assert!(text.contains(r#""why":"userLimit""#), "{text}");
+    }
+
     #[test]
     fn invalid_names_are_refused_before_anything_is_done() {
         let long = "x".repeat(129);
@@ -500,12 +601,10 @@ mod tests {
                 data: Bytes::new(),
                 binary: false,
             },
-            Op::Close {
-                to: Target::Group {
-                    group: String::new(),
-                    exclude: vec![],
-                },
-            },
+            Op::close(Target::Group {
+                group: String::new(),
+                exclude: vec![],
+            }),
             Op::Members {
                 group: "a\nb".into(),
                 after: None,

@@ -9,7 +9,8 @@
 //! handshake from an origin `[access] allowed_origins` does not allow (by default, one
 //! other than the request's `Host`) before any stateful step. The stateful steps at the
 //! door run after it in `server::handle`, in this order: the per-IP token bucket, a
-//! session's resume, the connection slot, the authorizer and `$connect`; the first three
+//! session's resume, the per-IP connection count, the connection slot, the authorizer,
+//! the per-user connection count and `$connect`; all but the authorizer and `$connect`
 //! refuse with a [`Reject`] too, and the authorizer's refusals are answered by
 //! [`auth_refusal`], so every status, body and metric label the gateway picks for a
 //! refusal at the door is chosen here (`$connect` refuses with the function's own).
@@ -118,12 +119,17 @@ pub(crate) enum Reject {
     /// A handshake from an origin `access.allowed_origins` does not allow, or without
     /// `Origin` under `access.require_origin`: 403.
     Origin,
+    /// The client address holds `access.max_connections_per_ip` connections: 429.
+    IpLimit,
+    /// The user holds `access.max_connections_per_user` connections (with
+    /// `on_user_limit = "reject"`): 429.
+    UserLimit,
 }
 
 impl Reject {
     /// Every refusal, for tests.
     #[cfg(test)]
-    pub const ALL: [Reject; 12] = [
+    pub const ALL: [Reject; 14] = [
         Reject::NotWebSocket,
         Reject::Method,
         Reject::HttpVersion,
@@ -136,6 +142,8 @@ impl Reject {
         Reject::SessionInUse,
         Reject::IpDenied,
         Reject::Origin,
+        Reject::IpLimit,
+        Reject::UserLimit,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -145,7 +153,9 @@ impl Reject {
             Reject::HttpVersion | Reject::Key => StatusCode::BAD_REQUEST,
             Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reject::ShuttingDown | Reject::MaxConnections => StatusCode::SERVICE_UNAVAILABLE,
-            Reject::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Reject::RateLimited | Reject::IpLimit | Reject::UserLimit => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Reject::SessionInUse => StatusCode::CONFLICT,
             Reject::IpDenied | Reject::Origin => StatusCode::FORBIDDEN,
         }
@@ -164,6 +174,8 @@ impl Reject {
             Reject::SessionInUse => "session_in_use",
             Reject::IpDenied => "ip_denied",
             Reject::Origin => "origin",
+            Reject::IpLimit => "ip_limit",
+            Reject::UserLimit => "user_limit",
         }
     }
 
@@ -183,6 +195,8 @@ impl Reject {
             Reject::SessionInUse => "session is attached to another connection\n",
             Reject::IpDenied => "connections from this address are not allowed\n",
             Reject::Origin => "WebSocket connections from this origin are not allowed\n",
+            Reject::IpLimit => "too many connections from this address\n",
+            Reject::UserLimit => "too many connections for this user\n",
         }
     }
 

@@ -50,6 +50,8 @@ pub(crate) struct Settings {
     pub require_origin: bool,
     pub allow_ips: Vec<ipnet::IpNet>,
     pub deny_ips: Vec<ipnet::IpNet>,
+    /// `access.max_connections_per_user` (when not 0) and `access.on_user_limit`.
+    pub user_limit: Option<(u32, switchboard_core::config::OnUserLimit)>,
     pub reject_binary: bool,
     pub connect_budget: Duration,
     pub resume: Option<ResumeSettings>,
@@ -163,6 +165,10 @@ pub struct EdgeInner {
     pub ids: IdGenerator,
     pub(crate) routes: RouteTable<RouteTarget>,
     pub(crate) ip_limiter: Option<IpLimiter>,
+    /// `access.max_connections_per_ip`.
+    pub(crate) ip_counts: Option<Arc<crate::door::IpCounts>>,
+    /// `access.messages_per_sec_per_user`.
+    pub(crate) user_rates: Option<crate::door::UserRates>,
     /// Connections open or being opened: a slot is taken before `$connect` and given back
     /// when the connection ends, so bursts cannot overshoot `max_connections`.
     pub(crate) slots: Arc<AtomicUsize>,

@@ -16,6 +16,7 @@ mod away;
 mod conn;
 mod copies;
 mod disconnect;
+mod door;
 mod drain;
 #[cfg(test)]
 mod fuzz_frames;

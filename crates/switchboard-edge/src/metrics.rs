@@ -42,7 +42,8 @@ pub struct EdgeMetrics {
     pub closes: Family<CodeLabel, Counter>,
     /// Messages dropped because a connection's outbound queue was full.
     pub outbound_queue_drops: Counter,
-    /// Messages refused before their function was invoked, by reason (`schema`).
+    /// Messages refused before their function was invoked, by reason (`schema`,
+    /// `rate_limit`, `user_rate_limit`).
     pub messages_rejected: Family<ReasonLabel, Counter>,
     /// Function invocations that failed, by reason.
     pub invoke_errors: Family<ReasonLabel, Counter>,
@@ -50,6 +51,9 @@ pub struct EdgeMetrics {
     pub operations_failed: Family<ReasonLabel, Counter>,
     /// Invocations (messages and `$disconnect`) given up at the shutdown deadline.
     pub shutdown_abandoned: Counter,
+    /// Connections closed because a newer one of their user went over
+    /// `access.max_connections_per_user` (`on_user_limit = "close_oldest"`).
+    pub user_limit_closed: Counter,
 }
 
 impl EdgeMetrics {
@@ -128,6 +132,18 @@ impl EdgeMetrics {
             "Invocations (messages and $disconnect) still running when the shutdown grace ran out",
             self.shutdown_abandoned.clone(),
         );
+        r.register(
+            "user_limit_closed",
+            "Connections closed because a newer one of their user went over access.max_connections_per_user",
+            self.user_limit_closed.clone(),
+        );
+    }
+
+    /// Counts a message refused before its function was invoked.
+    pub fn message_rejected(&self, reason: &'static str) {
+        self.messages_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Counts a refused handshake.

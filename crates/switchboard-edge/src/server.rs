@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
-use switchboard_core::config::Config;
+use switchboard_core::config::{Config, OnUserLimit};
 use switchboard_core::id::IdGenerator;
 use switchboard_core::route::{RouteTable, SelectionExpression};
 use switchboard_core::schema::MessageSchema;
@@ -32,6 +32,7 @@ use crate::accept::{
     apply_identity, authorize, connection_info, invoke_connect, open, refuse, refuse_access,
     resume, switching, take_session, Opening,
 };
+use crate::door::UserLimit;
 use crate::handshake::{self, Decision, Reject};
 use crate::inner::{EdgeInner, IpLimiter, ResumeSettings, Settings};
 use crate::metrics::EdgeMetrics;
@@ -94,6 +95,10 @@ impl Edge {
             require_origin: config.access.require_origin,
             allow_ips: config.access.allow_ips.clone(),
             deny_ips: config.access.deny_ips.clone(),
+            user_limit: (config.access.max_connections_per_user > 0).then_some((
+                config.access.max_connections_per_user,
+                config.access.on_user_limit,
+            )),
             reject_binary: config.router.binary == switchboard_core::config::BinaryMode::Reject,
             connect_budget: secs(30),
             op_timeout: Duration::from_millis(config.cluster.op_timeout_ms.max(1)),
@@ -143,6 +148,7 @@ impl Edge {
             burst: l.connections_per_ip_burst,
             buckets: Mutex::new(HashMap::new()),
         });
+        let a = &config.access;
         let metrics = EdgeMetrics::default();
         let drain = crate::drain::Drain::new(metrics.shutdown_abandoned.clone());
         Ok(Self {
@@ -153,6 +159,14 @@ impl Edge {
                 ids: IdGenerator::new(node_id),
                 routes: RouteTable::new(selection, routes),
                 ip_limiter,
+                ip_counts: (a.max_connections_per_ip > 0)
+                    .then(|| crate::door::IpCounts::new(a.max_connections_per_ip)),
+                user_rates: (a.messages_per_sec_per_user > 0).then(|| {
+                    crate::door::UserRates::new(
+                        a.messages_per_sec_per_user,
+                        a.messages_burst_per_user,
+                    )
+                }),
                 slots: Arc::new(AtomicUsize::new(0)),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -344,9 +358,17 @@ where
             Take::Refused | Take::NotHere => {}
         }
     }
+    let ip_place = match &edge.ip_counts {
+        Some(counts) => match counts.take(accept.source_ip) {
+            Some(place) => Some(place),
+            None => return refuse_access(m, Reject::IpLimit, accept.source_ip, None),
+        },
+        None => None,
+    };
     let Some(slot) = Slot::take(&edge.slots, edge.settings.max_connections) else {
         return refuse(m, Reject::MaxConnections);
     };
+    let slot = slot.with_ip(ip_place);
     let mut info = Arc::new(connection_info(&edge, &req, &accept));
     let identity = match authorize(&edge, req.headers(), &mut info).await {
         Ok(identity) => identity,
@@ -364,6 +386,19 @@ where
     if let Some(id) = &identity {
         apply_identity(&edge, &handle, id);
     }
+    // The user's connections are counted before `$connect` when the authorizer named
+    // the user, so a refused connection costs no invocation; under `close_oldest` only
+    // once `$connect` accepted, so a refused handshake closes nobody.
+    let close_oldest = matches!(s.user_limit, Some((_, OnUserLimit::CloseOldest)));
+    let checked = if close_oldest {
+        None
+    } else {
+        edge.table.user_of(info.id)
+    };
+    if checked.is_some() && edge.check_user_limit(&handle).await == UserLimit::Refused {
+        edge.table.remove(&info.id);
+        return refuse_access(m, Reject::UserLimit, info.source_ip, None);
+    }
     let (extra_headers, accepted_by_function) = match invoke_connect(&edge, &handle).await {
         Ok(Some(headers)) => (headers, true),
         Ok(None) => (Vec::new(), false),
@@ -372,6 +407,26 @@ where
             return r;
         }
     };
+    let user = edge.table.user_of(info.id);
+    if s.user_limit.is_some()
+        && user.is_some()
+        && user != checked
+        && edge.check_user_limit(&handle).await == UserLimit::Refused
+    {
+        // `$connect` named the user: it was told of a connection that will not open.
+        let extension = edge.table.extension_of(&handle);
+        edge.table.remove(&info.id);
+        if accepted_by_function {
+            let (code, reason) = CloseRequest::UserLimit.code_and_reason();
+            let e = edge.clone();
+            let info = info.clone();
+            edge.tracker.spawn(async move {
+                e.invoke_disconnect(info, extension, code, reason.into())
+                    .await;
+            });
+        }
+        return refuse_access(m, Reject::UserLimit, info.source_ip, None);
+    }
     let resp = switching(
         &accept.accept_key,
         info.subprotocol.as_deref(),

@@ -1,18 +1,20 @@
-//! Places under `max_connections`: one is taken before `$connect` and given back when the
-//! connection ends, so bursts cannot overshoot the limit.
+//! Places under `max_connections` (and `access.max_connections_per_ip`): one is taken
+//! before `$connect` and given back when the connection ends, so bursts cannot overshoot
+//! the limit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// A reserved place under `max_connections`, given back on drop.
-pub(crate) struct Slot(Arc<AtomicUsize>);
+/// A reserved place under `max_connections`, given back on drop, with the connection's
+/// place under `access.max_connections_per_ip` if one was taken.
+pub(crate) struct Slot(Arc<AtomicUsize>, Option<crate::door::IpPlace>);
 
 impl Slot {
     /// A slot beyond `max_connections` if need be: for a session that moved here, which
     /// already holds its place in the cluster.
     pub(crate) fn force(slots: &Arc<AtomicUsize>) -> Self {
         slots.fetch_add(1, Ordering::AcqRel);
-        Self(slots.clone())
+        Self(slots.clone(), None)
     }
 
     /// A slot, if fewer than `max` are taken.
@@ -22,7 +24,13 @@ impl Slot {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Self(slots.clone()))
+            .map(|_| Self(slots.clone(), None))
+    }
+
+    /// Holds the connection's place under `access.max_connections_per_ip` too.
+    pub(crate) fn with_ip(mut self, place: Option<crate::door::IpPlace>) -> Self {
+        self.1 = place;
+        self
     }
 }
 

@@ -469,7 +469,7 @@ async fn every_operation(c: &mut Cluster, entry: usize, holder: usize) {
     // Closes: by group, by user, by id; each closes this client with 1000 only.
     let got = c.op_now(entry, join).await;
     assert_eq!(got, Ok(Outcome::Joined { added: true }), "{at}");
-    let got = c.op_now(entry, Op::Close { to: group() }).await;
+    let got = c.op_now(entry, Op::close(group())).await;
     let want = Ok(Outcome::Closed {
         closed: 1,
         nodes: ALL,
@@ -484,14 +484,35 @@ async fn every_operation(c: &mut Cluster, entry: usize, holder: usize) {
         user: Some(USER.into()),
     };
     c.op_now(entry, set_user).await.unwrap();
-    let got = c.op_now(entry, Op::Close { to: user() }).await;
+    let count = Op::UserConnections {
+        user: USER.into(),
+        oldest: 5,
+        rank_of: None,
+    };
+    match c.op_now(entry, count).await {
+        Ok(Outcome::UserConnections {
+            count: 1,
+            older: 0,
+            oldest,
+            nodes,
+        }) => {
+            assert_eq!(nodes, ALL, "{at}");
+            assert_eq!(
+                oldest.iter().map(|o| o.id).collect::<Vec<_>>(),
+                [id],
+                "{at}"
+            );
+        }
+        other => panic!("{at}: {other:?}"),
+    }
+    let got = c.op_now(entry, Op::close(user())).await;
     assert_eq!(got, want, "{at}");
     c.nodes[holder].client.expect_deleted().await;
     c.reconnect(holder).await;
 
     let id = c.nodes[holder].client.id;
     let to_id = Target::Connection { id };
-    let got = c.op_now(entry, Op::Close { to: to_id.clone() }).await;
+    let got = c.op_now(entry, Op::close(to_id.clone())).await;
     assert_eq!(got, Ok(Outcome::Accepted), "{at}");
     c.nodes[holder].client.expect_deleted().await;
     c.reconnect(holder).await;
@@ -502,7 +523,7 @@ async fn every_operation(c: &mut Cluster, entry: usize, holder: usize) {
     tokio::time::sleep(switchboard_edge::ops::REMOTE_CACHE_TTL).await;
     let closed = [
         send(to_id.clone(), &text),
-        Op::Close { to: to_id },
+        Op::close(to_id),
         Op::Join {
             id,
             group: GROUP.into(),
@@ -537,7 +558,7 @@ async fn every_operation_answers_the_same_through_every_node() {
     }
     // Closing everyone, through each node in turn.
     for entry in 0..3 {
-        let got = c.op_now(entry, Op::Close { to: Target::All }).await;
+        let got = c.op_now(entry, Op::close(Target::All)).await;
         let want = Ok(Outcome::Closed {
             closed: 3,
             nodes: ALL,
@@ -609,7 +630,7 @@ async fn a_partitioned_peer_leaves_fan_outs_incomplete_at_exactly_op_timeout() {
         nodes: nodes(2, 3),
     });
     assert_eq!(got, want);
-    let (got, took) = timed(&c, 0, Op::Close { to: user() }).await;
+    let (got, took) = timed(&c, 0, Op::close(user())).await;
     assert_eq!(took, OP_TIMEOUT);
     let want = Ok(Outcome::Closed {
         closed: 0,

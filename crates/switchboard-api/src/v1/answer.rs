@@ -119,6 +119,20 @@ pub(super) fn outcome_json(o: Outcome) -> Value {
             m.insert("size".into(), size.into());
             coverage(&mut m, nodes);
         }
+        Outcome::UserConnections {
+            count,
+            oldest,
+            nodes,
+            ..
+        } => {
+            m.insert("count".into(), count.into());
+            let oldest = oldest
+                .into_iter()
+                .map(|c| json!({"connectionId": c.id.to_string(), "connectedAt": iso8601(c.connected_at_ms)}))
+                .collect();
+            m.insert("oldest".into(), Value::Array(oldest));
+            coverage(&mut m, nodes);
+        }
     }
     Value::Object(m)
 }

@@ -175,15 +175,13 @@ pub(super) fn to_op(max_message_bytes: usize, item: BatchOp) -> Result<(Op, Coun
             group,
             user,
             ..
-        } => Op::Close {
-            to: one_of(
-                connection_id,
-                group,
-                user,
-                Vec::new(),
-                "close needs exactly one of connectionId, group, user",
-            )?,
-        },
+        } => Op::close(one_of(
+            connection_id,
+            group,
+            user,
+            Vec::new(),
+            "close needs exactly one of connectionId, group, user",
+        )?),
         BatchOp::SetState {
             connection_id: id,
             state,

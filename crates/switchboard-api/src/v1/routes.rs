@@ -194,7 +194,7 @@ pub(super) async fn close_many(api: &ConnectionsApi, to: Target, q: Option<Strin
     respond(
         async {
             let counted = counted_query(q)?;
-            run_counted(api, Op::Close { to }, counted).await
+            run_counted(api, Op::close(to), counted).await
         }
         .await,
     )

@@ -134,8 +134,20 @@ fn arbitrary_id() -> impl switchboard_fuzz::proptest::strategy::Strategy<Value =
     })
 }
 
+fn arbitrary_user_conn(
+) -> impl switchboard_fuzz::proptest::strategy::Strategy<Value = switchboard_core::ops::UserConnection>
+{
+    use switchboard_fuzz::proptest::prelude::*;
+    (any::<u64>(), arbitrary_id()).prop_map(|(connected_at_ms, id)| {
+        switchboard_core::ops::UserConnection {
+            connected_at_ms,
+            id,
+        }
+    })
+}
+
 fn arbitrary_op() -> impl switchboard_fuzz::proptest::strategy::Strategy<Value = Op> {
-    use switchboard_core::ops::Target;
+    use switchboard_core::ops::{CloseWhy, Target};
     use switchboard_fuzz::proptest::prelude::*;
     let text = || ".{0,24}";
     let target = prop_oneof![
@@ -153,7 +165,24 @@ fn arbitrary_op() -> impl switchboard_fuzz::proptest::strategy::Strategy<Value =
                 binary,
             }
         }),
-        target.prop_map(|to| Op::Close { to }),
+        (target, any::<bool>()).prop_map(|(to, limit)| Op::Close {
+            to,
+            why: if limit {
+                CloseWhy::UserLimit
+            } else {
+                CloseWhy::Deleted
+            },
+        }),
+        (
+            text(),
+            any::<u32>(),
+            prop::option::of(arbitrary_user_conn())
+        )
+            .prop_map(|(user, oldest, rank_of)| Op::UserConnections {
+                user,
+                oldest,
+                rank_of
+            }),
         (arbitrary_id(), text()).prop_map(|(id, group)| Op::Join { id, group }),
         (arbitrary_id(), text()).prop_map(|(id, group)| Op::Leave { id, group }),
         (
@@ -217,9 +246,20 @@ fn arbitrary_result() -> impl switchboard_fuzz::proptest::strategy::Strategy<Val
         (
             prop::collection::vec(arbitrary_id(), 0..4),
             any::<u64>(),
-            nodes
+            nodes.clone()
         )
             .prop_map(|(ids, size, nodes)| Ok(Outcome::Members { ids, size, nodes })),
+        (
+            any::<[u64; 2]>(),
+            prop::collection::vec(arbitrary_user_conn(), 0..4),
+            nodes
+        )
+            .prop_map(|(c, oldest, nodes)| Ok(Outcome::UserConnections {
+                count: c[0],
+                older: c[1],
+                oldest,
+                nodes
+            })),
         any::<u64>().prop_map(|limit| Err(OpError::TooManyGroups { limit })),
         Just(Err(OpError::Gone)),
         Just(Err(OpError::Timeout)),

@@ -18,7 +18,7 @@ mod routes;
 mod server;
 mod validate;
 
-pub use self::access::AccessConfig;
+pub use self::access::{AccessConfig, OnUserLimit};
 pub use self::authorizer::{AuthorizerConfig, JwtConfig, RequestAuthorizerConfig, TokenSource};
 pub use self::cluster::{
     derive_namespace, is_valid_namespace, BackplaneKind, ClusterConfig, NAMESPACE_MAX,

@@ -459,6 +459,43 @@ fn access_lists_parse_and_bad_entries_name_their_line() {
     assert!(e.to_string().contains("deny_ips"), "{e}");
 }
 
+#[test]
+fn access_limits_parse_with_their_defaults() {
+    let d: Config = toml::from_str("").unwrap();
+    let a = &d.access;
+    assert_eq!(
+        (a.max_connections_per_ip, a.max_connections_per_user),
+        (0, 0)
+    );
+    assert_eq!(a.on_user_limit, OnUserLimit::Reject);
+    assert_eq!(
+        (a.messages_per_sec_per_user, a.messages_burst_per_user),
+        (0, 100)
+    );
+    let c: Config = toml::from_str(
+        "[access]\nmax_connections_per_ip = 20\nmax_connections_per_user = 3\n\
+         on_user_limit = \"close_oldest\"\nmessages_per_sec_per_user = 10\nmessages_burst_per_user = 5\n",
+    )
+    .unwrap();
+    c.validate().unwrap();
+    let a = &c.access;
+    assert_eq!(
+        (a.max_connections_per_ip, a.max_connections_per_user),
+        (20, 3)
+    );
+    assert_eq!(a.on_user_limit, OnUserLimit::CloseOldest);
+    assert_eq!(
+        (a.messages_per_sec_per_user, a.messages_burst_per_user),
+        (10, 5)
+    );
+    let e = toml::from_str::<Config>("[access]\non_user_limit = \"kick\"\n").unwrap_err();
+    assert!(e.to_string().contains("close_oldest"), "{e}");
+    assert_eq!(
+        refused("[access]\nmessages_per_sec_per_user = 10\nmessages_burst_per_user = 0\n"),
+        ["access.messages_burst_per_user"]
+    );
+}
+
 /// `$connect` and `$disconnect` carry no client message: a schema there would never be
 /// checked, so it is refused rather than silently ignored.
 #[test]

@@ -89,6 +89,10 @@ impl Config {
         if l.messages_per_sec > 0 && l.messages_burst == 0 {
             errors.push(err("limits.messages_burst", "must be at least 1"));
         }
+        let a = &self.access;
+        if a.messages_per_sec_per_user > 0 && a.messages_burst_per_user == 0 {
+            errors.push(err("access.messages_burst_per_user", "must be at least 1"));
+        }
         let k = &self.keepalive;
         if k.ping_interval_secs > 0 && k.pong_timeout_secs == 0 {
             errors.push(err("keepalive.pong_timeout_secs", "must be greater than 0"));

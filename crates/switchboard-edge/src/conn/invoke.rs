@@ -63,8 +63,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         m.bytes_in.inc_by(payload.data.len() as u64);
         if let Some(rate) = &mut self.rate {
             if !rate.try_take(self.edge.now_ns()) {
+                m.message_rejected("rate_limit");
                 self.start_close(close_code::POLICY, "rate limit exceeded");
                 return;
+            }
+        }
+        if let Some(rates) = &self.edge.user_rates {
+            if let Some(user) = self.edge.table.user_of(self.handle.info.id) {
+                if !rates.allow(&user, self.edge.now_ns()) {
+                    m.message_rejected("user_rate_limit");
+                    self.start_close(close_code::POLICY, "rate limit exceeded");
+                    return;
+                }
             }
         }
         if payload.binary && self.edge.settings.reject_binary {
@@ -287,11 +297,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ///
     /// [`MAX_ERRORS`]: switchboard_core::schema::MAX_ERRORS
     fn refuse_invalid(&mut self, errors: &[SchemaError]) {
-        self.edge
-            .metrics
-            .messages_rejected
-            .get_or_create(&crate::metrics::ReasonLabel { reason: "schema" })
-            .inc();
+        self.edge.metrics.message_rejected("schema");
         let rid = self.edge.ids.request_id();
         let mut body = self.error_body("Invalid request body", &rid);
         body["errors"] = errors

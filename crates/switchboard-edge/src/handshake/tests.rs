@@ -338,6 +338,8 @@ fn refusals_keep_their_statuses_labels_and_headers() {
         (Reject::SessionInUse, 409, "session_in_use"),
         (Reject::IpDenied, 403, "ip_denied"),
         (Reject::Origin, 403, "origin"),
+        (Reject::IpLimit, 429, "ip_limit"),
+        (Reject::UserLimit, 429, "user_limit"),
     ];
     assert_eq!(cases.len(), Reject::ALL.len());
     for (reject, status, label) in cases {

@@ -226,9 +226,7 @@ mod tests {
         };
         assert_eq!(addressed(&op(Target::Connection { id })), Some(id));
         let close = Command::Op {
-            op: Op::Close {
-                to: Target::Connection { id },
-            },
+            op: Op::close(Target::Connection { id }),
             req: None,
         };
         assert_eq!(addressed(&close), Some(id));

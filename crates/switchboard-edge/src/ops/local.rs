@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use switchboard_cluster::OpResult;
 use switchboard_core::event::ResponseExtension;
-use switchboard_core::ops::{ConnectionView, Counts, Coverage, Op, OpError, Outcome, Target};
+use switchboard_core::ops::{
+    ConnectionView, Counts, Coverage, Op, OpError, Outcome, Target, UserConnection,
+};
 
 use crate::inner::EdgeInner;
-use crate::table::{CloseRequest, ConnHandle, ConnectionTable, SendError};
+use crate::table::{ConnHandle, ConnectionTable, SendError};
 
 impl EdgeInner {
     /// Applies an operation for one connection to its handle, held here.
@@ -23,11 +25,11 @@ impl EdgeInner {
                 Err(SendError::QueueFull) => Err(OpError::QueueFull),
                 Err(SendError::TooLarge) => Err(OpError::PayloadTooLarge),
             },
-            Op::Close { .. } => {
+            Op::Close { why, .. } => {
                 if h.close_requested().is_some() {
                     return Err(OpError::Gone);
                 }
-                h.request_close(CloseRequest::Deleted);
+                h.request_close(why.into());
                 Ok(Outcome::Accepted)
             }
             Op::Join { group, .. } => {
@@ -64,7 +66,7 @@ impl EdgeInner {
             Op::Get { .. } => Ok(Outcome::Connection {
                 view: Box::new(self.view(h)),
             }),
-            Op::Members { .. } => Err(OpError::Gone),
+            Op::Members { .. } | Op::UserConnections { .. } => Err(OpError::Gone),
         }
     }
 
@@ -89,10 +91,10 @@ impl EdgeInner {
                     nodes: Coverage::ONE,
                 })
             }
-            Op::Close { to } => {
+            Op::Close { to, why } => {
                 let mut closed = 0;
                 for h in handles(to).iter().filter(|h| h.close_requested().is_none()) {
-                    h.request_close(CloseRequest::Deleted);
+                    h.request_close((*why).into());
                     closed += 1;
                 }
                 Ok(Outcome::Closed {
@@ -109,6 +111,32 @@ impl EdgeInner {
                 size: self.table.group_len(group) as u64,
                 nodes: Coverage::ONE,
             }),
+            Op::UserConnections {
+                user,
+                oldest,
+                rank_of,
+            } => {
+                let mut open: Vec<UserConnection> = self
+                    .table
+                    .user_handles(user)
+                    .iter()
+                    .filter(|h| h.close_requested().is_none())
+                    .map(|h| UserConnection {
+                        connected_at_ms: h.info.connected_at_ms,
+                        id: h.info.id,
+                    })
+                    .collect();
+                let count = open.len() as u64;
+                let older = rank_of.map_or(0, |me| open.iter().filter(|c| **c < me).count());
+                open.sort_unstable();
+                open.truncate((*oldest).min(Op::MAX_OLDEST) as usize);
+                Ok(Outcome::UserConnections {
+                    count,
+                    older: older as u64,
+                    oldest: open,
+                    nodes: Coverage::ONE,
+                })
+            }
             other => match other.connection().and_then(|id| self.table.get(&id)) {
                 Some(h) => self.apply_on(&h, other.clone()),
                 None => Err(OpError::Gone),

@@ -93,7 +93,10 @@ impl EdgeInner {
                 },
                 other => other,
             },
-            Plan::Gather if counted == Counted::Here && !matches!(op, Op::Members { .. }) => {
+            Plan::Gather
+                if counted == Counted::Here
+                    && !matches!(op, Op::Members { .. } | Op::UserConnections { .. }) =>
+            {
                 self.fan_out_here(op).await
             }
             Plan::Gather => self.gather(op).await,
@@ -314,6 +317,7 @@ impl EdgeInner {
         // Each node answers its first `limit`; the page is the first `limit` of them all.
         let page = match &op {
             Op::Members { limit, .. } => Some(*limit as usize),
+            Op::UserConnections { oldest, .. } => Some((*oldest).min(Op::MAX_OLDEST) as usize),
             _ => None,
         };
         let gathered = self.backplane.gather(op).await.map_err(from_backplane)?;
@@ -333,8 +337,10 @@ impl EdgeInner {
             }
         }
         nodes.expected = nodes.expected.max(nodes.answered);
-        if let (Some(limit), Outcome::Members { ids, .. }) = (page, &mut total) {
-            ids.truncate(limit);
+        match (page, &mut total) {
+            (Some(limit), Outcome::Members { ids, .. }) => ids.truncate(limit),
+            (Some(limit), Outcome::UserConnections { oldest, .. }) => oldest.truncate(limit),
+            _ => {}
         }
         Ok(with_nodes(total, nodes))
     }
@@ -363,7 +369,29 @@ fn merge(total: &mut Outcome, part: Outcome) -> bool {
         ) => {
             let all: BTreeSet<ConnectionId> = ids.drain(..).chain(more).collect();
             ids.extend(all);
-            *size += s;
+            *size = size.saturating_add(s);
+            true
+        }
+        (
+            Outcome::UserConnections {
+                count,
+                older,
+                oldest,
+                ..
+            },
+            Outcome::UserConnections {
+                count: c,
+                older: o,
+                oldest: more,
+                ..
+            },
+        ) => {
+            *count = count.saturating_add(c);
+            *older = older.saturating_add(o);
+            // A peer's list is not trusted to be sorted or bounded.
+            oldest.extend(more.into_iter().take(Op::MAX_OLDEST as usize));
+            oldest.sort_unstable();
+            oldest.dedup();
             true
         }
         _ => false,
@@ -375,6 +403,17 @@ fn with_nodes(outcome: Outcome, nodes: Coverage) -> Outcome {
         Outcome::Sent { counts, .. } => Outcome::Sent { counts, nodes },
         Outcome::Closed { closed, .. } => Outcome::Closed { closed, nodes },
         Outcome::Members { ids, size, .. } => Outcome::Members { ids, size, nodes },
+        Outcome::UserConnections {
+            count,
+            older,
+            oldest,
+            ..
+        } => Outcome::UserConnections {
+            count,
+            older,
+            oldest,
+            nodes,
+        },
         other => other,
     }
 }

@@ -75,7 +75,7 @@ mod tests {
             data: Bytes::new(),
             binary: false,
         };
-        let close = Op::Close { to: by_id };
+        let close = Op::close(by_id);
         let join = Op::Join {
             id,
             group: "g".into(),
@@ -89,9 +89,7 @@ mod tests {
             data: Bytes::new(),
             binary: false,
         };
-        let close_user = Op::Close {
-            to: Target::User { user: "u".into() },
-        };
+        let close_user = Op::close(Target::User { user: "u".into() });
         let members = Op::Members {
             group: "g".into(),
             after: None,

@@ -22,6 +22,17 @@ pub enum CloseRequest {
     SlowConsumer = 2,
     /// Deleted through the management API (1000).
     Deleted = 3,
+    /// A newer connection of its user went over `access.max_connections_per_user` (1008).
+    UserLimit = 4,
+}
+
+impl From<switchboard_core::ops::CloseWhy> for CloseRequest {
+    fn from(why: switchboard_core::ops::CloseWhy) -> Self {
+        match why {
+            switchboard_core::ops::CloseWhy::Deleted => Self::Deleted,
+            switchboard_core::ops::CloseWhy::UserLimit => Self::UserLimit,
+        }
+    }
 }
 
 impl CloseRequest {
@@ -30,6 +41,7 @@ impl CloseRequest {
             1 => Self::Shutdown,
             2 => Self::SlowConsumer,
             3 => Self::Deleted,
+            4 => Self::UserLimit,
             _ => return None,
         })
     }
@@ -40,6 +52,7 @@ impl CloseRequest {
             Self::Shutdown => (1001, "server shutting down"),
             Self::SlowConsumer => (1013, "slow consumer"),
             Self::Deleted => (1000, "closed by the server"),
+            Self::UserLimit => (1008, "too many connections for this user"),
         }
     }
 }
