@@ -19,6 +19,7 @@ use switchboard_core::limit::TokenBucket;
 use switchboard_core::ops::{CloseWhy, Op, OpError, Outcome, Target, UserConnection};
 use tracing::{debug, info};
 
+use crate::handshake::Reject;
 use crate::inner::EdgeInner;
 use crate::table::ConnHandle;
 
@@ -164,6 +165,46 @@ pub(crate) fn judge(
 }
 
 impl EdgeInner {
+    /// The per-user limit before `$connect`, for a user the authorizer named: counted now
+    /// under `reject`, so a refused connection costs no invocation (under `close_oldest`
+    /// only once `$connect` accepted, so a refused handshake closes nobody). The user
+    /// checked, if one was, or the refusal.
+    pub(crate) async fn user_limit_before_connect(
+        self: &Arc<Self>,
+        handle: &Arc<ConnHandle>,
+    ) -> Result<Option<Arc<str>>, Reject> {
+        let Some((_, OnUserLimit::Reject)) = self.settings.user_limit else {
+            return Ok(None);
+        };
+        let Some(user) = self.table.user_of(handle.info.id) else {
+            return Ok(None);
+        };
+        match self.check_user_limit(handle).await {
+            UserLimit::Refused => Err(Reject::UserLimit),
+            _ => Ok(Some(user)),
+        }
+    }
+
+    /// The per-user limit once `$connect` accepted: for a user `$connect` named (other
+    /// than the one `checked` before it), and under `close_oldest` for any user.
+    pub(crate) async fn user_limit_after_connect(
+        self: &Arc<Self>,
+        handle: &Arc<ConnHandle>,
+        checked: Option<Arc<str>>,
+    ) -> Result<(), Reject> {
+        if self.settings.user_limit.is_none() {
+            return Ok(());
+        }
+        let user = self.table.user_of(handle.info.id);
+        if user.is_none() || user == checked {
+            return Ok(());
+        }
+        match self.check_user_limit(handle).await {
+            UserLimit::Refused => Err(Reject::UserLimit),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies `access.max_connections_per_user` to a connection in the table with its
     /// user: counts the user's connections on every node (this node's alone when the
     /// backplane is down) and answers whether it may stay. Under `close_oldest` the

@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
-use switchboard_core::config::{Config, OnUserLimit};
+use switchboard_core::config::Config;
 use switchboard_core::id::IdGenerator;
 use switchboard_core::route::{RouteTable, SelectionExpression};
 use switchboard_core::schema::MessageSchema;
@@ -32,7 +32,6 @@ use crate::accept::{
     apply_identity, authorize, connection_info, invoke_connect, open, refuse, refuse_access,
     resume, switching, take_session, Opening,
 };
-use crate::door::UserLimit;
 use crate::handshake::{self, Decision, Reject};
 use crate::inner::{EdgeInner, IpLimiter, ResumeSettings, Settings};
 use crate::metrics::EdgeMetrics;
@@ -319,7 +318,8 @@ where
 }
 
 /// The handshake: the pure decision, then the stateful steps in order (per-IP rate, a
-/// session's resume, the connection slot, the authorizer, `$connect`), then the upgrade.
+/// session's resume, the per-IP count, the connection slot, the authorizer, the per-user
+/// count, `$connect`, the per-user count of a user `$connect` named), then the upgrade.
 async fn handle<S>(
     edge: Arc<EdgeInner>,
     req: Request<Incoming>,
@@ -386,19 +386,13 @@ where
     if let Some(id) = &identity {
         apply_identity(&edge, &handle, id);
     }
-    // The user's connections are counted before `$connect` when the authorizer named
-    // the user, so a refused connection costs no invocation; under `close_oldest` only
-    // once `$connect` accepted, so a refused handshake closes nobody.
-    let close_oldest = matches!(s.user_limit, Some((_, OnUserLimit::CloseOldest)));
-    let checked = if close_oldest {
-        None
-    } else {
-        edge.table.user_of(info.id)
+    let checked = match edge.user_limit_before_connect(&handle).await {
+        Ok(checked) => checked,
+        Err(r) => {
+            edge.table.remove(&info.id);
+            return refuse_access(m, r, info.source_ip, None);
+        }
     };
-    if checked.is_some() && edge.check_user_limit(&handle).await == UserLimit::Refused {
-        edge.table.remove(&info.id);
-        return refuse_access(m, Reject::UserLimit, info.source_ip, None);
-    }
     let (extra_headers, accepted_by_function) = match invoke_connect(&edge, &handle).await {
         Ok(Some(headers)) => (headers, true),
         Ok(None) => (Vec::new(), false),
@@ -407,12 +401,7 @@ where
             return r;
         }
     };
-    let user = edge.table.user_of(info.id);
-    if s.user_limit.is_some()
-        && user.is_some()
-        && user != checked
-        && edge.check_user_limit(&handle).await == UserLimit::Refused
-    {
+    if let Err(r) = edge.user_limit_after_connect(&handle, checked).await {
         // `$connect` named the user: it was told of a connection that will not open.
         let extension = edge.table.extension_of(&handle);
         edge.table.remove(&info.id);
@@ -425,7 +414,7 @@ where
                     .await;
             });
         }
-        return refuse_access(m, Reject::UserLimit, info.source_ip, None);
+        return refuse_access(m, r, info.source_ip, None);
     }
     let resp = switching(
         &accept.accept_key,
