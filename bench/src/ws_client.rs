@@ -5,12 +5,15 @@
 //! source address has ephemeral ports), sends the opening handshake, checks the 101, and
 //! returns a [`Ws`]. A connection may offer permessage-deflate (RFC 7692) and the
 //! `switchboard.v1` subprotocol (docs/protocol.md: the hello is read before a connection
-//! counts as open; messages are numbered and acknowledged). [`open_many`] opens many
+//! counts as open; messages are numbered and acknowledged), and carry extra request
+//! headers ([`RequestHeader`], e.g. `Origin` or `Authorization`). [`open_many`] opens many
 //! connections with a bounded number of handshakes in flight.
 
+use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +105,63 @@ pub struct ClientOptions {
     pub v1: bool,
 }
 
+/// Headers the client writes or checks itself: one given again would contradict it.
+const CLIENT_HEADERS: [&str; 7] = [
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+];
+
+/// A request header added to every opening handshake, parsed from `Name: value`: a name
+/// of token characters (RFC 9110) other than the headers the client writes itself, and a
+/// value without control characters (tabs aside), so no argument can split the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHeader {
+    name: String,
+    value: String,
+}
+
+impl FromStr for RequestHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, value) = s
+            .split_once(':')
+            .ok_or_else(|| format!("header {s:?} is not `Name: value` (no colon)"))?;
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(format!(
+                "header name {name:?} is empty or has a character other than letters, digits and !#$%&'*+-.^_`|~"
+            ));
+        }
+        if CLIENT_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            return Err(format!(
+                "header {name} is written by the client itself and cannot be given"
+            ));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(format!(
+                "header {name} has a control character (CR, LF, NUL, ...) in its value"
+            ));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for RequestHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.value)
+    }
+}
+
 /// One loopback server and the source addresses to connect from.
 pub struct Endpoint {
     /// Where the connections go.
@@ -112,6 +172,8 @@ pub struct Endpoint {
     pub sources: Vec<IpAddr>,
     next_source: AtomicUsize,
     options: ClientOptions,
+    /// Extra request header lines, each ending in CRLF.
+    extra_headers: String,
 }
 
 impl Endpoint {
@@ -132,7 +194,16 @@ impl Endpoint {
             sources,
             next_source: AtomicUsize::new(0),
             options,
+            extra_headers: String::new(),
         }
+    }
+
+    /// The endpoint, sending `headers` in every opening handshake too.
+    pub fn with_headers(mut self, headers: &[RequestHeader]) -> Self {
+        for h in headers {
+            self.extra_headers.push_str(&format!("{h}\r\n"));
+        }
+        self
     }
 
     /// The source addresses 127.0.0.1..=127.0.0.`count` (`count` clamped to 1..=254).
@@ -240,6 +311,7 @@ impl Endpoint {
             request.push_str(V1_PROTOCOL);
             request.push_str("\r\n");
         }
+        request.push_str(&self.extra_headers);
         request.push_str("\r\n");
         request
     }
@@ -687,5 +759,90 @@ mod tests {
         assert!(!p.server_no_context_takeover);
         assert_eq!(p.server_max_window_bits, 10);
         assert!(client_deflate_params(b"x-webkit-deflate-frame").is_err());
+    }
+
+    #[test]
+    fn request_headers_parse_and_refuse_hostile_input() {
+        let h: RequestHeader = "Origin:  https://bench.example.com ".parse().unwrap();
+        assert_eq!(h.to_string(), "Origin: https://bench.example.com");
+        let h: RequestHeader = "X-Empty:".parse().unwrap();
+        assert_eq!(h.to_string(), "X-Empty: ");
+        // The value may hold colons; only the first one splits.
+        let h: RequestHeader = "Authorization: Bearer a:b".parse().unwrap();
+        assert_eq!(h.to_string(), "Authorization: Bearer a:b");
+        for bad in [
+            "Origin",
+            "Origin https://x",
+            ": value",
+            "Bad Name: x",
+            "X-Split: a\r\nHost: evil",
+            "X-Lf: a\nb",
+            "X-Cr: a\rb",
+            "X-Nul: a\0b",
+            "X\r\nInjected: x",
+            "host: other",
+            "Sec-WebSocket-Protocol: bearer.x",
+        ] {
+            let e = bad.parse::<RequestHeader>();
+            assert!(e.is_err(), "{bad:?} accepted");
+        }
+        assert!("Authorization Bearer t"
+            .parse::<RequestHeader>()
+            .unwrap_err()
+            .contains("no colon"));
+        assert!("X-Split: a\r\nb"
+            .parse::<RequestHeader>()
+            .unwrap_err()
+            .contains("control character"));
+    }
+
+    /// The headers reach the server: a real listener reads the request head of a real
+    /// handshake (answered with 403, so the client reports the refusal).
+    #[tokio::test]
+    async fn extra_headers_are_sent_in_the_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed before the end of its head");
+                head.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let options = ClientOptions {
+            limits: Limits {
+                max_frame_bytes: 1 << 16,
+                max_message_bytes: 1 << 16,
+            },
+            read_reserve: 4096,
+            close_timeout: Duration::from_secs(5),
+            deflate: false,
+            v1: false,
+        };
+        let headers: Vec<RequestHeader> = [
+            "Origin: https://bench.example.com",
+            "Authorization: Bearer t",
+        ]
+        .iter()
+        .map(|h| h.parse().unwrap())
+        .collect();
+        let ep =
+            Endpoint::new(addr, "127.0.0.1", "/", vec![addr.ip()], options).with_headers(&headers);
+        let err = ep.connect().await.err().expect("a 403 is not a connection");
+        assert!(format!("{err:#}").contains("403"), "{err:#}");
+        let head = server.await.unwrap();
+        assert!(
+            head.contains("\r\nOrigin: https://bench.example.com\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nAuthorization: Bearer t\r\n"), "{head}");
+        assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
     }
 }

@@ -14,7 +14,8 @@
 //!   the last subscriber has the message, or publishing in a closed loop measures
 //!   sustained deliveries/s, every subscriber checked for every message (see `fanout`).
 //!
-//! Every subcommand can offer permessage-deflate (`--deflate`, RFC 7692, with the codec of
+//! Every subcommand can send extra request headers (`--header 'Origin: ...'`, repeatable)
+//! and offer permessage-deflate (`--deflate`, RFC 7692, with the codec of
 //! `switchboard-ws`) and the `switchboard.v1` subprotocol (`--switchboard-v1`,
 //! docs/protocol.md: the hello is read before a connection counts as open; `echo` then
 //! sends `m<n>:` messages and acks the server's every 32). `echo` counts the bytes on the
@@ -33,7 +34,9 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use switchboard_bench::fanout::{self, Audience, Deliveries, Publish, Published, SustainedOpts};
 use switchboard_bench::stats::{max_ms, median, micros, new_hist, round1, round2};
-use switchboard_bench::ws_client::{self, ClientOptions, End, Endpoint, Opened, Ws, WsUrl};
+use switchboard_bench::ws_client::{
+    self, ClientOptions, End, Endpoint, Opened, RequestHeader, Ws, WsUrl,
+};
 use switchboard_bench::{contains, http1, jsonl::emit, parse_decimal};
 use switchboard_ws::{close_code, Limits, Message};
 use tokio::sync::watch;
@@ -81,6 +84,11 @@ struct Target {
     /// Offer the `switchboard.v1` subprotocol and speak it (the server must select it).
     #[arg(long)]
     switchboard_v1: bool,
+    /// `Name: value`, a request header sent in every handshake (e.g. `Origin: https://a.b`,
+    /// `Authorization: Bearer TOKEN`); repeatable. Refused: no colon, a control character
+    /// (CR, LF, ...), or a header the client writes itself (Host, Upgrade, Sec-WebSocket-*).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<RequestHeader>,
 }
 
 #[derive(Args)]
@@ -207,13 +215,16 @@ fn endpoint(t: &Target) -> Result<Arc<Endpoint>> {
         deflate: t.deflate,
         v1: t.switchboard_v1,
     };
-    Ok(Arc::new(Endpoint::new(
-        SocketAddr::new(ip, port),
-        url.authority,
-        url.path,
-        sources,
-        options,
-    )))
+    Ok(Arc::new(
+        Endpoint::new(
+            SocketAddr::new(ip, port),
+            url.authority,
+            url.path,
+            sources,
+            options,
+        )
+        .with_headers(&t.headers),
+    ))
 }
 
 fn secs(s: f64) -> Duration {
