@@ -220,7 +220,7 @@ impl EdgeInner {
             connected_at_ms: handle.info.connected_at_ms,
             id: handle.info.id,
         };
-        let op = Op::UserConnections {
+        let op = || Op::UserConnections {
             user: user.to_string(),
             oldest: match mode {
                 OnUserLimit::Reject => 0,
@@ -228,10 +228,10 @@ impl EdgeInner {
             },
             rank_of: Some(me),
         };
-        let answer = match self.apply_op(op.clone()).await {
+        let answer = match self.apply_op(op()).await {
             Err(OpError::Unavailable | OpError::Timeout | OpError::Busy) => {
                 debug!(conn = %me.id, "per-user limit counted on this node alone: backplane unavailable");
-                self.apply_here(&op)
+                self.apply_here(&op())
             }
             other => other,
         };

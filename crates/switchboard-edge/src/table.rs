@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use switchboard_core::groups::{Membership, MembershipError};
+use switchboard_core::ops::UserConnection;
 use switchboard_core::ConnectionId;
 
 mod handle;
@@ -191,6 +192,39 @@ impl ConnectionTable {
     /// A user's connections, as handles (the user's shared snapshot).
     pub fn user_handles(&self, user: &str) -> Handles {
         self.membership.read().user_values(user).unwrap_or_default()
+    }
+
+    /// A user's connections not closing: how many, how many of them are older than
+    /// `rank_of`, and the `oldest` oldest, oldest first. Reads the index in place: no
+    /// snapshot is built, and nothing is allocated when `oldest` is 0.
+    pub fn user_connections(
+        &self,
+        user: &str,
+        rank_of: Option<UserConnection>,
+        oldest: usize,
+    ) -> (u64, u64, Vec<UserConnection>) {
+        let (mut count, mut older) = (0, 0);
+        let mut first: Vec<UserConnection> = Vec::new();
+        let m = self.membership.read();
+        for h in m.user_values_iter(user) {
+            if h.close_requested().is_some() {
+                continue;
+            }
+            let c = UserConnection {
+                connected_at_ms: h.info.connected_at_ms,
+                id: h.info.id,
+            };
+            count += 1;
+            older += u64::from(rank_of.is_some_and(|me| c < me));
+            if oldest == 0 || (first.len() == oldest && first[oldest - 1] <= c) {
+                continue;
+            }
+            // Kept sorted and at most `oldest` long.
+            let at = first.partition_point(|x| *x < c);
+            first.insert(at, c);
+            first.truncate(oldest);
+        }
+        (count, older, first)
     }
 
     /// Every connection, as handles.

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use switchboard_cluster::OpResult;
 use switchboard_core::event::ResponseExtension;
-use switchboard_core::ops::{
-    ConnectionView, Counts, Coverage, Op, OpError, Outcome, Target, UserConnection,
-};
+use switchboard_core::ops::{ConnectionView, Counts, Coverage, Op, OpError, Outcome, Target};
 
 use crate::inner::EdgeInner;
 use crate::table::{ConnHandle, ConnectionTable, SendError};
@@ -116,24 +114,12 @@ impl EdgeInner {
                 oldest,
                 rank_of,
             } => {
-                let mut open: Vec<UserConnection> = self
-                    .table
-                    .user_handles(user)
-                    .iter()
-                    .filter(|h| h.close_requested().is_none())
-                    .map(|h| UserConnection {
-                        connected_at_ms: h.info.connected_at_ms,
-                        id: h.info.id,
-                    })
-                    .collect();
-                let count = open.len() as u64;
-                let older = rank_of.map_or(0, |me| open.iter().filter(|c| **c < me).count());
-                open.sort_unstable();
-                open.truncate((*oldest).min(Op::MAX_OLDEST) as usize);
+                let limit = (*oldest).min(Op::MAX_OLDEST) as usize;
+                let (count, older, oldest) = self.table.user_connections(user, *rank_of, limit);
                 Ok(Outcome::UserConnections {
                     count,
-                    older: older as u64,
-                    oldest: open,
+                    older,
+                    oldest,
                     nodes: Coverage::ONE,
                 })
             }

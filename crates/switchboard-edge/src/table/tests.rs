@@ -292,3 +292,46 @@ fn fanout_cost() {
         );
     }
 }
+
+/// A user's count, rank and oldest, read from the index in place: the same as sorting
+/// every connection of the user, whatever order they were opened and closed in.
+#[test]
+fn a_users_connections_are_counted_ranked_and_the_oldest_listed() {
+    let table = ConnectionTable::new(4, 4096);
+    let ids = IdGenerator::new("t");
+    let mut open = Vec::new();
+    for i in 0..40u64 {
+        let (h, rx) = handle_from(&ids, 4, 4096);
+        let mut info = (*h.info).clone();
+        // Ages out of id order, with ties.
+        info.connected_at_ms = (i * 7919) % 13;
+        let h = ConnHandle::new(Arc::new(info), 4, 4096, 100).0;
+        drop(rx);
+        table.insert(h.clone());
+        table
+            .set_user(h.info.id, Some(if i % 4 == 0 { "other" } else { "u" }))
+            .unwrap();
+        if i % 5 == 0 {
+            h.request_close(CloseRequest::Deleted);
+        }
+        open.push(h);
+    }
+    let mut want: Vec<UserConnection> = open
+        .iter()
+        .filter(|h| table.user_of(h.info.id).as_deref() == Some("u"))
+        .filter(|h| h.close_requested().is_none())
+        .map(|h| UserConnection {
+            connected_at_ms: h.info.connected_at_ms,
+            id: h.info.id,
+        })
+        .collect();
+    want.sort();
+    let me = want[10];
+    for oldest in [0, 1, 3, 64] {
+        let (count, older, first) = table.user_connections("u", Some(me), oldest);
+        assert_eq!(count, want.len() as u64);
+        assert_eq!(older, 10);
+        assert_eq!(first, want[..oldest.min(want.len())], "oldest {oldest}");
+    }
+    assert_eq!(table.user_connections("nobody", None, 5), (0, 0, vec![]));
+}
