@@ -79,18 +79,24 @@ impl Drop for IpPlace {
 }
 
 /// Messages per second per user on this node (`access.messages_per_sec_per_user`): one
-/// token bucket per user, shared by the user's connections here.
+/// token bucket per user, shared by the user's connections here. A connection keeps its
+/// user's bucket ([`UserBucket`]) until its user changes, so a message costs one atomic
+/// load and the bucket's own lock, not two index lookups.
 pub(crate) struct UserRates {
     rate: u32,
     burst: u32,
-    buckets: Mutex<HashMap<Arc<str>, TokenBucket>>,
+    buckets: Mutex<HashMap<Arc<str>, UserBucket>>,
 }
 
+/// One user's message allowance, shared by the user's connections on this node.
+pub(crate) type UserBucket = Arc<Mutex<TokenBucket>>;
+
 impl UserRates {
-    /// Users tracked at most. A bucket is only kept while it is not full (its user sent
-    /// within the last `burst / rate` seconds); when this many are, full ones are
-    /// forgotten, and if none is, a message from a user not tracked is let through (the
-    /// per-connection `limits.messages_per_sec` still applies) rather than the map growing.
+    /// Users tracked at most. A bucket no connection holds and that is full (its user sent
+    /// nothing for `burst / rate` seconds) is forgotten when this many are tracked; if
+    /// every one is still in use, a new user's connection gets a bucket of its own,
+    /// untracked (the per-connection `limits.messages_per_sec` still applies), rather than
+    /// the map growing.
     const MAX_TRACKED: usize = 100_000;
 
     pub(crate) fn new(rate: u32, burst: u32) -> Self {
@@ -101,23 +107,22 @@ impl UserRates {
         }
     }
 
-    /// Takes one message of `user`'s allowance at `now_ns`.
-    pub(crate) fn allow(&self, user: &Arc<str>, now_ns: u64) -> bool {
+    /// `user`'s bucket, created full at `now_ns` if it has none.
+    pub(crate) fn bucket(&self, user: &Arc<str>, now_ns: u64) -> UserBucket {
         let mut map = self.buckets.lock();
-        if let Some(b) = map.get_mut(user) {
-            return b.try_take(now_ns);
+        if let Some(b) = map.get(user) {
+            return b.clone();
         }
+        let fresh = Arc::new(Mutex::new(TokenBucket::new(self.rate, self.burst, now_ns)));
         if map.len() >= Self::MAX_TRACKED {
-            map.retain(|_, b| !b.is_full(now_ns));
+            map.retain(|_, b| Arc::strong_count(b) > 1 || !b.lock().is_full(now_ns));
             if map.len() >= Self::MAX_TRACKED {
-                debug!("per-user message rate: too many users tracked, message let through");
-                return true;
+                debug!("per-user message rate: too many users tracked, a bucket of its own");
+                return fresh;
             }
         }
-        let mut b = TokenBucket::new(self.rate, self.burst, now_ns);
-        let ok = b.try_take(now_ns);
-        map.insert(user.clone(), b);
-        ok
+        map.insert(user.clone(), fresh.clone());
+        fresh
     }
 }
 
@@ -349,12 +354,14 @@ mod tests {
     fn user_rates_share_one_allowance_per_user() {
         let rates = UserRates::new(10, 3);
         let (u, v): (Arc<str>, Arc<str>) = ("u".into(), "v".into());
-        assert!((0..3).all(|_| rates.allow(&u, 0)));
-        assert!(!rates.allow(&u, 0));
+        let (u1, u2) = (rates.bucket(&u, 0), rates.bucket(&u, 0));
+        assert!((0..2).all(|_| u1.lock().try_take(0)));
+        assert!(u2.lock().try_take(0));
+        assert!(!u1.lock().try_take(0));
         // Another user has its own.
-        assert!(rates.allow(&v, 0));
+        assert!(rates.bucket(&v, 0).lock().try_take(0));
         // A tenth of a second later: one more for u.
-        assert!(rates.allow(&u, 100_000_000));
-        assert!(!rates.allow(&u, 100_000_000));
+        assert!(u2.lock().try_take(100_000_000));
+        assert!(!u1.lock().try_take(100_000_000));
     }
 }

@@ -136,7 +136,11 @@ impl ConnectionTable {
 
     /// Sets or clears a connection's user.
     pub fn set_user(&self, id: ConnectionId, user: Option<&str>) -> Result<(), MembershipError> {
-        self.membership.write().set_user(id, user)
+        self.membership.write().set_user(id, user)?;
+        if let Some(h) = self.get(&id) {
+            h.user_changed();
+        }
+        Ok(())
     }
 
     /// A connection's user.

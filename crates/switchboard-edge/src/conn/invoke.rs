@@ -69,8 +69,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         }
         if let Some(rates) = &self.edge.user_rates {
-            if let Some(user) = self.edge.table.user_of(self.handle.info.id) {
-                if !rates.allow(&user, self.edge.now_ns()) {
+            let now = self.edge.now_ns();
+            let changes = self.handle.user_changes();
+            if self.user_bucket.as_ref().map(|(n, _)| *n) != Some(changes) {
+                let user = self.edge.table.user_of(self.handle.info.id);
+                self.user_bucket = Some((changes, user.map(|u| rates.bucket(&u, now))));
+            }
+            if let Some((_, Some(bucket))) = &self.user_bucket {
+                if !bucket.lock().try_take(now) {
                     m.message_rejected("user_rate_limit");
                     self.start_close(close_code::POLICY, "rate limit exceeded");
                     return;

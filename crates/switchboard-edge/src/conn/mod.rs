@@ -83,6 +83,9 @@ pub(crate) struct Conn<S> {
     inbound: VecDeque<(Payload, Option<RouteTarget>, u64)>,
     in_flight: Vec<InFlight>,
     rate: Option<TokenBucket>,
+    /// Under `access.messages_per_sec_per_user`: the user's bucket (`None`: no user), as
+    /// of the handle's `user_changes` count.
+    user_bucket: Option<(u32, Option<crate::door::UserBucket>)>,
     timer: Pin<Box<Sleep>>,
     started: Instant,
     /// When the connection's credential expires (close 1008).
@@ -138,6 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             inbound: VecDeque::new(),
             in_flight: Vec::new(),
             rate,
+            user_bucket: None,
             timer: Box::pin(sleep_until(now + edge.settings.idle_timeout)),
             started: now,
             expires,

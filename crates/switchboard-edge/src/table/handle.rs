@@ -1,7 +1,7 @@
 //! A connection's handle: its bounded outbound queue and its close request, shared
 //! between the connection's task and everything that sends to it or closes it.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,6 +87,10 @@ pub struct ConnHandle {
     /// When the connection's credential expires, epoch ms (0: never); the task closes it
     /// with 1008 then.
     expires_at_ms: AtomicU64,
+    /// Bumped each time the connection's user is set or cleared, so the connection task
+    /// can keep what it derived from the user (its per-user message bucket) without
+    /// reading the membership index for every message.
+    user_changes: AtomicU32,
     /// A resumable session whose socket dropped: here until its client comes back.
     pub(crate) parked: Mutex<Option<Box<crate::session::Parked>>>,
 }
@@ -117,6 +121,7 @@ impl ConnHandle {
                 last_active_ms: AtomicU64::new(last),
                 state: Mutex::new(Vec::new()),
                 expires_at_ms: AtomicU64::new(0),
+                user_changes: AtomicU32::new(0),
                 parked: Mutex::new(None),
             }),
             rx,
@@ -195,6 +200,15 @@ impl ConnHandle {
             .unwrap_or(1)
             .max(1);
         self.expires_at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How many times the connection's user was set or cleared.
+    pub(crate) fn user_changes(&self) -> u32 {
+        self.user_changes.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn user_changed(&self) {
+        self.user_changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// When the connection's credential expires, epoch ms.

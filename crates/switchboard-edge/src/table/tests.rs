@@ -335,3 +335,20 @@ fn a_users_connections_are_counted_ranked_and_the_oldest_listed() {
     }
     assert_eq!(table.user_connections("nobody", None, 5), (0, 0, vec![]));
 }
+
+/// Every change of a connection's user is seen by its task (which keeps the user's message
+/// bucket until then), and only a change is.
+#[test]
+fn setting_a_user_is_counted_on_the_handle() {
+    let table = ConnectionTable::new(4, 4096);
+    let (h, _rx) = handle(4, 4096);
+    table.insert(h.clone());
+    let before = h.user_changes();
+    table.set_user(h.info.id, Some("u")).unwrap();
+    table.set_user(h.info.id, Some("v")).unwrap();
+    table.set_user(h.info.id, None).unwrap();
+    assert_eq!(h.user_changes(), before + 3);
+    assert!(table.set_user(h.info.id, Some("")).is_err());
+    let _ = table.join(h.info.id, "g");
+    assert_eq!(h.user_changes(), before + 3);
+}
