@@ -251,18 +251,22 @@ impl EdgeInner {
         };
         let verdict = judge(max, mode, &me, count, older, &oldest);
         if let UserLimit::Evict(victims) = &verdict {
+            let mut closed = 0;
             for v in victims {
                 let close = Op::Close {
                     to: Target::Connection { id: v.id },
                     why: CloseWhy::UserLimit,
                 };
                 // Closed already, or on a node that just went: nothing left to do.
-                if let Err(e) = self.apply_op(close).await {
-                    debug!(conn = %v.id, error = %e, "oldest connection of the user not closed");
+                match self.apply_op(close).await {
+                    Ok(_) => closed += 1,
+                    Err(e) => {
+                        debug!(conn = %v.id, error = %e, "oldest connection of the user not closed")
+                    }
                 }
             }
-            self.metrics.user_limit_closed.inc_by(victims.len() as u64);
-            info!(conn = %me.id, %user, closed = victims.len(), "per-user connection limit: oldest closed");
+            self.metrics.user_limit_closed.inc_by(closed);
+            info!(conn = %me.id, %user, closed, "per-user connection limit: oldest closed");
         }
         verdict
     }
