@@ -84,20 +84,7 @@ LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 # credentials
 
 SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-TOKEN="$(python3 - "$SECRET" <<'EOF'
-import base64, hashlib, hmac, json, sys, time
-
-def b64(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-now = int(time.time())
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-body = b64(json.dumps({"sub": "bench-user", "iat": now, "exp": now + 10 * 365 * 86400},
-                      separators=(",", ":")).encode())
-sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-print(f"{head}.{body}.{b64(sig)}")
-EOF
-)"
+TOKEN="$(bench_hs256_token "$SECRET" bench-user)"
 AUTH="Authorization: Bearer $TOKEN"
 GOOD_ORIGIN="https://bench.example.com"
 EVIL_ORIGIN="https://evil.example.net"

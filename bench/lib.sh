@@ -127,6 +127,24 @@ bench_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# bench_hs256_token SECRET SUB: an HS256 JWT for `sub` SUB, signed with SECRET, valid for
+# ten years (for gateways with a `jwt` authorizer).
+bench_hs256_token() {
+    python3 - "$1" "$2" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+now = int(time.time())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+body = b64(json.dumps({"sub": sys.argv[2], "iat": now, "exp": now + 10 * 365 * 86400},
+                      separators=(",", ":")).encode())
+sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+print(f"{head}.{body}.{b64(sig)}")
+EOF
+}
+
 # bench_cpu_ticks PID...: user + system CPU of the processes (all their threads), in clock
 # ticks (0 for one that is gone); parsed after the last ')' so a command name with spaces
 # cannot shift the fields.
@@ -283,11 +301,11 @@ EOF
     } >"$1"
 }
 
-# bench_gateway_config FILE [EXTRA_TOML]: bench_gateway_toml with the management API open
-# and the builtin echo (two-way) as the `$default` route, plus EXTRA_TOML (e.g. a
-# [compression] or [resume] table).
+# bench_gateway_config FILE [EXTRA_TOML [SERVER_KEYS]]: bench_gateway_toml (with
+# SERVER_KEYS) with the management API open and the builtin echo (two-way) as the
+# `$default` route, plus EXTRA_TOML (e.g. a [compression] or [resume] table).
 bench_gateway_config() {
-    bench_gateway_toml "$1" <<EOF
+    bench_gateway_toml "$1" "${3:-}" <<EOF
 [management]
 auth = "none"
 

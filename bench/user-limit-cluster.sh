@@ -34,15 +34,7 @@ trap 'bench_cleanup 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
 SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-TOKEN="$(python3 - "$SECRET" <<'EOF'
-import base64, hashlib, hmac, json, sys, time
-b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
-h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-p = b(json.dumps({"sub": "bench-user", "exp": int(time.time()) + 10 * 365 * 86400}).encode())
-sig = b(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
-print(f"{h}.{p}.{sig}")
-EOF
-)"
+TOKEN="$(bench_hs256_token "$SECRET" bench-user)"
 
 REDIS_PORT=$(bench_free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
@@ -69,8 +61,7 @@ token_sources = ["header"]
 
 $extra
 EOF
-)"
-    sed -i "s/^\[server\]$/[server]\nnode_id = \"$name\"/" "$OUT/$name.toml"
+)" "node_id = \"$name\""
     bench_start_gateway "$name" "$OUT/$name.toml"
 }
 
