@@ -3,35 +3,18 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::function_server::{proxy, FunctionServer, Reply};
 use common::*;
-use hmac::{Hmac, Mac};
 
 const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!!";
 const TOKEN: &str = "test-token-0123456789";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn jwt(claims: serde_json::Value, secret: &str) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{header}.{payload}").as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{header}.{payload}.{sig}")
-}
-
 fn good_claims() -> serde_json::Value {
-    serde_json::json!({"sub": "user-42", "exp": now() + 600, "aud": "chat", "iss": "tests", "roles": ["room:a", "room:b"], "email": "ada@example.com"})
+    serde_json::json!({"sub": "user-42", "exp": unix_now() + 600, "aud": "chat", "iss": "tests", "roles": ["room:a", "room:b"], "email": "ada@example.com"})
 }
 
 async fn jwt_gateway(fs: &FunctionServer, extra: &str) -> Gateway {
@@ -108,7 +91,7 @@ async fn jwt_tokens_from_every_position_and_every_refusal() {
     })
     .await;
     let gw = jwt_gateway(&fs, "").await;
-    let good = jwt(good_claims(), SECRET);
+    let good = hs256_jwt(good_claims(), SECRET);
     let bearer = format!("Bearer {good}");
     let hs = |headers: Vec<(&'static str, String)>, path: String| {
         let headers: Vec<(&'static str, &'static str)> = headers
@@ -163,9 +146,9 @@ async fn jwt_tokens_from_every_position_and_every_refusal() {
 
     // Refusals.
     let mut expired = good_claims();
-    expired["exp"] = (now() - 10).into();
+    expired["exp"] = (unix_now() - 10).into();
     let mut early = good_claims();
-    early["nbf"] = (now() + 300).into();
+    early["nbf"] = (unix_now() + 300).into();
     let mut wrong_aud = good_claims();
     wrong_aud["aud"] = "other".into();
     let none_alg = format!(
@@ -173,8 +156,8 @@ async fn jwt_tokens_from_every_position_and_every_refusal() {
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(good_claims().to_string())
     );
-    let bad_signature = jwt(good_claims(), "a-different-secret-of-32-bytes-or-more");
-    let expired = jwt(expired, SECRET);
+    let bad_signature = hs256_jwt(good_claims(), "a-different-secret-of-32-bytes-or-more");
+    let expired = hs256_jwt(expired, SECRET);
     // Each refusal: its status, AWS's message for it, its metric label and its log reason.
     let cases: Vec<(String, u16, &str, &str, &str)> = vec![
         (
@@ -186,14 +169,14 @@ async fn jwt_tokens_from_every_position_and_every_refusal() {
         ),
         (expired.clone(), 403, "Forbidden", "auth_expired", "expired"),
         (
-            jwt(early, SECRET),
+            hs256_jwt(early, SECRET),
             403,
             "Forbidden",
             "auth_claims",
             "not_yet_valid",
         ),
         (
-            jwt(wrong_aud, SECRET),
+            hs256_jwt(wrong_aud, SECRET),
             403,
             "Forbidden",
             "auth_claims",
@@ -291,8 +274,9 @@ async fn an_expiring_token_closes_the_connection_with_1008() {
     let fs = FunctionServer::start(|_| proxy(200, "")).await;
     let gw = jwt_gateway(&fs, "close_on_expiry = true").await;
     let mut claims = good_claims();
-    claims["exp"] = (now() + 2).into();
-    let auth: &'static str = Box::leak(format!("Bearer {}", jwt(claims, SECRET)).into_boxed_str());
+    claims["exp"] = (unix_now() + 2).into();
+    let auth: &'static str =
+        Box::leak(format!("Bearer {}", hs256_jwt(claims, SECRET)).into_boxed_str());
     let mut c = connect_with(
         gw.ws,
         Handshake {

@@ -10,13 +10,10 @@ mod common;
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use common::function_server::{FunctionServer, Reply};
 use common::*;
-use hmac::{Hmac, Mac};
 use support::Engine;
 use switchboard_ws::Message;
 
@@ -32,17 +29,10 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn token(user: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::json!({"sub": user, "exp": exp}).to_string());
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{header}.{payload}").as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{header}.{payload}.{sig}")
+    hs256_jwt(
+        serde_json::json!({"sub": user, "exp": unix_now() + 600}),
+        SECRET,
+    )
 }
 
 /// A gateway whose users come from a JWT's `sub`, echoing every message.
