@@ -61,27 +61,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let m = &self.edge.metrics;
         m.messages_in.inc();
         m.bytes_in.inc_by(payload.data.len() as u64);
-        if let Some(rate) = &mut self.rate {
-            if !rate.try_take(self.edge.now_ns()) {
-                m.message_rejected("rate_limit");
-                self.start_close(close_code::POLICY, "rate limit exceeded");
-                return;
-            }
-        }
-        if let Some(rates) = &self.edge.user_rates {
-            let now = self.edge.now_ns();
-            let changes = self.handle.user_changes();
-            if self.user_bucket.as_ref().map(|(n, _)| *n) != Some(changes) {
-                let user = self.edge.table.user_of(self.handle.info.id);
-                self.user_bucket = Some((changes, user.map(|u| rates.bucket(&u, now))));
-            }
-            if let Some((_, Some(bucket))) = &self.user_bucket {
-                if !bucket.lock().try_take(now) {
-                    m.message_rejected("user_rate_limit");
-                    self.start_close(close_code::POLICY, "rate limit exceeded");
-                    return;
-                }
-            }
+        if let Err(reason) = self.take_allowance() {
+            self.edge.metrics.message_rejected(reason);
+            self.start_close(close_code::POLICY, "rate limit exceeded");
+            return;
         }
         if payload.binary && self.edge.settings.reject_binary {
             self.start_close(close_code::UNSUPPORTED, "binary messages are not accepted");
@@ -93,6 +76,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .select(&payload.data, !payload.binary)
             .map(|sel| sel.target.clone());
         self.inbound.push_back((payload, target, seq));
+    }
+
+    /// Takes one message from the connection's allowance (`limits.messages_per_sec`) and
+    /// its user's (`access.messages_per_sec_per_user`): the metric label of the one that
+    /// ran out, if one did. The clock is read once, and only when a limit is set.
+    fn take_allowance(&mut self) -> Result<(), &'static str> {
+        if self.rate.is_none() && self.edge.user_rates.is_none() {
+            return Ok(());
+        }
+        let now = self.edge.now_ns();
+        if let Some(rate) = &mut self.rate {
+            if !rate.try_take(now) {
+                return Err("rate_limit");
+            }
+        }
+        if let Some(rates) = &self.edge.user_rates {
+            // The user's bucket, kept until the handle says its user changed.
+            let changes = self.handle.user_changes();
+            if self.user_bucket.as_ref().map(|(n, _)| *n) != Some(changes) {
+                let user = self.edge.table.user_of(self.handle.info.id);
+                self.user_bucket = Some((changes, user.map(|u| rates.bucket(&u, now))));
+            }
+            if let Some((_, Some(bucket))) = &self.user_bucket {
+                if !bucket.lock().try_take(now) {
+                    return Err("user_rate_limit");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Finishes invocations in flight and starts the next ones: in arrival order, one at a
