@@ -415,11 +415,7 @@ pub(crate) fn refuse_access(
     origin: Option<&HeaderValue>,
 ) -> Response<Full<Bytes>> {
     let reason = reject.label();
-    let n = m
-        .handshakes_rejected
-        .get_or_create(&crate::metrics::ReasonLabel { reason })
-        .inc()
-        + 1;
+    let n = m.reject(reason);
     if n.is_power_of_two() {
         info!(%client, ?origin, reason, refused_total = n, "handshake refused by [access]");
     } else {

@@ -146,10 +146,11 @@ impl EdgeMetrics {
             .inc();
     }
 
-    /// Counts a refused handshake.
-    pub fn reject(&self, reason: &'static str) {
+    /// Counts a refused handshake; the count of its reason so far, this one included.
+    pub fn reject(&self, reason: &'static str) -> u64 {
         self.handshakes_rejected
             .get_or_create(&ReasonLabel { reason })
-            .inc();
+            .inc()
+            + 1
     }
 }
