@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ struct ConnState {
     /// Over TLS: the first TLS error the stream met (a client certificate refused after
     /// a TLS 1.3 handshake arrives as an alert on the first read). `h2` keeps only the
     /// text of I/O errors, so it is caught here, under `h2`, to be reported as itself.
-    tls: Mutex<Option<TlsFailure>>,
+    tls: OnceLock<TlsFailure>,
 }
 
 /// Why a request did not get its answer on a connection.
@@ -181,7 +181,7 @@ impl Pool {
             dead: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             first: AtomicU8::new(FIRST_UNKNOWN),
-            tls: Mutex::new(None),
+            tls: OnceLock::new(),
         });
         let io = Sniff::new(io, Arc::clone(&state));
         let (send, connection) = self
@@ -338,18 +338,22 @@ impl Conn {
 
     /// The TLS failure that broke the connection, if that is what happened.
     fn tls_failure(&self) -> Option<Fail> {
-        let failure = self.state.tls.lock().clone()?;
+        let failure = self.state.tls.get()?.clone();
         Some(Fail::Error(InvokeError::Tls(failure)))
     }
 
-    /// A failure before the request went out: a retry is safe, unless the server does not
-    /// speak HTTP/2 at all.
+    /// What failed the whole connection, whatever `h2` says of the stream: a TLS error,
+    /// or a server that does not speak HTTP/2.
+    fn fatal(&self) -> Option<Fail> {
+        self.tls_failure()
+            .or_else(|| (!self.spoke_h2()).then(|| Fail::Error(failed(NOT_H2))))
+    }
+
+    /// A failure before the request went out: a retry is safe, unless the connection
+    /// itself failed.
     fn unsent(&self, e: &h2::Error) -> Fail {
-        if let Some(tls) = self.tls_failure() {
-            return tls;
-        }
-        if !self.spoke_h2() {
-            return Fail::Error(failed(NOT_H2));
+        if let Some(f) = self.fatal() {
+            return f;
         }
         tracing::debug!(error = %e, "HTTP/2 stream not opened; retrying elsewhere");
         self.state.closing.store(true, Ordering::Relaxed);
@@ -358,11 +362,8 @@ impl Conn {
 
     /// A failure once the request may have gone out.
     fn broke(&self, e: &h2::Error) -> Fail {
-        if let Some(tls) = self.tls_failure() {
-            return tls;
-        }
-        if !self.spoke_h2() {
-            return Fail::Error(failed(NOT_H2));
+        if let Some(f) = self.fatal() {
+            return f;
         }
         let reason = e.reason();
         if e.is_remote() {
@@ -422,14 +423,8 @@ impl<T> Sniff<T> {
     /// Notes a TLS error (the first one) so the invocations it fails report it as such.
     fn note<V>(&self, poll: Poll<std::io::Result<V>>) -> Poll<std::io::Result<V>> {
         if let Poll::Ready(Err(e)) = &poll {
-            if let Some(tls) = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                self.state
-                    .tls
-                    .lock()
-                    .get_or_insert_with(|| TlsFailure::from_rustls(tls));
+            if let Some(tls) = TlsFailure::from_io(e) {
+                let _ = self.state.tls.set(tls);
             }
         }
         poll
@@ -562,7 +557,7 @@ mod tests {
                 dead: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
                 first: AtomicU8::new(FIRST_UNKNOWN),
-                tls: Mutex::new(None),
+                tls: OnceLock::new(),
             }),
         )
     }

@@ -242,13 +242,16 @@ impl TlsFailure {
     /// [`rustls::Error`] in the [`std::io::Error`]; anything else is an I/O failure during
     /// the handshake.
     pub fn classify(error: &std::io::Error) -> Self {
-        match error
+        Self::from_io(error).unwrap_or_else(|| Self::Handshake(capped(error.to_string())))
+    }
+
+    /// The cause of an I/O error that carries a [`rustls::Error`] (as tokio-rustls wraps
+    /// it), if it carries one.
+    pub fn from_io(error: &std::io::Error) -> Option<Self> {
+        error
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            Some(e) => Self::from_rustls(e),
-            None => Self::Handshake(capped(error.to_string())),
-        }
+            .map(Self::from_rustls)
     }
 
     /// The cause of a [`rustls::Error`].

@@ -138,10 +138,7 @@ impl Stream for TlsStream<TcpStream> {
     }
 
     fn tls_failure(error: &std::io::Error) -> Option<TlsFailure> {
-        error
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .map(TlsFailure::from_rustls)
+        TlsFailure::from_io(error)
     }
 }
 
