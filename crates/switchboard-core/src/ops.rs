@@ -167,6 +167,16 @@ impl Op {
         }
     }
 
+    /// How many ids a listing answers with at most (its page, or the oldest connections
+    /// of a user, bounded by [`Op::MAX_OLDEST`]); `None` for an operation that lists none.
+    pub fn listed(&self) -> Option<usize> {
+        match self {
+            Op::Members { limit, .. } => Some(*limit as usize),
+            Op::UserConnections { oldest, .. } => Some((*oldest).min(Op::MAX_OLDEST) as usize),
+            _ => None,
+        }
+    }
+
     /// The connection the operation addresses, if it addresses exactly one.
     pub fn connection(&self) -> Option<ConnectionId> {
         match self {

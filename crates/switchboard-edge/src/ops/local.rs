@@ -109,12 +109,8 @@ impl EdgeInner {
                 size: self.table.group_len(group) as u64,
                 nodes: Coverage::ONE,
             }),
-            Op::UserConnections {
-                user,
-                oldest,
-                rank_of,
-            } => {
-                let limit = (*oldest).min(Op::MAX_OLDEST) as usize;
+            Op::UserConnections { user, rank_of, .. } => {
+                let limit = op.listed().unwrap_or(0);
                 let (count, older, oldest) = self.table.user_connections(user, *rank_of, limit);
                 Ok(Outcome::UserConnections {
                     count,

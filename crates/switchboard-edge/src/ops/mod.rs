@@ -315,11 +315,7 @@ impl EdgeInner {
         }
         let here = self.apply_here(&op)?;
         // Each node answers its first `limit`; the page is the first `limit` of them all.
-        let page = match &op {
-            Op::Members { limit, .. } => Some(*limit as usize),
-            Op::UserConnections { oldest, .. } => Some((*oldest).min(Op::MAX_OLDEST) as usize),
-            _ => None,
-        };
+        let page = op.listed();
         let gathered = self.backplane.gather(op).await.map_err(from_backplane)?;
         let mut nodes = Coverage {
             answered: 1,
